@@ -1,0 +1,57 @@
+"""minimix: a NumPy-from-scratch deep-learning library that teaches MixConv and MixNet.
+
+    import minimix as mm
+    x = mm.Tensor([[1.0, 2.0]], requires_grad=True)
+    (x * x).sum().backward()
+    x.grad  # -> [[2., 4.]]
+
+Heavy pieces (Numba kernels, matplotlib) load lazily, so ``import minimix`` is quick.
+"""
+from . import ops
+from .gradcheck import GradcheckError, gradcheck
+from .ops import cat, concatenate, split
+from .random import manual_seed
+from .tensor import Function, Tensor, is_grad_enabled, no_grad
+
+__version__ = "0.1.0"
+
+
+def tensor(data, requires_grad=False, dtype=None) -> Tensor:
+    """Build a Tensor (``torch.tensor`` spelling)."""
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+def zeros(*shape, dtype="float32", requires_grad=False) -> Tensor:
+    import numpy as np
+
+    shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    return Tensor(np.zeros(shape, dtype=dtype), requires_grad=requires_grad)
+
+
+def ones(*shape, dtype="float32", requires_grad=False) -> Tensor:
+    import numpy as np
+
+    shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    return Tensor(np.ones(shape, dtype=dtype), requires_grad=requires_grad)
+
+
+def randn(*shape, dtype="float32", requires_grad=False) -> Tensor:
+    """Standard-normal tensor drawn from minimix's seeded generator."""
+    from .random import generator
+
+    shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    return Tensor(generator().standard_normal(shape).astype(dtype), requires_grad=requires_grad)
+
+
+def __getattr__(name):  # lazy subpackages: minimix.nn, minimix.optim, ...
+    import importlib
+
+    if name in {"nn", "optim", "models", "data", "viz", "kernels", "lessons", "train"}:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'minimix' has no attribute {name!r}")
+
+
+__all__ = [
+    "Tensor", "Function", "no_grad", "is_grad_enabled", "gradcheck", "GradcheckError",
+    "manual_seed", "tensor", "zeros", "ones", "randn", "cat", "concatenate", "split",
+]

@@ -1,0 +1,183 @@
+"""``Module``: a container of parameters, buffers and sub-modules, as in PyTorch.
+
+Parameters and sub-modules are found by looking at the module's attributes (in
+the order they were set), including lists/tuples of modules, so names come out
+as in PyTorch: ``blocks.0.conv.weight``. Buffers (non-learned state such as
+BatchNorm's running mean) are registered with ``register_buffer``.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that a Module owns and an optimizer updates (requires_grad=True)."""
+
+    __slots__ = ()
+
+    def __init__(self, data, requires_grad: bool = True):
+        super().__init__(data.data if isinstance(data, Tensor) else data, requires_grad=requires_grad)
+
+    def __repr__(self):
+        return "Parameter(" + super().__repr__()[len("Tensor("):]
+
+
+class Module:
+    """Base class of layers and models: subclass it, set attributes in ``__init__``,
+    and write ``forward``. Calling the module calls ``forward``."""
+
+    def __init__(self):
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_buffer_names", [])
+
+    def forward(self, *args, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must implement forward()")
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # -- discovery ---------------------------------------------------------------
+    def _check_init(self):
+        if "_buffer_names" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
+
+    def named_children(self):
+        self._check_init()
+        for name, value in self.__dict__.items():
+            if isinstance(value, Module):
+                yield name, value
+            elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value):
+                for i, child in enumerate(value):
+                    yield f"{name}.{i}", child
+
+    def children(self):
+        return (m for _, m in self.named_children())
+
+    def named_modules(self, prefix=""):
+        """This module and every descendant, depth first, with dotted names."""
+        stack = [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            yield name, module
+            kids = [(f"{name}.{n}" if name else n, m) for n, m in module.named_children()]
+            stack.extend(reversed(kids))
+
+    def modules(self):
+        return (m for _, m in self.named_modules())
+
+    def named_parameters(self, prefix=""):
+        seen = set()
+        for mname, module in self.named_modules(prefix):
+            for pname, value in module.__dict__.items():
+                if isinstance(value, Parameter) and id(value) not in seen:
+                    seen.add(id(value))
+                    yield (f"{mname}.{pname}" if mname else pname), value
+                elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Parameter) for v in value):
+                    for i, p in enumerate(value):
+                        if id(p) not in seen:
+                            seen.add(id(p))
+                            yield (f"{mname}.{pname}.{i}" if mname else f"{pname}.{i}"), p
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def register_buffer(self, name: str, array: np.ndarray):
+        """Keep ``array`` as state that is saved and loaded but not trained."""
+        self._check_init()
+        if name not in self._buffer_names:
+            self._buffer_names.append(name)
+        object.__setattr__(self, name, array)
+
+    def named_buffers(self):
+        for mname, module in self.named_modules():
+            for bname in module._buffer_names:
+                yield (f"{mname}.{bname}" if mname else bname), getattr(module, bname)
+
+    # -- modes and gradients -------------------------------------------------------
+    def train(self, mode: bool = True):
+        for m in self.modules():
+            object.__setattr__(m, "training", mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+    # -- state ---------------------------------------------------------------------
+    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+        """Parameters then buffers, by dotted name, as NumPy arrays (copies)."""
+        state = OrderedDict((n, p.data.copy()) for n, p in self.named_parameters())
+        state.update((n, np.array(b, copy=True)) for n, b in self.named_buffers())
+        return state
+
+    def load_state_dict(self, state: dict, strict: bool = True):
+        """Copy arrays into parameters and buffers by name.
+
+        Every problem is reported at once: missing keys, unexpected keys, and
+        shape mismatches (with both shapes). Values are cast to each target's dtype.
+        """
+        params = dict(self.named_parameters())
+        buffers = {n: None for n, _ in self.named_buffers()}
+        own = set(params) | set(buffers)
+        missing = [k for k in list(params) + list(buffers) if k not in state]
+        unexpected = [k for k in state if k not in own]
+        wrong = [
+            f"{k}: checkpoint {tuple(np.shape(state[k]))} vs model {tuple(self._lookup(k).shape)}"
+            for k in own
+            if k in state and tuple(np.shape(state[k])) != tuple(self._lookup(k).shape)
+        ]
+        problems = []
+        if wrong:
+            problems.append("shape mismatch:\n  " + "\n  ".join(sorted(wrong)))
+        if strict and missing:
+            problems.append("missing keys:\n  " + "\n  ".join(missing))
+        if strict and unexpected:
+            problems.append("unexpected keys:\n  " + "\n  ".join(unexpected))
+        if problems:
+            raise KeyError(f"load_state_dict into {type(self).__name__} failed:\n" + "\n".join(problems))
+        for k in own:
+            if k not in state:
+                continue
+            value = np.asarray(state[k])
+            if k in params:
+                params[k].data = value.astype(params[k].dtype, copy=True)
+            else:
+                owner, attr = self._owner(k)
+                old = getattr(owner, attr)
+                owner.register_buffer(attr, value.astype(np.asarray(old).dtype, copy=True))
+        return self
+
+    def _owner(self, dotted):
+        modules = dict(self.named_modules())
+        mname, _, attr = dotted.rpartition(".")
+        return modules[mname], attr
+
+    def _lookup(self, dotted):
+        owner, attr = self._owner(dotted)
+        value = getattr(owner, attr, None)
+        if value is None and attr.isdigit():  # a list of parameters
+            mname, _, lname = dotted.rpartition(".")[0].rpartition(".")
+            return getattr(dict(self.named_modules())[mname], lname)[int(attr)]
+        return value
+
+    # -- display ---------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        kids = list(self.named_children())
+        if not kids:
+            return lines[0] + ")"
+        for name, child in kids:
+            body = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {body}")
+        return "\n".join(lines) + "\n)"

@@ -1,0 +1,213 @@
+"""Element-wise ops. Each is ``y = f(x)`` (or ``f(a, b)`` with broadcasting) and
+its backward is the local derivative times the incoming gradient."""
+import numpy as np
+
+from ..tensor import Function, Tensor, tensor_method
+
+
+# -- binary arithmetic (broadcasting; the engine sums gradients back to each input's shape)
+class Add(Function):
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, g):
+        return g, g
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, g):
+        return g, -g
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, g):
+        return g * self.b, g * self.a
+
+
+class Div(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, g):
+        gb = g / self.b
+        return gb, -gb * self.a / self.b
+
+
+class Pow(Function):
+    """a ** b; d/da = b a^(b-1), d/db = a^b log a."""
+
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        self.out = a**b
+        return self.out
+
+    def backward(self, g):
+        ga = g * self.b * self.a ** (self.b - 1)
+        gb = None
+        if self.parents[1].requires_grad:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gb = g * self.out * np.log(self.a)
+        return ga, gb
+
+
+@tensor_method("add", "__add__", "__radd__")
+def add(a, b):
+    return Add.apply(a, b)
+
+
+@tensor_method("sub", "__sub__")
+def sub(a, b):
+    return Sub.apply(a, b)
+
+
+@tensor_method("mul", "__mul__", "__rmul__")
+def mul(a, b):
+    return Mul.apply(a, b)
+
+
+@tensor_method("div", "__truediv__")
+def div(a, b):
+    return Div.apply(a, b)
+
+
+@tensor_method("pow", "__pow__")
+def pow(a, b):
+    return Pow.apply(a, b)
+
+
+Tensor.__rsub__ = lambda self, other: Sub.apply(other, self)
+Tensor.__rtruediv__ = lambda self, other: Div.apply(other, self)
+Tensor.__rpow__ = lambda self, other: Pow.apply(other, self)
+
+
+# -- unary ops -------------------------------------------------------------------------
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, g):
+        return (-g,)
+
+
+class Exp(Function):
+    def forward(self, x):
+        self.y = np.exp(x)
+        return self.y
+
+    def backward(self, g):
+        return (g * self.y,)
+
+
+class Log(Function):
+    def forward(self, x):
+        self.x = x
+        return np.log(x)
+
+    def backward(self, g):
+        return (g / self.x,)
+
+
+class Sqrt(Function):
+    def forward(self, x):
+        self.y = np.sqrt(x)
+        return self.y
+
+    def backward(self, g):
+        return (g / (2 * self.y),)
+
+
+class ReLU(Function):
+    """max(x, 0); the gradient passes where x > 0."""
+
+    def forward(self, x):
+        self.mask = x > 0
+        return np.maximum(x, 0)
+
+    def backward(self, g):
+        return (g * self.mask,)
+
+
+class Sigmoid(Function):
+    """s = 1 / (1 + e^-x); ds/dx = s (1 - s)."""
+
+    def forward(self, x):
+        self.s = _sigmoid(x)
+        return self.s
+
+    def backward(self, g):
+        return (g * self.s * (1 - self.s),)
+
+
+class SiLU(Function):
+    """Swish: x * s(x); d/dx = s(x) (1 + x (1 - s(x)))."""
+
+    def forward(self, x):
+        self.x, self.s = x, _sigmoid(x)
+        return x * self.s
+
+    def backward(self, g):
+        s = self.s
+        return (g * (s * (1 + self.x * (1 - s))),)
+
+
+class Tanh(Function):
+    def forward(self, x):
+        self.y = np.tanh(x)
+        return self.y
+
+    def backward(self, g):
+        return (g * (1 - self.y * self.y),)
+
+
+def _sigmoid(x):
+    """Numerically stable logistic function (no overflow for large |x|)."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+@tensor_method("neg", "__neg__")
+def neg(x):
+    return Neg.apply(x)
+
+
+@tensor_method("exp")
+def exp(x):
+    return Exp.apply(x)
+
+
+@tensor_method("log")
+def log(x):
+    return Log.apply(x)
+
+
+@tensor_method("sqrt")
+def sqrt(x):
+    return Sqrt.apply(x)
+
+
+@tensor_method("relu")
+def relu(x):
+    return ReLU.apply(x)
+
+
+@tensor_method("sigmoid")
+def sigmoid(x):
+    return Sigmoid.apply(x)
+
+
+@tensor_method("silu", "swish")
+def silu(x):
+    return SiLU.apply(x)
+
+
+@tensor_method("tanh")
+def tanh(x):
+    return Tanh.apply(x)

@@ -1,0 +1,177 @@
+"""Ops that move elements without changing them: reshape, permute, slicing,
+concatenation, splitting and padding. Their backward moves the gradient back."""
+import numpy as np
+
+from ..tensor import Function, Tensor, tensor_method
+
+
+class Reshape(Function):
+    def forward(self, x, shape):
+        self.in_shape = x.shape
+        return x.reshape(shape)
+
+    def backward(self, g):
+        return (g.reshape(self.in_shape),)
+
+
+class Permute(Function):
+    """Reorder axes; the backward applies the inverse permutation."""
+
+    def forward(self, x, axes):
+        if sorted(a % x.ndim for a in axes) != list(range(x.ndim)):
+            raise ValueError(f"permute: axes {axes} are not a permutation of the {x.ndim} dimensions")
+        self.inverse = np.argsort([a % x.ndim for a in axes])
+        return np.transpose(x, axes)
+
+    def backward(self, g):
+        return (np.transpose(g, self.inverse),)
+
+
+class GetItem(Function):
+    """x[index]; the backward scatters the gradient into zeros (adding where indices repeat)."""
+
+    def forward(self, x, index):
+        self.index, self.shape = index, x.shape
+        return x[index]
+
+    def backward(self, g):
+        out = np.zeros(self.shape, dtype=g.dtype)
+        if _is_basic_index(self.index):  # slices never repeat an element: plain assignment
+            out[self.index] = g
+        else:
+            np.add.at(out, self.index, g)
+        return (out,)
+
+
+def _is_basic_index(index):
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(p, (int, np.integer, slice)) or p is None or p is Ellipsis for p in parts)
+
+
+class Cat(Function):
+    """Concatenate along ``axis``; the backward cuts the gradient back into pieces."""
+
+    def forward(self, *xs, axis=0):
+        self.axis = axis
+        self.bounds = np.cumsum([x.shape[axis] for x in xs])[:-1]
+        return np.concatenate(xs, axis=axis)
+
+    def backward(self, g):
+        return tuple(np.split(g, self.bounds, axis=self.axis))
+
+
+class Pad(Function):
+    """Constant padding, ``pad_width`` as in ``np.pad``: ((before, after), ...) per axis."""
+
+    def forward(self, x, pad_width, value=0.0):
+        self.crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(pad_width, x.shape))
+        return np.pad(x, pad_width, constant_values=value)
+
+    def backward(self, g):
+        return (g[self.crop],)
+
+
+@tensor_method("reshape", "view")
+def reshape(x, *shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    return Reshape.apply(x, shape=shape)
+
+
+@tensor_method("permute")
+def permute(x, *axes):
+    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+        axes = tuple(axes[0])
+    return Permute.apply(x, axes=axes)
+
+
+@tensor_method("transpose")
+def transpose(x, dim0=None, dim1=None):
+    """Swap two axes (PyTorch style); with no axes given, reverse them all (NumPy's .T)."""
+    axes = list(range(x.ndim))
+    if dim0 is None:
+        axes.reverse()
+    else:
+        axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+    return Permute.apply(x, axes=tuple(axes))
+
+
+Tensor.T = property(lambda self: transpose(self))
+
+
+@tensor_method("flatten")
+def flatten(x, start_dim=0, end_dim=-1):
+    end = end_dim % x.ndim
+    shape = x.shape[:start_dim] + (-1,) + x.shape[end + 1:]
+    return Reshape.apply(x, shape=shape)
+
+
+def _getitem(x, index):
+    if isinstance(index, Tensor):
+        index = index.data
+    elif isinstance(index, tuple):
+        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return GetItem.apply(x, index=index)
+
+
+Tensor.__getitem__ = _getitem
+
+
+def cat(tensors, axis=0, *, dim=None):
+    """Concatenate along an existing axis (``torch.cat``)."""
+    if dim is not None:
+        axis = dim
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: needs at least one tensor")
+    ref = tensors[0].shape
+    for i, t in enumerate(tensors):
+        if t.ndim != len(ref) or any(a != b for j, (a, b) in enumerate(zip(t.shape, ref)) if j != axis % len(ref)):
+            raise ValueError(
+                f"cat: tensor {i} has shape {t.shape}, but all tensors must match {ref} "
+                f"except along axis {axis}"
+            )
+    return Cat.apply(*tensors, axis=axis % len(ref))
+
+
+concatenate = cat
+
+
+@tensor_method("split")
+def split(x, split_size_or_sections, axis=0, *, dim=None):
+    """Split along ``axis`` into pieces of the given size(s), as ``torch.split``.
+
+    An int gives equal pieces (the last may be smaller); a list gives each size.
+    Each piece is a differentiable slice of ``x``.
+    """
+    if dim is not None:
+        axis = dim
+    axis %= x.ndim
+    n = x.shape[axis]
+    if isinstance(split_size_or_sections, int):
+        sizes = [split_size_or_sections] * (n // split_size_or_sections)
+        if n % split_size_or_sections:
+            sizes.append(n % split_size_or_sections)
+    else:
+        sizes = list(split_size_or_sections)
+        if sum(sizes) != n:
+            raise ValueError(f"split: sizes {sizes} sum to {sum(sizes)}, but axis {axis} has {n} elements")
+    pieces, start = [], 0
+    for size in sizes:
+        index = (slice(None),) * axis + (slice(start, start + size),)
+        pieces.append(GetItem.apply(x, index=index))
+        start += size
+    return tuple(pieces)
+
+
+def pad(x, pad, value=0.0):
+    """Constant padding in PyTorch's convention: ``pad`` lists (before, after) pairs
+    starting from the LAST axis, e.g. ``(1, 1, 2, 2)`` pads W by 1 and H by 2."""
+    if len(pad) % 2 or len(pad) // 2 > x.ndim:
+        raise ValueError(f"pad: expected an even number of values (<= 2 * {x.ndim}), got {pad}")
+    if any(p < 0 for p in pad):
+        raise ValueError(f"pad: negative padding {pad} is not supported")
+    widths = [(0, 0)] * x.ndim
+    for i in range(len(pad) // 2):
+        widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    return Pad.apply(x, pad_width=tuple(widths), value=value)

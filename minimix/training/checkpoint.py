@@ -1,0 +1,207 @@
+"""Crash-safe checkpoints: NumPy arrays in an ``.npz``, everything else in a JSON file.
+
+A checkpoint is a pair of files in the run directory::
+
+    epoch-003-1f2e3d4c.npz   the arrays (weights, BatchNorm buffers, momentum buffers...)
+    last.json                the rest (config, epoch, metrics history, RNG state, scheduler)
+                             plus the name, size and SHA-256 of the .npz it belongs to
+
+``save_checkpoint`` takes one nested dict (``{"model": model.state_dict(), "epoch": 3, ...}``),
+moves every ``np.ndarray`` into the ``.npz`` and leaves a ``{"__array__": key}`` marker in its
+place in the JSON tree; ``load_checkpoint`` puts the arrays back.
+
+Why the ordering is safe: each file is written to a temporary name and then ``os.replace``'d
+(an atomic rename on POSIX and Windows), the ``.npz`` always gets a fresh name, and the JSON is
+written last. So a crash at any moment leaves either the old JSON naming the old ``.npz``
+(untouched) or the new JSON naming the new, complete ``.npz``. A data file that was truncated
+or swapped afterwards is caught by its size and checksum. Data files that no JSON names any
+more are deleted after a successful save.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "minimix-checkpoint-1"
+_ARRAY = "__array__"  # JSON marker: this value is the array stored in the .npz under this key
+_INT_KEYS = "__int_keys__"  # JSON marker: a dict whose keys were ints (optimizer state by parameter index)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupted, truncated, or does not match its partner."""
+
+
+def atomic_write(path, write) -> Path:
+    """Call ``write(binary_file)`` on a temporary file, then atomically rename it to ``path``.
+
+    Readers see either the old file or the complete new one, never half of it.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+# -- nested state <-> (JSON tree, arrays) ---------------------------------------------------------
+def _split(value, key: str, arrays: dict):
+    """Return a JSON-friendly copy of ``value``; arrays move into ``arrays[key]``.
+
+    Keys are the path to the value, e.g. ``model/blocks.0.conv.weight`` or ``optimizer/state/3/momentum_buffer``.
+    """
+    def child(k):
+        return f"{key}/{k}" if key else str(k)
+
+    if isinstance(value, np.ndarray):
+        arrays[key] = value
+        return {_ARRAY: key}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {k: _split(v, child(k), arrays) for k, v in value.items()}
+        if all(isinstance(k, (int, np.integer)) for k in value):
+            return {_INT_KEYS: {str(k): _split(v, child(k), arrays) for k, v in value.items()}}
+        raise TypeError(f"checkpoint: dict keys at '{key}' must be all str or all int, got {list(value)}")
+    if isinstance(value, (list, tuple)):
+        return [_split(v, child(i), arrays) for i, v in enumerate(value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"checkpoint: cannot store a {type(value).__name__} at '{key}'")
+
+
+def _join(value, arrays: dict):
+    """Inverse of ``_split``."""
+    if isinstance(value, dict):
+        if set(value) == {_ARRAY}:
+            return arrays[value[_ARRAY]]
+        if set(value) == {_INT_KEYS}:
+            return {int(k): _join(v, arrays) for k, v in value[_INT_KEYS].items()}
+        return {k: _join(v, arrays) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_join(v, arrays) for v in value]
+    return value
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- save ------------------------------------------------------------------------------------------
+def save_checkpoint(directory, state: dict, names=("last",)) -> Path:
+    """Save ``state`` (a nested dict of arrays and plain values) as ``<directory>/<name>.json``
+    for every name in ``names`` (e.g. ``("last", "best")``), sharing one ``.npz``.
+
+    Returns the path of the first JSON file.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays: dict = {}
+    tree = _split(state, "", arrays)
+
+    data_path = directory / f"epoch-{int(state.get('epoch', 0)):03d}-{secrets.token_hex(4)}.npz"
+    atomic_write(data_path, lambda f: np.savez(f, **arrays))
+    record = {
+        "format": FORMAT,
+        "data": data_path.name,
+        "data_bytes": data_path.stat().st_size,
+        "data_sha256": _sha256(data_path),
+        "state": tree,
+    }
+    text = json.dumps(record, indent=1).encode()
+    for name in names:
+        atomic_write(directory / f"{name}.json", lambda f: f.write(text))
+    _remove_unreferenced_data(directory)
+    return directory / f"{names[0]}.json"
+
+
+def _remove_unreferenced_data(directory: Path):
+    """Delete ``epoch-*.npz`` files that no checkpoint JSON in ``directory`` names.
+
+    If any JSON cannot be read, delete nothing: better a stale file than a lost checkpoint.
+    """
+    referenced = set()
+    for meta in directory.glob("*.json"):
+        try:
+            record = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            return
+        if isinstance(record, dict) and record.get("format") == FORMAT:
+            referenced.add(record["data"])
+    for data in directory.glob("epoch-*.npz"):
+        if data.name not in referenced:
+            data.unlink(missing_ok=True)
+
+
+# -- load ------------------------------------------------------------------------------------------
+def resolve_checkpoint(path) -> Path:
+    """The JSON file of a checkpoint given a run directory (-> its ``last.json``),
+    a checkpoint ``.json``, or a checkpoint's ``.npz`` (-> the JSON that names it)."""
+    path = Path(path)
+    if path.is_dir():
+        meta = path / "last.json"
+        if not meta.is_file():
+            raise FileNotFoundError(f"no checkpoint in directory {path}: expected {meta}")
+        return meta
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix == ".json":
+        return path
+    if path.suffix == ".npz":
+        for name in ("last.json", "best.json"):
+            meta = path.parent / name
+            try:
+                if json.loads(meta.read_text()).get("data") == path.name:
+                    return meta
+            except (OSError, ValueError, AttributeError):
+                continue
+        raise CheckpointError(f"{path}: no last.json or best.json beside it names this data file; "
+                              "pass the checkpoint's .json file or its run directory")
+    raise CheckpointError(f"{path}: expected a run directory, a checkpoint .json or its .npz")
+
+
+def load_checkpoint(path) -> dict:
+    """Load the state saved by ``save_checkpoint``; ``path`` as in ``resolve_checkpoint``.
+
+    Raises ``CheckpointError`` naming the bad file if the JSON is corrupted or its data file is
+    missing, truncated or not the one it was saved with.
+    """
+    meta = resolve_checkpoint(path)
+    try:
+        record = json.loads(meta.read_text())
+    except (UnicodeDecodeError, ValueError) as err:
+        raise CheckpointError(f"{meta}: corrupted checkpoint metadata (not valid JSON: {err})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise CheckpointError(f"{meta}: not a minimix checkpoint (expected \"format\": \"{FORMAT}\")")
+    data = meta.parent / record["data"]
+    if not data.is_file():
+        raise CheckpointError(f"{meta} names the data file {data}, which does not exist")
+    size = data.stat().st_size
+    if size != record["data_bytes"]:
+        raise CheckpointError(f"{data} has {size} bytes but {meta} expects {record['data_bytes']}: "
+                              "the data file is truncated or was replaced")
+    if _sha256(data) != record["data_sha256"]:
+        raise CheckpointError(f"{data} does not match the SHA-256 recorded in {meta}: the data file is corrupted")
+    try:
+        with np.load(data, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError) as err:
+        raise CheckpointError(f"{data}: cannot read the checkpoint arrays ({err})") from None
+    return _join(record["state"], arrays)

@@ -1,0 +1,60 @@
+"""Classification metrics and the run's metrics log (a CSV file, one row per epoch)."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import atomic_write
+
+LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_s")
+
+
+def count_correct(logits: np.ndarray, labels: np.ndarray) -> int:
+    """Number of rows whose largest logit is at the true label (top-1)."""
+    return int((np.argmax(logits, axis=1) == labels).sum())
+
+
+def confusion_matrix(predictions: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``M[i, j]`` = number of images of true class i predicted as class j, shape (C, C) int64."""
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+
+
+def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
+    """Recall of each class: diagonal / row sum (NaN for a class with no images)."""
+    totals = matrix.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(matrix) / totals, np.nan)
+
+
+def write_log(path, history: list) -> Path:
+    """Write the per-epoch ``history`` (list of dicts) as a CSV with ``LOG_COLUMNS``.
+
+    The whole file is rewritten atomically from the history saved in the checkpoint, so after a
+    crash and ``--resume`` the log never holds rows of epochs that were lost.
+    """
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=LOG_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    data = text.getvalue().encode()
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def read_log(path) -> dict:
+    """Read a metrics CSV into ``{column: np.ndarray of floats}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"metrics log not found: {path}")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"metrics log {path} has no epochs yet")
+    missing = [c for c in LOG_COLUMNS if c not in rows[0]]
+    if missing:
+        raise ValueError(f"metrics log {path} lacks the columns {missing}; expected {list(LOG_COLUMNS)}")
+    return {c: np.array([float(r[c]) for r in rows]) for c in LOG_COLUMNS}

@@ -46,7 +46,7 @@ def randn(*shape, dtype="float32", requires_grad=False) -> Tensor:
 def __getattr__(name):  # lazy subpackages: minimix.nn, minimix.optim, ...
     import importlib
 
-    if name in {"nn", "optim", "models", "data", "viz", "kernels", "lessons", "train"}:
+    if name in {"nn", "optim", "models", "data", "viz", "kernels", "lessons", "train", "training", "cli"}:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'minimix' has no attribute {name!r}")
 

@@ -2,8 +2,14 @@
 from . import functional
 from .layers import Dropout, Flatten, Identity, Linear, ModuleList, ReLU, Sequential, Sigmoid, SiLU, Swish, Tanh
 from .module import Module, Parameter
+from .conv import Conv2d
+from .mixconv import GroupedConv2d, MixConv2d, split_channels
+from .norm import BatchNorm2d
+from .pooling import AdaptiveAvgPool2d
+from .squeeze_excite import SqueezeExcite
 
 __all__ = [
     "functional", "Module", "Parameter", "Sequential", "ModuleList", "Linear",
     "ReLU", "SiLU", "Swish", "Sigmoid", "Tanh", "Identity", "Dropout", "Flatten",
+    "Conv2d", "MixConv2d", "GroupedConv2d", "split_channels", "BatchNorm2d", "AdaptiveAvgPool2d", "SqueezeExcite",
 ]

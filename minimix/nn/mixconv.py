@@ -1,0 +1,105 @@
+"""MixConv (Tan & Le 2019): a depthwise convolution whose channel groups use different kernel sizes.
+
+A depthwise convolution filters each channel with its own k x k kernel. MixConv
+splits the C channels into g groups and gives group i kernel size k_i
+(typically 3, 5, 7, 9...): small kernels see local detail, large ones context,
+for about the cost of the mean kernel area::
+
+    x (N, C, H, W) --split channels--> x_1 (c_1) ... x_g (c_g)
+    y_i = depthwise_conv(x_i, w_i (c_i, 1, k_i, k_i), padding d*(k_i-1)//2)
+    y = concat(y_1, ..., y_g)            (N, C, OH, OW)
+
+With one group it IS a plain depthwise convolution. MixNet also splits its
+1x1 convolutions into groups (``GroupedConv2d``) with the same channel rule.
+"""
+from ..ops.conv import mixed_conv2d
+from .conv import Conv2d
+from .layers import ModuleList
+from .module import Module
+
+
+def split_channels(channels, num_groups, split="equal"):
+    """How many channels each of ``num_groups`` groups gets; the sizes sum to ``channels``.
+
+    * ``"equal"`` (the paper's reference code, also timm's): channels // g each,
+      the first group takes the remainder: 40 over 3 -> [14, 13, 13].
+    * ``"exponential"`` (paper, section 3): group i (counting from 1) gets about
+      2^-i of the channels, exactly channels // 2^i for i < g, and the last group
+      takes what is left: 32 over 4 -> [16, 8, 4, 4], 40 over 3 -> [20, 10, 10].
+    """
+    if num_groups < 1:
+        raise ValueError(f"split_channels: num_groups must be >= 1, got {num_groups}")
+    if split == "equal":
+        sizes = [channels // num_groups] * num_groups
+        sizes[0] += channels - sum(sizes)
+    elif split == "exponential":
+        sizes = [channels // 2 ** i for i in range(1, num_groups)]
+        sizes.append(channels - sum(sizes))
+    else:
+        raise ValueError(f"split_channels: split must be 'equal' or 'exponential', got {split!r}")
+    if min(sizes) < 1:
+        raise ValueError(f"split_channels: {channels} channels are too few for {num_groups} groups "
+                         f"with split={split!r} (sizes {sizes})")
+    return sizes
+
+
+class MixConv2d(Module):
+    """Mixed depthwise convolution: channel group i uses kernel ``kernel_sizes[i]``.
+
+    ``convs[i]`` is a depthwise Conv2d(c_i, c_i, k_i, groups=c_i, bias=False) with
+    padding dilation*(k_i-1)//2 (odd kernels keep the size at stride 1);
+    ``splits`` = split_channels(channels, len(kernel_sizes), split).
+    The forward runs all groups in one fused op (``mixed_conv2d``).
+    """
+
+    def __init__(self, channels, kernel_sizes=(3, 5, 7), stride=1, dilation=1, split="equal"):
+        super().__init__()
+        kernel_sizes = (kernel_sizes,) if isinstance(kernel_sizes, int) else tuple(kernel_sizes)
+        if not kernel_sizes or any(k < 1 or k % 2 == 0 for k in kernel_sizes):
+            raise ValueError(f"MixConv2d: kernel_sizes must be odd positive ints, got {kernel_sizes}")
+        self.channels, self.kernel_sizes, self.split = channels, kernel_sizes, split
+        self.stride, self.dilation = stride, dilation
+        self.splits = split_channels(channels, len(kernel_sizes), split)
+        self.convs = ModuleList([
+            Conv2d(c, c, k, stride=stride, padding=dilation * (k - 1) // 2, dilation=dilation, groups=c, bias=False)
+            for c, k in zip(self.splits, kernel_sizes)
+        ])
+
+    def forward(self, x):
+        return mixed_conv2d(x, [conv.weight for conv in self.convs], self.splits, self.stride, self.dilation)
+
+    def extra_repr(self):
+        return f"{self.channels}, kernel_sizes={self.kernel_sizes}, splits={self.splits}, stride={self.stride}"
+
+
+class GroupedConv2d(Module):
+    """A convolution on channel groups of uneven size, as MixNet's grouped 1x1 convolutions.
+
+    Input and output channels are both split with ``split_channels`` (equal rule);
+    group i is a dense Conv2d(in_i, out_i, kernel_size) on its input slice, and
+    the outputs are concatenated. ``groups=1`` is a single ordinary Conv2d.
+    Unlike ``Conv2d(groups=g)``, the groups need not divide the channel counts.
+    """
+
+    def __init__(self, in_channels, out_channels, groups=1, kernel_size=1, stride=1, bias=False):
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"GroupedConv2d: kernel_size must be odd, got {kernel_size}")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size, self.stride = kernel_size, stride
+        self.in_splits = split_channels(in_channels, groups)
+        self.out_splits = split_channels(out_channels, groups)
+        self.convs = ModuleList([
+            Conv2d(ci, co, kernel_size, stride=stride, padding=kernel_size // 2, bias=bias)
+            for ci, co in zip(self.in_splits, self.out_splits)
+        ])
+
+    def forward(self, x):
+        if self.groups == 1:
+            return self.convs[0](x)
+        biases = None if self.convs[0].bias is None else [conv.bias for conv in self.convs]
+        return mixed_conv2d(x, [conv.weight for conv in self.convs], self.in_splits, self.stride, biases=biases)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, groups={self.groups}, "
+                f"in_splits={self.in_splits}, out_splits={self.out_splits}")

@@ -1,0 +1,129 @@
+"""Batch normalisation for images (``torch.nn.BatchNorm2d``), as one fused op.
+
+For x (N, C, H, W), per channel c, over the M = N*H*W values of that channel:
+
+    training:  mu = mean(x),  var = mean((x - mu)^2)              (biased, used to normalise)
+               x_hat = (x - mu) / sqrt(var + eps)
+               y = gamma * x_hat + beta
+               running_mean <- (1 - momentum) * running_mean + momentum * mu
+               running_var  <- (1 - momentum) * running_var  + momentum * var * M / (M - 1)   (unbiased)
+    eval:      y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta
+
+Backward in training (mu and var depend on x, which couples every value of a channel),
+with g = dL/dy and sums over the channel's M values:
+
+    dL/dbeta  = sum(g)
+    dL/dgamma = sum(g * x_hat)
+    dL/dx     = gamma / (M * sqrt(var + eps)) * (M * g - sum(g) - x_hat * sum(g * x_hat))
+
+In eval mode the statistics are constants: dL/dx = g * gamma / sqrt(running_var + eps).
+One Function does all of it, so the graph gets one node instead of ten elementwise ones,
+and only x_hat (training) or x (eval) is kept for the backward.
+"""
+import numpy as np
+
+from ..tensor import Function
+from .module import Module, Parameter
+
+
+def _per_channel(a):
+    """(C,) vector -> (1, C, 1, 1), to broadcast against NCHW."""
+    return a.reshape(1, -1, 1, 1)
+
+
+def _channel_sum(a, b=None):
+    """sum over (N, H, W) of a (or of a * b without materialising the product)."""
+    if b is None:
+        return a.sum(axis=(0, 2, 3))
+    return np.einsum("nchw,nchw->c", a, b)
+
+
+class BatchNorm(Function):
+    def forward(self, x, weight, bias, *, running_mean, running_var, training, momentum, eps):
+        self.training, self.weight = training, weight
+        if training:
+            m = x.shape[0] * x.shape[2] * x.shape[3]
+            if m < 2:
+                raise ValueError(f"batch_norm: training needs more than one value per channel, got x {x.shape}")
+            mean = _channel_sum(x) / m
+            x_hat = x - _per_channel(mean)
+            var = _channel_sum(x_hat, x_hat) / m
+            inv_std = 1.0 / np.sqrt(var + eps)
+            x_hat *= _per_channel(inv_std)
+            if running_mean is not None:
+                running_mean *= 1 - momentum
+                running_mean += (momentum * mean).astype(running_mean.dtype)
+            if running_var is not None:
+                running_var *= 1 - momentum
+                running_var += (momentum * var * (m / (m - 1))).astype(running_var.dtype)
+            self.x_hat, self.inv_std, self.m = x_hat, inv_std, m
+            y = x_hat * _per_channel(weight)
+        else:
+            inv_std = (1.0 / np.sqrt(running_var.astype(x.dtype) + eps)).astype(x.dtype)
+            shift = running_mean.astype(x.dtype)
+            self.x, self.inv_std, self.shift = x, inv_std, shift
+            y = x * _per_channel(weight * inv_std)
+            bias = bias - shift * weight * inv_std
+        y += _per_channel(bias)
+        return y
+
+    def backward(self, g):
+        sum_g = _channel_sum(g)
+        if self.training:
+            x_hat, m = self.x_hat, self.m
+            sum_g_xhat = _channel_sum(g, x_hat)
+            gx = None
+            if self.parents[0].requires_grad:
+                gx = x_hat * _per_channel(-sum_g_xhat / m)
+                gx += g
+                gx -= _per_channel(sum_g / m)
+                gx *= _per_channel(self.weight * self.inv_std)
+            return gx, sum_g_xhat, sum_g
+        # eval: x_hat = (x - running_mean) * inv_std
+        sum_g_xhat = (_channel_sum(g, self.x) - self.shift * sum_g) * self.inv_std
+        gx = g * _per_channel(self.weight * self.inv_std) if self.parents[0].requires_grad else None
+        return gx, sum_g_xhat, sum_g
+
+
+def batch_norm(x, running_mean, running_var, weight, bias, training=False, momentum=0.1, eps=1e-5):
+    """``torch.nn.functional.batch_norm`` for NCHW input (weight and bias required).
+
+    ``running_mean`` / ``running_var`` are NumPy arrays (C,), updated in place when
+    training (pass None to skip); in eval mode they are required.
+    """
+    if len(x.shape) != 4:
+        raise ValueError(f"batch_norm: x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+    c = x.shape[1]
+    for name, a in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                    ("running_var", running_var)):
+        if a is not None and tuple(a.shape) != (c,):
+            raise ValueError(f"batch_norm: {name} must have shape ({c},) for x {tuple(x.shape)}, got {tuple(a.shape)}")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("batch_norm: eval mode (training=False) needs running_mean and running_var")
+    return BatchNorm.apply(x, weight, bias, running_mean=running_mean, running_var=running_var,
+                           training=bool(training), momentum=float(momentum), eps=float(eps))
+
+
+class BatchNorm2d(Module):
+    """Batch normalisation over (N, H, W) per channel; see the module docstring for the formulas.
+
+    Parameters ``weight`` (gamma, ones) and ``bias`` (beta, zeros); buffers
+    ``running_mean`` (zeros) and ``running_var`` (ones), float32, updated in
+    training mode with PyTorch's convention (momentum weights the NEW batch value,
+    the running variance is the unbiased one).
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.weight = Parameter(np.ones(num_features, dtype=dtype))
+        self.bias = Parameter(np.zeros(num_features, dtype=dtype))
+        self.register_buffer("running_mean", np.zeros(num_features, dtype=np.float32))
+        self.register_buffer("running_var", np.ones(num_features, dtype=np.float32))
+
+    def forward(self, x):
+        return batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                          self.training, self.momentum, self.eps)
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"

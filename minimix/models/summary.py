@@ -1,0 +1,164 @@
+"""``summary(model, input_shape)``: a per-layer table of output shapes, parameters and multiply-accumulates.
+
+How it works: one forward pass in eval mode under ``no_grad`` on a zero input, with each layer's
+``forward`` temporarily wrapped to record its output shape (the model's modes and state are left
+as they were). A "layer" is a module without children, or one of the composite layers that are
+read as one unit: ``MixConv2d``, ``GroupedConv2d``, ``SqueezeExcite``.
+
+What is counted as multiply-accumulates (MACs), per image:
+
+* convolution: ``C_out * OH * OW * (C_in / groups) * kh * kw`` -- every output element is a dot
+  product over ``C_in/groups * kh * kw`` inputs. A MixConv or grouped conv is the sum over its
+  groups; a squeeze-excite is its two 1x1 convs on the pooled (1x1) map.
+* linear: ``in_features * out_features``.
+* everything else (BatchNorm, activations, pooling, dropout, residual adds, the squeeze-excite's
+  gating product) counts 0: they are O(elements), not O(elements x fan-in), and the papers'
+  MAC/FLOP figures usually leave them out too.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import numpy as np
+
+from .. import nn
+from ..tensor import Tensor, no_grad
+
+
+@dataclasses.dataclass
+class LayerRow:
+    name: str
+    type: str
+    output_shape: tuple | None  # None when the layer did not run
+    params: int
+    macs: int  # per image
+    kernel: str
+
+
+@dataclasses.dataclass
+class Summary:
+    input_shape: tuple
+    output_shape: tuple
+    rows: list
+    total_params: int
+    total_macs: int  # per image
+
+    def __str__(self):
+        header = ("layer", "type", "output shape", "params", "MACs", "kernel")
+        body = [
+            (r.name, r.type, "-" if r.output_shape is None else str(r.output_shape),
+             f"{r.params:,}", f"{r.macs:,}", r.kernel)
+            for r in self.rows
+        ]
+        widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
+        right = {3, 4}
+
+        def fmt(line):
+            return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths)))
+
+        rule = "-" * len(fmt(header))
+        lines = [fmt(header), rule] + [fmt(line) for line in body] + [rule]
+        lines.append(f"input {self.input_shape} -> output {self.output_shape}")
+        lines.append(f"total parameters: {self.total_params:,}")
+        lines.append(f"total multiply-accumulates per image: {self.total_macs:,} ({self.total_macs / 1e6:.1f} M)")
+        return "\n".join(lines)
+
+
+def _atomic_types():
+    return tuple(getattr(nn, n) for n in ("MixConv2d", "GroupedConv2d", "SqueezeExcite") if hasattr(nn, n))
+
+
+def _conv_macs(conv, oh, ow):
+    c_out, c_in_per_group, kh, kw = conv.weight.shape
+    return c_out * oh * ow * c_in_per_group * kh * kw
+
+
+def _macs(module, output_shape) -> int:
+    """Per-image multiply-accumulates of one layer (see the module docstring)."""
+    if output_shape is None:
+        return 0
+    if isinstance(module, nn.Linear):
+        return module.weight.shape[0] * module.weight.shape[1] * int(np.prod(output_shape[1:-1], dtype=np.int64))
+    convs = [m for _, m in module.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        return 0
+    if type(module).__name__ == "SqueezeExcite":
+        return sum(_conv_macs(c, 1, 1) for c in convs)
+    oh, ow = output_shape[2], output_shape[3]
+    return sum(_conv_macs(c, oh, ow) for c in convs)
+
+
+def _kernel(module) -> str:
+    convs = [m for _, m in module.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        return ""
+    sizes = [f"{c.weight.shape[2]}x{c.weight.shape[3]}" for c in convs]
+    if len(set(sizes)) == 1 and len(sizes) > 1:
+        return f"{sizes[0]} x{len(sizes)} groups"
+    return ",".join(sizes)
+
+
+def _layers(model):
+    """(name, module) of every layer, in definition order, without descending into composite layers."""
+    atomic = _atomic_types()
+    out, stack = [], [("", model)]
+    while stack:
+        name, m = stack.pop()
+        kids = list(m.named_children())
+        if m is not model and (not kids or isinstance(m, atomic)):
+            out.append((name, m))
+            continue
+        stack.extend(reversed([(f"{name}.{n}" if name else n, k) for n, k in kids]))
+    return out
+
+
+def summary(model, input_shape, dtype=np.float32, file=None, verbose=True) -> Summary:
+    """Print (unless ``verbose=False``) and return the per-layer table of ``model``.
+
+    ``input_shape`` is (C, H, W) or (N, C, H, W); a missing batch axis becomes 1. MACs are per
+    image. Returns a :class:`Summary` with ``rows`` (LayerRow) and ``total_params``/``total_macs``.
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) == 3:
+        shape = (1,) + shape
+    if len(shape) != 4:
+        raise ValueError(f"summary: input_shape must be (C, H, W) or (N, C, H, W), got {input_shape}")
+
+    layers = _layers(model)
+    shapes = {}
+
+    def wrap(key, module):
+        original = module.forward
+
+        def forward(*args, **kwargs):
+            out = original(*args, **kwargs)
+            shapes[key] = tuple(out.shape)
+            return out
+
+        module.forward = forward  # an instance attribute shadows the class's forward
+
+    modes = {id(m): m.training for m in model.modules()}
+    for key, (_, m) in enumerate(layers):
+        wrap(key, m)
+    try:
+        model.eval()
+        with no_grad():
+            out = model(Tensor(np.zeros(shape, dtype=dtype)))
+    finally:
+        for _, m in layers:
+            m.__dict__.pop("forward", None)
+        for m in model.modules():
+            object.__setattr__(m, "training", modes[id(m)])
+
+    rows = []
+    for key, (name, m) in enumerate(layers):
+        out_shape = shapes.get(key)
+        rows.append(LayerRow(name=name, type=type(m).__name__, output_shape=out_shape,
+                             params=sum(p.size for p in m.parameters()),
+                             macs=_macs(m, out_shape), kernel=_kernel(m)))
+    result = Summary(input_shape=shape, output_shape=tuple(out.shape), rows=rows,
+                     total_params=model.num_parameters(), total_macs=sum(r.macs for r in rows))
+    if verbose:
+        print(result, file=file or sys.stdout)
+    return result

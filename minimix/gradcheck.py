@@ -11,7 +11,7 @@ the cost is two forward passes per input element.
 """
 import numpy as np
 
-from .tensor import Tensor
+from .tensor import Tensor, no_grad
 
 
 class GradcheckError(AssertionError):
@@ -43,24 +43,23 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True, 
     v = np.random.default_rng(seed).standard_normal(out.shape)
     out.backward(v)
 
-    def projected(*args):
-        return float(np.sum(v * fn(*args).data))
+    def projected():
+        with no_grad():  # the perturbed evaluations need no graph
+            return float(np.sum(v * fn(*inputs).data))
 
     for i in checked:
         x = inputs[i]
         analytic = x.grad if x.grad is not None else np.zeros_like(x.data)
-        flat = x.data.reshape(-1)  # a view: perturbing it perturbs x in place
-        for j in range(flat.size):
-            original = flat[j]
-            flat[j] = original + eps
-            plus = projected(*inputs)
-            flat[j] = original - eps
-            minus = projected(*inputs)
-            flat[j] = original
+        for index in np.ndindex(x.shape):  # perturb x.data in place, one element at a time
+            original = x.data[index]
+            x.data[index] = original + eps
+            plus = projected()
+            x.data[index] = original - eps
+            minus = projected()
+            x.data[index] = original
             numeric = (plus - minus) / (2 * eps)
-            a = analytic.reshape(-1)[j]
+            a = float(analytic[index])
             if abs(a - numeric) > atol + rtol * abs(numeric):
-                index = np.unravel_index(j, x.shape)
                 message = (
                     f"gradcheck: gradient of input {i} (shape {x.shape}) at index {tuple(int(k) for k in index)}: "
                     f"analytic {a:.8g} vs numeric {numeric:.8g} (atol {atol}, rtol {rtol})"

@@ -80,7 +80,9 @@ class Tensor:
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "name", "__weakref__")
-    __array_priority__ = 100  # make ndarray * Tensor call Tensor.__rmul__
+    # NumPy ufuncs must not swallow a Tensor (they would drop the graph): with this,
+    # ``ndarray * tensor`` calls ``Tensor.__rmul__`` and ``np.exp(tensor)`` is a TypeError.
+    __array_ufunc__ = None
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
         self.data = _to_array(data, dtype)
@@ -114,7 +116,13 @@ class Tensor:
         return len(self.data)
 
     def numpy(self) -> np.ndarray:
+        """The underlying array (shared, not copied)."""
         return self.data
+
+    def __array__(self, dtype=None, copy=None):  # np.asarray(tensor) gives the values
+        if copy:
+            return np.array(self.data, dtype=dtype, copy=True)
+        return self.data if dtype is None else self.data.astype(dtype, copy=False)
 
     def item(self):
         if self.data.size != 1:
@@ -182,8 +190,8 @@ class Tensor:
             if fn is None:  # a leaf: accumulate
                 if node.grad is None:  # copy: g may be shared with another input's gradient
                     node.grad = np.array(g, dtype=node.dtype, copy=True)
-                else:
-                    node.grad = node.grad + g
+                else:  # gradients add up across backward calls until zero_grad()
+                    node.grad = np.add(node.grad, g, dtype=node.dtype)
                 continue
             if fn.freed:
                 raise RuntimeError(
@@ -264,7 +272,11 @@ class Function:
     def apply(cls, *inputs, **params) -> Tensor:
         tensors = _lift_inputs(inputs)
         fn = cls(tensors)
-        out = Tensor(fn.forward(*[t.data for t in tensors], **params))
+        try:
+            data = fn.forward(*[t.data for t in tensors], **params)
+        except ValueError as error:  # e.g. NumPy's broadcasting error: say which op and which shapes
+            raise ValueError(_describe_failure(cls.__name__, tensors, error)) from error
+        out = Tensor(data)
         if _GRAD_ENABLED and any(t.requires_grad for t in tensors):
             out.requires_grad = True
             out._ctx = fn
@@ -280,6 +292,17 @@ class Function:
         """Drop saved arrays once backward has used them (frees activation memory)."""
         self.__dict__.clear()
         self.freed = True
+
+
+def _describe_failure(op: str, tensors, error: ValueError) -> str:
+    """The message for an op whose forward rejected its inputs: op name, every input shape, the cause."""
+    shapes = ", ".join(str(t.shape) for t in tensors)
+    if "broadcast" in str(error):
+        return (
+            f"{op}: input shapes {shapes} cannot be broadcast together (aligned from the last axis, "
+            f"each pair of sizes must be equal or one of them 1); NumPy said: {error}"
+        )
+    return f"{op}: {error} (input shape{'s' if len(tensors) > 1 else ''} {shapes})"
 
 
 def _lift_inputs(inputs) -> tuple:

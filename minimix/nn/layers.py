@@ -44,6 +44,10 @@ class ModuleList(Sequential):
         self.layers.append(module)
         return self
 
+    def extend(self, modules):
+        self.layers.extend(modules)
+        return self
+
     def forward(self, x):
         raise TypeError("ModuleList is a container; call its items instead")
 
@@ -116,11 +120,14 @@ class Dropout(Module):
 
 
 class Flatten(Module):
-    """Flatten every axis from ``start_dim`` on (default: all but the batch axis)."""
+    """Merge axes ``start_dim..end_dim`` into one (default: all but the batch axis)."""
 
-    def __init__(self, start_dim=1):
+    def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
-        self.start_dim = start_dim
+        self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x):
-        return ops.flatten(x, self.start_dim)
+        return ops.flatten(x, self.start_dim, self.end_dim)
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

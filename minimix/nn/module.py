@@ -12,6 +12,13 @@ import numpy as np
 from ..tensor import Tensor
 
 
+class StateDictError(KeyError, ValueError):
+    """``load_state_dict`` found missing, unexpected or mis-shaped entries; the message lists them all."""
+
+    def __str__(self):  # KeyError would quote the message and show its newlines as \n
+        return str(self.args[0])
+
+
 class Parameter(Tensor):
     """A Tensor that a Module owns and an optimizer updates (requires_grad=True)."""
 
@@ -119,54 +126,36 @@ class Module:
         return state
 
     def load_state_dict(self, state: dict, strict: bool = True):
-        """Copy arrays into parameters and buffers by name.
+        """Copy arrays into parameters and buffers by name (in place, cast to each target's dtype).
 
-        Every problem is reported at once: missing keys, unexpected keys, and
-        shape mismatches (with both shapes). Values are cast to each target's dtype.
+        Every problem is reported at once in one ``StateDictError``: missing keys,
+        unexpected keys (both only when ``strict``), and shape mismatches (with both
+        shapes). Nothing is loaded unless everything fits.
         """
-        params = dict(self.named_parameters())
-        buffers = {n: None for n, _ in self.named_buffers()}
-        own = set(params) | set(buffers)
-        missing = [k for k in list(params) + list(buffers) if k not in state]
-        unexpected = [k for k in state if k not in own]
+        targets = dict(self.named_parameters())
+        targets.update(self.named_buffers())
+        missing = [k for k in targets if k not in state]
+        unexpected = [k for k in state if k not in targets]
         wrong = [
-            f"{k}: checkpoint {tuple(np.shape(state[k]))} vs model {tuple(self._lookup(k).shape)}"
-            for k in own
-            if k in state and tuple(np.shape(state[k])) != tuple(self._lookup(k).shape)
+            f"{k}: checkpoint {tuple(np.shape(state[k]))} vs model {tuple(np.shape(t))}"
+            for k, t in targets.items()
+            if k in state and tuple(np.shape(state[k])) != tuple(np.shape(t))
         ]
         problems = []
         if wrong:
-            problems.append("shape mismatch:\n  " + "\n  ".join(sorted(wrong)))
+            problems.append("shape mismatch:\n  " + "\n  ".join(wrong))
         if strict and missing:
             problems.append("missing keys:\n  " + "\n  ".join(missing))
         if strict and unexpected:
             problems.append("unexpected keys:\n  " + "\n  ".join(unexpected))
         if problems:
-            raise KeyError(f"load_state_dict into {type(self).__name__} failed:\n" + "\n".join(problems))
-        for k in own:
-            if k not in state:
-                continue
-            value = np.asarray(state[k])
-            if k in params:
-                params[k].data = value.astype(params[k].dtype, copy=True)
-            else:
-                owner, attr = self._owner(k)
-                old = getattr(owner, attr)
-                owner.register_buffer(attr, value.astype(np.asarray(old).dtype, copy=True))
+            raise StateDictError(f"load_state_dict into {type(self).__name__} failed:\n" + "\n".join(problems))
+        for k, target in targets.items():
+            if k in state:
+                # In place, so anything holding the array (an optimizer, a view) sees the new values.
+                np.copyto(target.data if isinstance(target, Tensor) else target, np.asarray(state[k]),
+                          casting="unsafe")
         return self
-
-    def _owner(self, dotted):
-        modules = dict(self.named_modules())
-        mname, _, attr = dotted.rpartition(".")
-        return modules[mname], attr
-
-    def _lookup(self, dotted):
-        owner, attr = self._owner(dotted)
-        value = getattr(owner, attr, None)
-        if value is None and attr.isdigit():  # a list of parameters
-            mname, _, lname = dotted.rpartition(".")[0].rpartition(".")
-            return getattr(dict(self.named_modules())[mname], lname)[int(attr)]
-        return value
 
     # -- display ---------------------------------------------------------------------
     def extra_repr(self) -> str:

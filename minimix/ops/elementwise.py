@@ -28,7 +28,10 @@ class Mul(Function):
         return a * b
 
     def backward(self, g):
-        return g * self.b, g * self.a
+        # Skip the product for an input that needs no gradient (x * 0.5: a full-size multiply saved).
+        ga = g * self.b if self.parents[0].requires_grad else None
+        gb = g * self.a if self.parents[1].requires_grad else None
+        return ga, gb
 
 
 class Div(Function):
@@ -37,8 +40,9 @@ class Div(Function):
         return a / b
 
     def backward(self, g):
-        gb = g / self.b
-        return gb, -gb * self.a / self.b
+        ga = g / self.b  # d(a/b)/da = 1/b
+        gb = -ga * self.a / self.b if self.parents[1].requires_grad else None  # d(a/b)/db = -a/b^2
+        return ga, gb
 
 
 class Pow(Function):
@@ -50,7 +54,7 @@ class Pow(Function):
         return self.out
 
     def backward(self, g):
-        ga = g * self.b * self.a ** (self.b - 1)
+        ga = g * self.b * self.a ** (self.b - 1) if self.parents[0].requires_grad else None
         gb = None
         if self.parents[1].requires_grad:
             with np.errstate(divide="ignore", invalid="ignore"):

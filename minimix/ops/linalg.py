@@ -13,17 +13,19 @@ class MatMul(Function):
 
     def forward(self, a, b):
         if a.ndim == 0 or b.ndim == 0:
-            raise ValueError("matmul: both operands need at least one dimension; use * for scalars")
-        if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
+            raise ValueError("both operands need at least one dimension (use * to multiply by a scalar)")
+        inner = b.shape[-2] if b.ndim > 1 else b.shape[0]
+        if a.shape[-1] != inner:
             raise ValueError(
-                f"matmul: shapes {a.shape} and {b.shape} do not align "
-                f"(last axis of a, {a.shape[-1]}, must equal the second-to-last axis of b)"
+                f"the last axis of the first operand ({a.shape[-1]}) must equal "
+                f"the {'second-to-last' if b.ndim > 1 else 'only'} axis of the second ({inner})"
             )
         self.a, self.b = a, b
         return a @ b
 
     def backward(self, g):
         a, b = self.a, self.b
+        # Treat 1-D operands as a row (a) / column (b) matrix, then drop that axis again.
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g
@@ -31,12 +33,15 @@ class MatMul(Function):
             g2 = np.expand_dims(g2, -2)
         if b.ndim == 1:
             g2 = np.expand_dims(g2, -1)
-        ga = g2 @ np.swapaxes(b2, -1, -2)
-        gb = np.swapaxes(a2, -1, -2) @ g2
-        if a.ndim == 1:
-            ga = ga.reshape(ga.shape[:-2] + (a.shape[0],))
-        if b.ndim == 1:
-            gb = gb.reshape(gb.shape[:-2] + (b.shape[0],))
+        ga = gb = None
+        if self.parents[0].requires_grad:
+            ga = g2 @ np.swapaxes(b2, -1, -2)
+            if a.ndim == 1:
+                ga = ga.reshape(ga.shape[:-2] + (a.shape[0],))
+        if self.parents[1].requires_grad:
+            gb = np.swapaxes(a2, -1, -2) @ g2
+            if b.ndim == 1:
+                gb = gb.reshape(gb.shape[:-2] + (b.shape[0],))
         return ga, gb
 
 
@@ -53,11 +58,13 @@ class Linear(Function):
     """
 
     def forward(self, x, weight, bias=None):
-        if x.shape[-1] != weight.shape[1]:
+        if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
             raise ValueError(
-                f"linear: input has {x.shape[-1]} features (shape {x.shape}) but weight "
-                f"{weight.shape} expects {weight.shape[1]}"
+                f"expected x (..., in_features) and weight (out_features, in_features) with the same "
+                f"in_features, got x {x.shape} and weight {weight.shape}"
             )
+        if bias is not None and bias.shape != (weight.shape[0],):
+            raise ValueError(f"expected bias of shape ({weight.shape[0]},), got {bias.shape}")
         self.x, self.weight = x, weight
         out = x @ weight.T
         if bias is not None:
@@ -65,11 +72,10 @@ class Linear(Function):
         return out
 
     def backward(self, g):
-        x2 = self.x.reshape(-1, self.x.shape[-1])
         g2 = g.reshape(-1, g.shape[-1])
-        gx = g @ self.weight
-        gw = g2.T @ x2
-        gb = g2.sum(axis=0) if len(self.parents) > 2 else None
+        gx = g @ self.weight if self.parents[0].requires_grad else None  # skipped for the input batch
+        gw = g2.T @ self.x.reshape(-1, self.x.shape[-1]) if self.parents[1].requires_grad else None
+        gb = g2.sum(axis=0) if len(self.parents) > 2 and self.parents[2].requires_grad else None
         return gx, gw, gb
 
 

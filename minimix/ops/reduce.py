@@ -2,7 +2,13 @@
 
 Each takes NumPy's ``axis=`` / ``keepdims=`` (PyTorch's ``dim=`` / ``keepdim=``
 are accepted too). Backward re-inserts the reduced axes (size 1) and lets
-broadcasting spread the gradient back over them.
+broadcasting spread the gradient back over them:
+
+    y = sum_i x_i          dL/dx_i = dL/dy
+    y = (1/n) sum_i x_i    dL/dx_i = dL/dy / n
+    y = max_i x_i          dL/dx_i = dL/dy / k where x_i is one of the k maxima, else 0
+
+(This module defines ``sum`` and ``max``, so it must not call the builtins.)
 """
 import numpy as np
 
@@ -10,15 +16,14 @@ from ..tensor import Function, tensor_method
 
 
 def _normalize_axis(axis, ndim):
+    """``axis`` (None, an int or a sequence) as a sorted tuple of non-negative axes."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    out = []
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     for a in axes:
-        if not -ndim <= a < max(ndim, 1):
+        if not -ndim <= a < ndim:
             raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
-        out.append(a % max(ndim, 1))
-    return tuple(sorted(set(out)))
+    return tuple(sorted({int(a) % ndim for a in axes}))
 
 
 def _axis_args(axis, keepdims, dim, keepdim):
@@ -57,7 +62,7 @@ class Mean(Function):
 
 
 class Max(Function):
-    """The gradient goes to the maximal elements; ties share it equally (as torch.amax)."""
+    """The gradient goes to the maximal elements; ties share it equally (as ``torch.amax``)."""
 
     def forward(self, x, axis=None, keepdims=False):
         self.axes, self.keepdims, self.x = _normalize_axis(axis, x.ndim), keepdims, x
@@ -66,7 +71,7 @@ class Max(Function):
 
     def backward(self, g):
         is_max = self.x == self.out
-        count = is_max.sum(axis=self.axes, keepdims=True)
+        count = is_max.sum(axis=self.axes, keepdims=True).astype(g.dtype)  # int counts would upcast float32
         return (is_max * (_expand(g, self.axes, self.keepdims) / count),)
 
 
@@ -84,5 +89,6 @@ def mean(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
 
 @tensor_method("max", "amax")
 def max(x, axis=None, keepdims=False, *, dim=None, keepdim=None):
+    """Maximum values over ``axis`` (values only, like ``torch.amax``; no indices)."""
     axis, keepdims = _axis_args(axis, keepdims, dim, keepdim)
     return Max.apply(x, axis=axis, keepdims=keepdims)

@@ -18,9 +18,10 @@ class Permute(Function):
     """Reorder axes; the backward applies the inverse permutation."""
 
     def forward(self, x, axes):
-        if sorted(a % x.ndim for a in axes) != list(range(x.ndim)):
-            raise ValueError(f"permute: axes {axes} are not a permutation of the {x.ndim} dimensions")
-        self.inverse = np.argsort([a % x.ndim for a in axes])
+        n = x.ndim
+        if len(axes) != n or not all(-n <= a < n for a in axes) or sorted(a % n for a in axes) != list(range(n)):
+            raise ValueError(f"axes {tuple(axes)} are not a permutation of the {n} dimensions")
+        self.inverse = np.argsort([a % n for a in axes])
         return np.transpose(x, axes)
 
     def backward(self, g):
@@ -89,10 +90,13 @@ def permute(x, *axes):
 def transpose(x, dim0=None, dim1=None):
     """Swap two axes (PyTorch style); with no axes given, reverse them all (NumPy's .T)."""
     axes = list(range(x.ndim))
-    if dim0 is None:
+    if dim0 is None and dim1 is None:
         axes.reverse()
     else:
-        axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+        if dim0 is None or dim1 is None:
+            raise ValueError(f"transpose: give both dim0 and dim1 (or neither), got {dim0} and {dim1}")
+        d0, d1 = _check_axis("transpose", dim0, x.ndim), _check_axis("transpose", dim1, x.ndim)
+        axes[d0], axes[d1] = axes[d1], axes[d0]
     return Permute.apply(x, axes=tuple(axes))
 
 
@@ -101,9 +105,21 @@ Tensor.T = property(lambda self: transpose(self))
 
 @tensor_method("flatten")
 def flatten(x, start_dim=0, end_dim=-1):
-    end = end_dim % x.ndim
-    shape = x.shape[:start_dim] + (-1,) + x.shape[end + 1:]
-    return Reshape.apply(x, shape=shape)
+    """Merge axes ``start_dim..end_dim`` (inclusive) into one, as ``torch.flatten``."""
+    if x.ndim == 0:
+        return Reshape.apply(x, shape=(1,))
+    start, end = _check_axis("flatten", start_dim, x.ndim), _check_axis("flatten", end_dim, x.ndim)
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {x.shape}")
+    merged = int(np.prod(x.shape[start:end + 1]))
+    return Reshape.apply(x, shape=x.shape[:start] + (merged,) + x.shape[end + 1:])
+
+
+def _check_axis(op, axis, ndim):
+    """``axis`` as a non-negative index, or a ValueError naming the op."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for a tensor with {ndim} dimensions")
+    return axis % ndim
 
 
 def _getitem(x, index):
@@ -125,13 +141,14 @@ def cat(tensors, axis=0, *, dim=None):
     if not tensors:
         raise ValueError("cat: needs at least one tensor")
     ref = tensors[0].shape
+    axis = _check_axis("cat", axis, len(ref))
     for i, t in enumerate(tensors):
-        if t.ndim != len(ref) or any(a != b for j, (a, b) in enumerate(zip(t.shape, ref)) if j != axis % len(ref)):
+        if t.ndim != len(ref) or any(a != b for j, (a, b) in enumerate(zip(t.shape, ref)) if j != axis):
             raise ValueError(
                 f"cat: tensor {i} has shape {t.shape}, but all tensors must match {ref} "
                 f"except along axis {axis}"
             )
-    return Cat.apply(*tensors, axis=axis % len(ref))
+    return Cat.apply(*tensors, axis=axis)
 
 
 concatenate = cat
@@ -146,16 +163,20 @@ def split(x, split_size_or_sections, axis=0, *, dim=None):
     """
     if dim is not None:
         axis = dim
-    axis %= x.ndim
+    axis = _check_axis("split", axis, x.ndim)
     n = x.shape[axis]
-    if isinstance(split_size_or_sections, int):
-        sizes = [split_size_or_sections] * (n // split_size_or_sections)
-        if n % split_size_or_sections:
-            sizes.append(n % split_size_or_sections)
+    if isinstance(split_size_or_sections, (int, np.integer)):
+        size = int(split_size_or_sections)
+        if size <= 0:
+            raise ValueError(f"split: split_size must be a positive int, got {size}")
+        sizes = [size] * (n // size) + ([n % size] if n % size else [])
     else:
-        sizes = list(split_size_or_sections)
-        if sum(sizes) != n:
-            raise ValueError(f"split: sizes {sizes} sum to {sum(sizes)}, but axis {axis} has {n} elements")
+        sizes = [int(s) for s in split_size_or_sections]
+        if sum(sizes) != n or any(s < 0 for s in sizes):
+            raise ValueError(
+                f"split: sizes {sizes} must be non-negative and sum to {n}, the size of axis {axis} "
+                f"of shape {x.shape}"
+            )
     pieces, start = [], 0
     for size in sizes:
         index = (slice(None),) * axis + (slice(start, start + size),)

@@ -1,0 +1,149 @@
+"""The ``Optimizer`` base class: parameter groups, per-parameter state, checkpoints.
+
+An optimizer owns a list of *parameter groups*. Each group is a dict with its
+``"params"`` and its hyperparameters (``"lr"``, ``"weight_decay"``...); a group
+that does not set one takes the optimizer's default. This is how one model gets
+weight decay on its weights but not on its biases (``weight_decay_groups``), and
+how a scheduler changes the learning rate (it writes ``group["lr"]``).
+
+``step()`` visits every parameter that has a gradient and calls the subclass's
+``update(p, grad, state, group)``, which changes ``p.data`` IN PLACE. ``state`` is
+that parameter's own dict (momentum buffers, moment estimates...).
+
+``state_dict()`` numbers the parameters 0, 1, 2... in group order (as PyTorch)
+so a checkpoint holds no object identities:
+
+    {"state": {0: {"momentum_buffer": array}, ...},
+     "param_groups": [{"lr": 0.1, ..., "params": [0, 1, ...]}, ...]}
+"""
+import numpy as np
+
+from ..tensor import Tensor
+
+
+class Optimizer:
+    def __init__(self, params, defaults: dict):
+        self.defaults = dict(defaults)
+        self.param_groups = []
+        self.state = {}  # id(parameter) -> dict; keyed by id, as Tensors may one day define __eq__
+        self._scratch = {}  # (shape, dtype) -> reusable work array, so updates allocate nothing per step
+        params = list(params)
+        if not params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def add_param_group(self, group: dict):
+        """Add a group: ``{"params": [...], **hyperparameter overrides}``."""
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError(f"{type(self).__name__}: a parameter group must be a dict with 'params', got {group!r}")
+        params = group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for i, p in enumerate(params):
+            if not isinstance(p, Tensor) or not p.requires_grad:
+                raise TypeError(
+                    f"{type(self).__name__}: parameter {i} of group {len(self.param_groups)} must be a "
+                    f"Tensor with requires_grad=True, got {type(p).__name__}"
+                )
+            if id(p) in seen:
+                raise ValueError(
+                    f"{type(self).__name__}: parameter {i} of group {len(self.param_groups)} (shape {p.shape}) "
+                    "is already in another group"
+                )
+            seen.add(id(p))
+        self.param_groups.append({**self.defaults, **group, "params": params})
+
+    # -- the update ----------------------------------------------------------------
+    def step(self):
+        """Update every parameter that has a gradient (those without one are left alone)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self.update(p, p.grad, self.state.setdefault(id(p), {}), group)
+
+    def update(self, p, grad, state: dict, group: dict):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} must implement update()")
+
+    def zero_grad(self):
+        """Forget all gradients (``p.grad = None``, so the next backward starts fresh)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    def scratch(self, p, slot: int = 0) -> np.ndarray:
+        """A work array shaped like ``p``, reused across steps (its contents are garbage)."""
+        key = (p.shape, p.dtype.str, slot)
+        buffer = self._scratch.get(key)
+        if buffer is None:
+            buffer = self._scratch[key] = np.empty_like(p.data)
+        return buffer
+
+    # -- checkpoints -----------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Copies of the state and hyperparameters, parameters named by their index."""
+        index, groups = {}, []
+        for group in self.param_groups:
+            for p in group["params"]:
+                index[id(p)] = len(index)
+            hyper = {k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items() if k != "params"}
+            groups.append({**hyper, "params": [index[id(p)] for p in group["params"]]})
+        state = {
+            index[key]: {name: np.array(value, copy=True) for name, value in s.items()}
+            for key, s in self.state.items()
+            if key in index
+        }
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict):
+        """Restore state and hyperparameters saved by ``state_dict`` (the groups must match in size)."""
+        name = type(self).__name__
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"{name}.load_state_dict: the checkpoint has {len(saved_groups)} parameter groups, "
+                f"this optimizer has {len(self.param_groups)}"
+            )
+        params = []
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(
+                    f"{name}.load_state_dict: group {i} has {len(saved['params'])} parameters in the "
+                    f"checkpoint but {len(group['params'])} here"
+                )
+            params.extend(group["params"])
+        new_state = {}
+        for key, saved in state_dict["state"].items():
+            k = int(key)
+            if not 0 <= k < len(params):
+                raise ValueError(f"{name}.load_state_dict: state for parameter {k}, but there are {len(params)}")
+            p = params[k]
+            entry = {}
+            for field, value in saved.items():
+                value = np.array(value, copy=True)
+                if value.ndim == 0:  # counters such as "step" are plain numbers
+                    entry[field] = value.item()
+                elif value.shape != p.shape:
+                    raise ValueError(
+                        f"{name}.load_state_dict: state {field!r} of parameter {k} has shape {value.shape}, "
+                        f"expected {p.shape}"
+                    )
+                else:
+                    entry[field] = value.astype(p.dtype, copy=False)
+            new_state[id(p)] = entry
+        self.state = new_state
+        for saved, group in zip(saved_groups, self.param_groups):
+            hyper = {k: v for k, v in saved.items() if k != "params"}
+            if "betas" in hyper:
+                hyper["betas"] = tuple(hyper["betas"])
+            group.update(hyper)
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for k, v in sorted(group.items()):
+                if k != "params":
+                    lines.append(f"    {k}: {v}")
+        return "\n".join(lines) + "\n)"

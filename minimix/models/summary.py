@@ -65,8 +65,7 @@ class Summary:
         return "\n".join(lines)
 
 
-def _atomic_types():
-    return tuple(getattr(nn, n) for n in ("MixConv2d", "GroupedConv2d", "SqueezeExcite") if hasattr(nn, n))
+ATOMIC = (nn.MixConv2d, nn.GroupedConv2d, nn.SqueezeExcite)  # read as one layer each
 
 
 def _conv_macs(conv, oh, ow):
@@ -83,7 +82,7 @@ def _macs(module, output_shape) -> int:
     convs = [m for _, m in module.named_modules() if isinstance(m, nn.Conv2d)]
     if not convs:
         return 0
-    if type(module).__name__ == "SqueezeExcite":
+    if isinstance(module, nn.SqueezeExcite):
         return sum(_conv_macs(c, 1, 1) for c in convs)
     oh, ow = output_shape[2], output_shape[3]
     return sum(_conv_macs(c, oh, ow) for c in convs)
@@ -101,12 +100,11 @@ def _kernel(module) -> str:
 
 def _layers(model):
     """(name, module) of every layer, in definition order, without descending into composite layers."""
-    atomic = _atomic_types()
     out, stack = [], [("", model)]
     while stack:
         name, m = stack.pop()
         kids = list(m.named_children())
-        if m is not model and (not kids or isinstance(m, atomic)):
+        if m is not model and (not kids or isinstance(m, ATOMIC)):
             out.append((name, m))
             continue
         stack.extend(reversed([(f"{name}.{n}" if name else n, k) for n, k in kids]))

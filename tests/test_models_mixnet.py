@@ -1,0 +1,127 @@
+"""MixNet builders: parameter counts and timm key/shape layout, CIFAR variant, knobs, init, errors."""
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+import minimix as mm
+from minimix import nn
+from minimix.models import MIXNET_S, MODELS, MixNet, mixnet_cifar, mixnet_l, mixnet_m, mixnet_s, to_timm_state_dict
+
+KEYS_JSON = "/work/shared/reference/timm_mixnet_keys.json"
+needs_keys = pytest.mark.skipif(not os.path.exists(KEYS_JSON), reason="timm reference keys json not present")
+
+
+@pytest.fixture(scope="module")
+def timm_keys():
+    with open(KEYS_JSON) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("name, builder, expected", [
+    ("mixnet_s", mixnet_s, 4_134_606), ("mixnet_m", mixnet_m, 5_014_382), ("mixnet_l", mixnet_l, 7_329_252),
+])
+def test_parameter_counts(name, builder, expected):
+    model = builder()
+    assert model.num_parameters() == expected
+    assert MODELS[name] is builder
+
+
+@needs_keys
+@pytest.mark.parametrize("name", ["mixnet_s", "mixnet_m", "mixnet_l"])
+def test_timm_layout_every_key_and_shape(name, timm_keys):
+    model = MODELS[name]()
+    ours = {k: list(v.shape) for k, v in to_timm_state_dict(model).items()}
+    theirs = timm_keys[name]
+    assert sorted(set(theirs) - set(ours)) == [] and sorted(set(ours) - set(theirs)) == []
+    assert ours == theirs
+    assert list(ours) == list(theirs)  # same order as torch's state_dict
+    n_params = sum(int(np.prod(s)) for k, s in theirs.items()
+                   if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    assert model.num_parameters() == timm_keys[f"{name}:params"] == n_params
+
+
+def test_cifar_variant_shapes_and_count():
+    model = mixnet_cifar()
+    assert model.num_parameters() == 815_388
+    assert model.head_channels == 1024 and model.dropout.p == 0.2
+    assert model.conv_stem.stride == (1, 1)
+    strides = [a.stride for stage in model.stage_args for a in stage]
+    assert strides.count((2, 2)) == 3  # 32 -> 16 -> 8 -> 4
+    model.eval()
+    with mm.no_grad():
+        feats = model.forward_features(mm.Tensor(np.zeros((1, 3, 32, 32), np.float32)))
+        logits = model(mm.Tensor(np.zeros((2, 3, 32, 32), np.float32)))
+    assert feats.shape == (1, 1024, 4, 4)
+    assert logits.shape == (2, 10)
+
+
+def test_kernel_override_builds_plain_depthwise():
+    mix, plain = mixnet_cifar(), mixnet_cifar(kernel_sizes=(3,))
+    kernels = {conv.weight.shape[2:] for _, m in plain.named_modules() if isinstance(m, nn.MixConv2d)
+               for conv in m.convs}
+    assert kernels == {(3, 3)}
+    assert plain.num_parameters() < mix.num_parameters()
+    mixed = {len(m.convs) for _, m in mix.named_modules() if isinstance(m, nn.MixConv2d)}
+    assert mixed == {1, 2, 3, 4, 5}  # up to k3.5.7.9.11 in the default
+    with pytest.raises(ValueError, match="kernel_sizes"):
+        mixnet_cifar(kernel_sizes=(4,))
+
+
+def test_width_multiplier_scales_stem_and_blocks_not_head():
+    model = mixnet_s(num_classes=10, width_multiplier=0.25)
+    assert model.conv_stem.weight.shape == (8, 3, 3, 3)
+    assert model.conv_head.weight.shape == (1536, 48, 1, 1)
+    assert model.classifier.weight.shape == (10, 1536)
+
+
+def test_block_structure():
+    model = mixnet_s()
+    first, second = model.blocks[0][0], model.blocks[2][1]
+    assert type(first).__name__ == "DepthwiseSeparable" and first.has_skip
+    assert type(second).__name__ == "InvertedResidual" and second.has_skip
+    assert not model.blocks[2][0].has_skip  # stride 2 and 24 -> 40
+    assert isinstance(second.act1, nn.SiLU) and isinstance(model.blocks[1][0].act1, nn.ReLU)
+    assert isinstance(second.se.act, nn.SiLU)
+    assert second.se.conv_reduce.weight.shape == (20, 240, 1, 1)  # int(40 * 0.5) from the block INPUT
+    assert model.blocks[1][0].se is None
+    assert [len(stage) for stage in model.blocks] == [1, 2, 4, 3, 3, 3]
+
+
+def test_table_chaining_error_names_block():
+    bad = [["r1_k3_a1_p1_s11_e1_i16_o16"], ["r1_k3_a1_p1_s22_e6_i24_o32"]]
+    with pytest.raises(ValueError, match="r1_k3_a1_p1_s22_e6_i24_o32.*16"):
+        MixNet(bad)
+    with pytest.raises(ValueError, match="grouped 1x1"):
+        MixNet([["r1_k3_a1_p3_s11_e1_i16_o16"]])
+    with pytest.raises(ValueError, match="stages"):
+        MixNet([])
+
+
+def test_reference_init_statistics_and_seed():
+    mm.manual_seed(0)
+    model = mixnet_s(width_multiplier=1.0)
+    w = model.blocks[3][0].conv_pw.convs[0].weight.data  # 1x1, 40 -> 240, one group: fan_out 240
+    assert abs(w.std() - math.sqrt(2 / 240)) < 0.05 * math.sqrt(2 / 240)
+    dw = model.blocks[3][0].conv_dw.convs[2]  # depthwise 7x7: fan_out 49
+    assert abs(dw.weight.data.std() - math.sqrt(2 / 49)) < 0.05 * math.sqrt(2 / 49)
+    grouped = model.blocks[1][0].conv_pw.convs[1].weight.data  # group of 48 outputs: fan_out 48
+    assert abs(grouped.std() - math.sqrt(2 / 48)) < 0.1 * math.sqrt(2 / 48)
+    assert np.all(model.blocks[2][0].se.conv_reduce.bias.data == 0)
+    assert np.all(model.bn2.weight.data == 1) and np.all(model.bn2.bias.data == 0)
+    bound = 1 / math.sqrt(1000)
+    cw = model.classifier.weight.data
+    assert np.abs(cw).max() <= bound and np.abs(cw).max() > 0.9 * bound
+    assert np.all(model.classifier.bias.data == 0)
+    mm.manual_seed(0)
+    again = mixnet_s(width_multiplier=1.0)
+    for (k, a), b in zip(model.state_dict().items(), again.state_dict().values()):
+        np.testing.assert_array_equal(a, b, err_msg=k)
+
+
+def test_table_is_the_reference_s_table():
+    # the stage boundaries are where the output width changes, as timm groups them
+    outs = [[s.split("_o")[1].split("_")[0] for s in stage] for stage in MIXNET_S]
+    assert all(len(set(o)) == 1 for o in outs)

@@ -168,3 +168,145 @@ def test_metrics_log_round_trip(tmp_path):
     (tmp_path / "bad.csv").write_text("epoch,loss\n1,2\n")
     with pytest.raises(ValueError, match="bad.csv.*lacks"):
         read_log(tmp_path / "bad.csv")
+
+
+# -- the training loop ----------------------------------------------------------------------------------
+def colour_dataset(n, seed=0, classes=3):
+    """uint8 images (n, 32, 32, 3) of noise whose class c brightens colour channel c: learnable by an MLP
+    from the first steps, and unaffected by crops and flips."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n).astype(np.int64)
+    images = rng.integers(0, 140, (n, 32, 32, 3))
+    images[np.arange(n), :, :, labels] += 100
+    return images.astype(np.uint8), labels
+
+
+def mlp(classes=3):
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 16), nn.ReLU(), nn.Linear(16, classes))
+
+
+def small_convnet(classes=3):
+    """Conv + BatchNorm (buffers) + Dropout (random masks): all the state a resume must restore."""
+    return nn.Sequential(nn.Conv2d(3, 4, 3, stride=4, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.Flatten(), nn.Dropout(0.3), nn.Linear(4 * 8 * 8, classes))
+
+
+def small_config(**overrides):
+    return TrainConfig(**{"epochs": 2, "batch_size": 32, "lr": 0.05, "warmup_epochs": 0.5,
+                          "eval_batch_size": 50, **overrides})
+
+
+def make_trainer(build, config, run_dir=None, seed=0, on_step=None, train_size=96, test_size=40):
+    minimix.manual_seed(seed)
+    model = build()
+    return Trainer(model, colour_dataset(train_size, seed=1), colour_dataset(test_size, seed=2), config,
+                   run_dir=run_dir, progress=False, log=lambda line: None, on_step=on_step)
+
+
+def test_training_reduces_the_loss():
+    losses = []
+    trainer = make_trainer(mlp, small_config(epochs=4, lr=0.02), on_step=lambda e, s, loss: losses.append(loss),
+                           train_size=256)
+    history = trainer.fit()
+    assert len(losses) == 4 * 8 and len(history) == 4
+    assert np.mean(losses[-4:]) < 0.7 * np.mean(losses[:2]), losses
+    assert history[-1]["test_acc"] > 0.9  # 3 classes: chance is 1/3
+    assert trainer.scheduler.get_last_lr()[0] == pytest.approx(0.0, abs=1e-12)  # cosine ends at 0
+
+
+def test_fit_writes_last_best_and_the_metrics_log(tmp_path):
+    trainer = make_trainer(mlp, small_config(epochs=3), run_dir=tmp_path)
+    history = trainer.fit()
+    last, best = load_checkpoint(tmp_path / "last.json"), load_checkpoint(tmp_path / "best.json")
+    assert last["epoch"] == 3 and last["history"] == history
+    best_epoch = max(history, key=lambda h: h["test_acc"])["epoch"]
+    assert best["epoch"] == best_epoch  # the first epoch that reached the best test accuracy
+    log = read_log(tmp_path / "metrics.csv")
+    np.testing.assert_array_equal(log["epoch"], [1, 2, 3])
+    np.testing.assert_allclose(log["train_loss"], [h["train_loss"] for h in history])
+    assert len(list(tmp_path.glob("*.npz"))) == (1 if best_epoch == 3 else 2)
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    """Train 2 epochs straight vs 1 epoch, crash, resume: identical per-step losses and final state."""
+    straight_losses = []
+    straight = make_trainer(small_convnet, small_config(), run_dir=tmp_path / "straight",
+                            on_step=lambda e, s, loss: straight_losses.append(loss))
+    straight.fit()
+
+    class Crash(Exception):
+        pass
+
+    losses = []
+
+    def crash_in_second_epoch(epoch, step, loss):
+        if epoch == 1:
+            raise Crash  # after one optimisation step that no checkpoint holds
+        losses.append(loss)
+
+    interrupted = make_trainer(small_convnet, small_config(), run_dir=tmp_path / "run",
+                               on_step=crash_in_second_epoch)
+    with pytest.raises(Crash):
+        interrupted.fit()
+    assert load_checkpoint(tmp_path / "run")["epoch"] == 1
+
+    # a fresh process: other initial weights and random state, all replaced by the checkpoint's
+    resumed = make_trainer(small_convnet, small_config(), run_dir=tmp_path / "run", seed=123,
+                           on_step=lambda e, s, loss: losses.append(loss))
+    resumed.resume(tmp_path / "run")
+    assert resumed.epoch == 1
+    resumed.fit()
+
+    assert len(losses) == len(straight_losses) == 6
+    assert losses == straight_losses  # exactly equal floats
+    for name, value in straight.model.state_dict().items():
+        np.testing.assert_array_equal(resumed.model.state_dict()[name], value, err_msg=name)
+    for index, buffers in straight.optimizer.state_dict()["state"].items():
+        for key, value in buffers.items():
+            np.testing.assert_array_equal(resumed.optimizer.state_dict()["state"][index][key], value)
+    assert minimix.random.get_state() is not None
+    timing = ("seconds", "images_per_s")
+    strip = [{k: v for k, v in h.items() if k not in timing} for h in straight.history]
+    assert [{k: v for k, v in h.items() if k not in timing} for h in resumed.history] == strip
+
+
+def test_resume_refuses_a_different_recipe(tmp_path):
+    make_trainer(mlp, small_config(epochs=1), run_dir=tmp_path).fit()
+    other = make_trainer(mlp, small_config(epochs=1, lr=0.1))
+    with pytest.raises(ValueError, match="lr: checkpoint 0.05 vs now 0.1"):
+        other.resume(tmp_path)
+
+
+def test_evaluate_with_flip_tta_averages_image_and_mirror_logits():
+    from minimix.data import DataLoader
+    from minimix.training import evaluate
+
+    minimix.manual_seed(0)
+    model = mlp()
+    images, labels = colour_dataset(30)
+    loader = DataLoader(images, labels, batch_size=7, shuffle=False)
+    x = np.concatenate([xb for xb, _ in loader])
+    with minimix.no_grad():
+        plain = model(minimix.Tensor(x)).data
+        mirrored = model(minimix.Tensor(np.ascontiguousarray(x[..., ::-1]))).data
+    result = evaluate(model, loader)
+    tta = evaluate(model, loader, tta=True)
+    assert model.training  # evaluate restores the mode it found
+    np.testing.assert_array_equal(result["predictions"], plain.argmax(1))
+    np.testing.assert_array_equal(tta["predictions"], (plain + mirrored).argmax(1))
+    assert result["acc"] == pytest.approx((plain.argmax(1) == labels).mean())
+    assert not np.array_equal(plain.argmax(1), (plain + mirrored).argmax(1))  # the TTA check can fail
+
+
+def test_non_finite_loss_stops_training_with_a_clear_error():
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = mlp()
+
+        def forward(self, x):
+            return self.inner(x) * float("nan")
+
+    trainer = make_trainer(Broken, small_config())
+    with pytest.raises(FloatingPointError, match="loss is nan at epoch 1, step 1"):
+        trainer.fit()

@@ -4,6 +4,8 @@ from __future__ import annotations
 import inspect
 import math
 
+import numpy as np
+
 
 def model_builders() -> dict:
     """``minimix.models.MODELS``: model name -> builder function."""
@@ -32,18 +34,31 @@ def build_model(name: str, model_kwargs: dict | None = None, num_classes: int = 
     return builder(num_classes=num_classes, **model_kwargs)
 
 
-def load_split(data_root, train: bool, limit: int | None = None):
-    """``(images uint8 (N, 32, 32, 3), labels int64 (N,), classes)`` of CIFAR-10's train or test
-    split, keeping the first ``limit`` images when ``limit`` is given."""
+def load_split(data_root, train: bool):
+    """``(images uint8 (N, 32, 32, 3), labels int64 (N,), classes)`` of CIFAR-10's train or test split."""
     from ..data import CIFAR10
 
     dataset = CIFAR10(root=data_root, train=train)
-    images, labels = dataset.images, dataset.labels
-    if limit is not None:
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
-        images, labels = images[:limit], labels[:limit]
-    return images, labels, list(dataset.classes)
+    return dataset.images, dataset.labels, list(dataset.classes)
+
+
+def balanced_subset(images, labels, limit: int | None):
+    """The first ``limit`` images taking the classes in turn: the first image of every class, then
+    the second of every class, ... (kept in dataset order).
+
+    Plain ``images[:limit]`` would be all airplanes on a dataset stored class by class (as the
+    image-folder trees are); this gives every class ``limit / C`` images (+-1) in any storage order.
+    """
+    if limit is None or limit >= len(labels):
+        return images, labels
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    rank = np.empty(len(labels), dtype=np.int64)  # rank[i] = how many images of i's class come before i
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        rank[members] = np.arange(len(members))
+    keep = np.sort(np.lexsort((labels, rank))[:limit])  # by rank, then label
+    return images[keep], labels[keep]
 
 
 def proportional_test_limit(limit: int | None, train_size: int, test_size: int) -> int | None:

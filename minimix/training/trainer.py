@@ -44,15 +44,15 @@ class TrainConfig:
     nesterov: bool = True
     weight_decay: float = 5e-4  # on conv/linear weights only (see minimix.optim.weight_decay_groups)
     label_smoothing: float = 0.1
-    warmup_epochs: float = 1.0  # linear warmup, then cosine decay to 0, both per step
+    warmup_epochs: float = 1.0  # linear warmup (at most half the run), then cosine decay to 0, per step
     augment: bool = True  # random crop (4-pixel padding) + horizontal flip
     cutout: int = 0  # side of the square cut out of each training image (0: none)
     seed: int = 0  # model initialisation and data order/augmentation
     tta: bool = False  # evaluate on image + mirror (average logits)
     eval_batch_size: int = 500
     data: str | None = None  # dataset root (None: $MINIMIX_DATA)
-    limit: int | None = None  # train on the first `limit` training images
-    test_limit: int | None = None  # evaluate on the first `test_limit` test images
+    limit: int | None = None  # train on `limit` training images, as many per class (recipe.balanced_subset)
+    test_limit: int | None = None  # evaluate on `test_limit` test images, chosen the same way
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -74,19 +74,21 @@ class TrainConfig:
         return cls(**values)
 
 
-def evaluate(model, loader, tta: bool = False) -> dict:
+def evaluate(model, loader, tta: bool = False, progress: bool = False) -> dict:
     """Mean cross-entropy (no label smoothing) and top-1 accuracy of ``model`` over ``loader``.
 
     Runs in eval mode (BatchNorm uses its running statistics) under ``no_grad`` (no graph is
     recorded), batch by batch. With ``tta``, the logits are the average of the image's and of its
     mirror image's (flip test-time augmentation). Returns ``{"loss", "acc", "predictions", "labels"}``.
     """
+    from tqdm import tqdm
+
     was_training = model.training
     model.eval()
     total_loss, predictions, labels = 0.0, [], []
     try:
         with no_grad():
-            for x, y in loader:
+            for x, y in tqdm(loader, desc="test", unit="batch", leave=False, disable=not progress):
                 logits = model(Tensor(x)).data
                 if tta:
                     mirrored = np.ascontiguousarray(x[..., ::-1])  # flip the width axis of (B, C, H, W)
@@ -130,10 +132,10 @@ class Trainer:
                              f"batch_size {config.batch_size})")
         self.optimizer = SGD(weight_decay_groups(model, config.weight_decay), lr=config.lr,
                              momentum=config.momentum, nesterov=config.nesterov)
-        steps_per_epoch = len(self.train_loader)
-        self.scheduler = WarmupCosineLR(self.optimizer,
-                                        warmup_steps=round(config.warmup_epochs * steps_per_epoch),
-                                        total_steps=config.epochs * steps_per_epoch)
+        total_steps = config.epochs * len(self.train_loader)
+        # A short run (e.g. --epochs 1) keeps at least half of its steps for the cosine decay.
+        warmup_steps = min(round(config.warmup_epochs * len(self.train_loader)), total_steps // 2)
+        self.scheduler = WarmupCosineLR(self.optimizer, warmup_steps=warmup_steps, total_steps=total_steps)
         self.epoch = 0  # number of finished epochs
         self.history: list = []  # one dict of metrics per finished epoch
 
@@ -142,7 +144,7 @@ class Trainer:
         """Train from ``self.epoch`` to ``config.epochs``; returns the metrics history."""
         for epoch in range(self.epoch, self.config.epochs):
             train = self.train_epoch(epoch)
-            test = evaluate(self.model, self.test_loader, tta=self.config.tta)
+            test = evaluate(self.model, self.test_loader, tta=self.config.tta, progress=self.progress)
             self.epoch = epoch + 1
             record = {
                 "epoch": self.epoch,
@@ -160,7 +162,7 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict:
         """One pass over the training set; returns mean loss, accuracy, seconds and images/s."""
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         model, loader, cfg = self.model, self.train_loader, self.config
         model.train()

@@ -1,0 +1,54 @@
+"""The ``minimix`` command line: ``python -m minimix <command> ...``.
+
+Each command is a module ``minimix/cli/<name>.py`` with ``add_arguments(parser)`` and ``run(args)``
+(returning an exit status or None). Commands listed in ``COMMANDS`` whose module does not exist
+yet are skipped. Errors a user can fix (a missing dataset or checkpoint, a bad option) print one
+``minimix <command>: error: ...`` line and exit with status 2; ``--debug`` shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ["train", "evaluate", "plot", "rf"]
+
+# Exceptions that mean "the input was wrong", not "minimix has a bug".
+USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValueError, KeyError)
+
+
+def _command_modules():
+    for name in COMMANDS:
+        try:
+            yield name, importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":  # the command exists but one of its imports is missing
+                raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="minimix", description="minimix: MixConv and MixNet from scratch in NumPy.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module in _command_modules():
+        summary = (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else None
+        sub = commands.add_parser(name, help=summary, description=module.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status = args._run(args)
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"minimix {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return 0 if status is None else int(status)

@@ -1,0 +1,61 @@
+"""Evaluate a checkpoint on the CIFAR-10 test set: accuracy, per-class table, confusion matrix.
+
+Writes confusion_matrix.png and evaluation.json into --out (default: the checkpoint's run
+directory). CHECKPOINT is a run directory (its last.json), a checkpoint .json, or its .npz.
+
+examples:
+  python -m minimix evaluate runs/mixnet_cifar-20250101-120000
+  python -m minimix evaluate runs/mixnet_cifar-20250101-120000/best.json --tta
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def add_arguments(parser):
+    parser.add_argument("checkpoint", help="run directory, checkpoint .json or .npz")
+    parser.add_argument("--tta", action="store_true", help="average the logits of each image and its mirror")
+    parser.add_argument("--out", type=Path, help="output directory (default: the checkpoint's directory)")
+    parser.add_argument("--data", help="dataset root (default: the run's, else $MINIMIX_DATA)")
+    parser.add_argument("--limit", type=int, metavar="N", help="evaluate on N test images only, N/10 per class")
+    parser.add_argument("--batch-size", type=int, default=500, help="evaluation batch size (default 500)")
+
+
+def run(args):
+    from ..data import DataLoader
+    from ..training import (TrainConfig, confusion_matrix, evaluate, load_checkpoint, per_class_accuracy,
+                            resolve_checkpoint)
+    from ..training.plots import plot_confusion_matrix
+    from ..training.recipe import balanced_subset, build_model, load_split
+
+    meta = resolve_checkpoint(args.checkpoint)
+    state = load_checkpoint(meta)
+    config = TrainConfig.from_dict(state["config"])
+    images, labels, classes = load_split(args.data or config.data, train=False)
+    images, labels = balanced_subset(images, labels, args.limit)
+    model = build_model(config.model, config.model_kwargs, num_classes=len(classes))
+    model.load_state_dict(state["model"])
+
+    result = evaluate(model, DataLoader(images, labels, batch_size=args.batch_size, shuffle=False), tta=args.tta)
+    matrix = confusion_matrix(result["predictions"], result["labels"], len(classes))
+    per_class = per_class_accuracy(matrix)
+
+    tta = " with flip TTA" if args.tta else ""
+    print(f"{meta} (epoch {state['epoch']}, {config.model}): test accuracy{tta} {result['acc']:.2%}, "
+          f"loss {result['loss']:.4f} on {len(labels):,} images")
+    width = max(len(c) for c in classes)
+    print(f"{'class':<{width}}  images  accuracy")
+    for name, count, acc in zip(classes, matrix.sum(axis=1), per_class):
+        print(f"{name:<{width}}  {count:>6}  {acc:8.2%}")
+
+    out = Path(args.out) if args.out else meta.parent
+    out.mkdir(parents=True, exist_ok=True)
+    png = plot_confusion_matrix(matrix, classes, out / "confusion_matrix.png",
+                                title=f"{config.model}, epoch {state['epoch']}: {result['acc']:.2%}{tta}")
+    report = {"checkpoint": str(meta), "epoch": state["epoch"], "tta": args.tta, "images": len(labels),
+              "accuracy": result["acc"], "loss": result["loss"], "classes": classes,
+              "per_class_accuracy": [None if a != a else float(a) for a in per_class],
+              "confusion_matrix": matrix.tolist()}
+    (out / "evaluation.json").write_text(json.dumps(report, indent=1))
+    print(f"wrote {png} and {out / 'evaluation.json'}")

@@ -1,0 +1,26 @@
+"""Plot the loss and accuracy curves of a run (from its metrics.csv) to a PNG.
+
+example:
+  python -m minimix plot runs/mixnet_cifar-20250101-120000      # -> .../curves.png
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_arguments(parser):
+    parser.add_argument("run_dir", type=Path, help="run directory holding metrics.csv")
+    parser.add_argument("--out", type=Path, help="PNG file to write (default RUN_DIR/curves.png)")
+
+
+def run(args):
+    from ..training import read_log
+    from ..training.plots import plot_curves
+
+    if not args.run_dir.is_dir():
+        raise FileNotFoundError(f"run directory not found: {args.run_dir}")
+    log = read_log(args.run_dir / "metrics.csv")
+    png = plot_curves(log, args.out or args.run_dir / "curves.png")
+    best = log["test_acc"].argmax()
+    print(f"{len(log['epoch'])} epochs, best test accuracy {log['test_acc'][best]:.2%} "
+          f"(epoch {int(log['epoch'][best])}); wrote {png}")

@@ -1,0 +1,162 @@
+"""Train a model on CIFAR-10 with checkpoints after every epoch.
+
+The recipe (defaults): SGD with Nesterov momentum 0.9, batch 256, peak learning rate 0.2 after one
+epoch of linear warmup then cosine decay to 0 (per step), weight decay 5e-4 on conv/linear
+weights only, label smoothing 0.1, random crop + horizontal flip, 15 epochs, seed 0.
+
+The run directory receives last.json/best.json + their .npz (checkpoints), metrics.csv (one row
+per epoch). Continue an interrupted run exactly where it stopped with --resume RUN_DIR.
+
+--limit N trains on N training images, N/10 of each class (the first ones of each class in dataset
+order), and evaluates on the same fraction of the test set (N/50000 of its 10,000 images, chosen
+the same way; --test-limit overrides), for quick experiments.
+
+examples:
+  python -m minimix train --epochs 15
+  python -m minimix train --limit 2048 --epochs 1 --batch-size 128
+  python -m minimix train --kernels 3 --out runs/all3x3        # the all-3x3 ablation
+  python -m minimix train --resume runs/all3x3
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+# Options that set the TrainConfig field of the same name. They default to None (the real default
+# is TrainConfig's), so we know which ones were given, e.g. to refuse changes on --resume.
+RECIPE_OPTIONS = ("model", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "warmup_epochs",
+                  "seed", "cutout", "tta", "limit", "test_limit")
+# CLI option -> keyword argument of the model builder (passed only when given).
+MODEL_OPTIONS = {"width": "width_multiplier", "head": "head_channels", "kernels": "kernel_sizes"}
+
+
+def add_arguments(parser):
+    defaults = _default_config()
+    arg = parser.add_argument
+    arg("--model", help=f"model name from minimix.models.MODELS (default {defaults.model})")
+    arg("--width", type=float, help="width multiplier of the model's channels")
+    arg("--head", type=int, help="channels of the final 1x1 'head' convolution")
+    arg("--kernels", type=_kernel_list, help='kernel sizes of every MixConv, e.g. "3" or "3,5,7,9"')
+    arg("--epochs", type=int, help=f"default {defaults.epochs}")
+    arg("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    arg("--lr", type=float, help=f"peak learning rate (default {defaults.lr})")
+    arg("--weight-decay", type=float, help=f"default {defaults.weight_decay}")
+    arg("--label-smoothing", type=float, help=f"default {defaults.label_smoothing}")
+    arg("--warmup-epochs", type=float, help=f"at most half the run (default {defaults.warmup_epochs})")
+    arg("--seed", type=int, help=f"default {defaults.seed}")
+    arg("--cutout", type=int, help="side of the cutout square, 0 for none (default 0)")
+    arg("--tta", action="store_const", const=True, help="evaluate with flip test-time augmentation")
+    arg("--limit", type=int, metavar="N", help="train on N training images, N/10 per class")
+    arg("--test-limit", type=int, metavar="N", help="evaluate on N test images, N/10 per class")
+    arg("--data", help="dataset root (default: $MINIMIX_DATA)")
+    arg("--out", type=Path, help="run directory (default runs/<model>-<date>-<time>)")
+    arg("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (or from a checkpoint .json/.npz)")
+    arg("--threads", type=int, help="threads for NumPy's BLAS and the Numba kernels")
+    arg("--no-progress", action="store_true", help="no progress bar (e.g. when logging to a file)")
+
+
+def _default_config():
+    from ..training.trainer import TrainConfig
+
+    return TrainConfig()
+
+
+def _kernel_list(text: str) -> list:
+    """ "3,5,7" -> [3, 5, 7] (odd sizes, so that 'same' padding (k - 1) / 2 is whole)."""
+    import argparse
+
+    try:
+        sizes = [int(k) for k in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected odd integers separated by commas like "3,5,7", got {text!r}')
+    if any(k < 1 or k % 2 == 0 for k in sizes):
+        raise argparse.ArgumentTypeError(f"kernel sizes must be odd and positive, got {sizes}")
+    return sizes
+
+
+def run(args):
+    from .. import manual_seed
+    from ..training import Trainer, TrainConfig, load_checkpoint, resolve_checkpoint
+    from ..training.recipe import balanced_subset, build_model, load_split, proportional_test_limit
+
+    if args.threads:
+        set_threads(args.threads)
+    given = {name: getattr(args, name) for name in RECIPE_OPTIONS if getattr(args, name) is not None}
+    model_kwargs = {kwarg: getattr(args, option) for option, kwarg in MODEL_OPTIONS.items()
+                    if getattr(args, option) is not None}
+
+    if args.resume:
+        state = load_checkpoint(args.resume)
+        config = TrainConfig.from_dict(state["config"])
+        _refuse_changes(config, given, model_kwargs)
+        run_dir = resolve_checkpoint(args.resume).parent
+        if args.data:
+            config.data = args.data
+    else:
+        state = None
+        config = TrainConfig(**given, model_kwargs=model_kwargs, data=args.data)
+        run_dir = args.out or Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if (Path(run_dir) / "last.json").exists():
+            raise ValueError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                             "or choose another --out")
+
+    train_images, train_labels, classes = load_split(config.data, train=True)
+    test_images, test_labels, _ = load_split(config.data, train=False)
+    if config.limit is not None and config.test_limit is None:
+        config.test_limit = proportional_test_limit(config.limit, len(train_labels), len(test_labels))
+    train_images, train_labels = balanced_subset(train_images, train_labels, config.limit)
+    test_images, test_labels = balanced_subset(test_images, test_labels, config.test_limit)
+
+    manual_seed(config.seed)
+    model = build_model(config.model, config.model_kwargs, num_classes=len(classes))
+    trainer = Trainer(model, (train_images, train_labels), (test_images, test_labels), config,
+                      run_dir=run_dir, progress=not args.no_progress)
+    if state is not None:
+        trainer.load_state_dict(state)
+        print(f"resuming {run_dir} after epoch {trainer.epoch}/{config.epochs}")
+    print(f"{config.model} {config.model_kwargs or ''}: {model.num_parameters():,} parameters; "
+          f"{len(train_labels):,} training and {len(test_labels):,} test images; run directory {run_dir}")
+    start = time.perf_counter()
+    history = trainer.fit()
+    if history:
+        best = max(history, key=lambda h: h["test_acc"])
+        print(f"done in {time.perf_counter() - start:.0f} s; best test accuracy {best['test_acc']:.2%} "
+              f"(epoch {best['epoch']}); checkpoints and metrics.csv in {run_dir}")
+
+
+def _refuse_changes(config, given: dict, model_kwargs: dict):
+    """A resumed run continues with its saved recipe: refuse options that would change it."""
+    saved = dataclasses.asdict(config)
+    changed = [f"{k}={v!r} (run has {saved[k]!r})" for k, v in given.items() if saved[k] != v]
+    changed += [f"{k}={v!r} (run has {config.model_kwargs.get(k)!r})" for k, v in model_kwargs.items()
+                if config.model_kwargs.get(k) != v]
+    if changed:
+        raise ValueError("--resume continues a run with its saved recipe; these options differ: "
+                         + ", ".join(changed))
+
+
+def set_threads(n: int):
+    """Use ``n`` threads in the Numba kernels and in NumPy's OpenBLAS (if it can be found)."""
+    import ctypes
+    import glob
+    import os
+    import warnings
+
+    import numba
+    import numpy
+
+    if n < 1:
+        raise ValueError(f"--threads must be >= 1, got {n}")
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    site = os.path.dirname(os.path.dirname(numpy.__file__))
+    for lib in glob.glob(os.path.join(site, "numpy.libs", "*openblas*")) + \
+            glob.glob(os.path.join(os.path.dirname(numpy.__file__), ".dylibs", "*openblas*")):
+        blas = ctypes.CDLL(lib)
+        for symbol in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                       "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            if hasattr(blas, symbol):
+                getattr(blas, symbol)(ctypes.c_int(n))
+                return
+    warnings.warn("--threads: could not find NumPy's OpenBLAS; set OPENBLAS_NUM_THREADS before starting "
+                  "Python to limit its threads", stacklevel=2)

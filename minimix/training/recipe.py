@@ -38,7 +38,11 @@ def load_split(data_root, train: bool):
     """``(images uint8 (N, 32, 32, 3), labels int64 (N,), classes)`` of CIFAR-10's train or test split."""
     from ..data import CIFAR10
 
-    dataset = CIFAR10(root=data_root, train=train)
+    try:
+        dataset = CIFAR10(root=data_root, train=train)
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{err}\nOn the command line: pass --data PATH, or `export MINIMIX_DATA=PATH` "
+                                "(PATH: a folder or archive as listed above).") from None
     return dataset.images, dataset.labels, list(dataset.classes)
 
 

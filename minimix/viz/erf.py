@@ -57,7 +57,8 @@ def compute_erf(model, inputs, layer=None, *, channels=None, group=None, mode="e
                 allow_clipped=False) -> ERF:
     """Back-propagate from the centre unit of ``layer`` to ``inputs``; return an ``ERF``.
 
-    ``inputs``: (N, C, H, W) array or Tensor (real images or random numbers).
+    ``inputs``: (N, C, H, W) array or Tensor (real images or random numbers),
+    cast to the model's parameter dtype.
     ``layer``: a dotted module name; None = the last convolution-like layer.
     ``channels``: which output channels carry the gradient (None = all; a slice
     or a list of indices); ``group=i`` picks MixConv kernel group ``i``'s channels.
@@ -139,13 +140,12 @@ def erf_summary(erf_map, centre=None, fractions=(0.2, 0.5, 0.99)) -> dict:
 
 
 def _input_tensor(inputs, model) -> Tensor:
+    """A fresh leaf tensor in the model's dtype (convolutions need one dtype for input and weights)."""
     data = inputs.data if isinstance(inputs, Tensor) else np.asarray(inputs)
     if data.ndim != 4:
         raise ValueError(f"compute_erf: inputs must be an (N, C, H, W) batch, got shape {data.shape}")
-    if data.dtype.kind != "f":
-        dtype = next((p.dtype for p in model.parameters()), np.float32)
-        data = data.astype(dtype)
-    return Tensor(np.array(data, copy=True), requires_grad=True)
+    dtype = next((p.dtype for p in model.parameters()), np.float32)
+    return Tensor(data.astype(dtype, copy=True), requires_grad=True)
 
 
 def _last_conv_layer(model, input_shape) -> str:

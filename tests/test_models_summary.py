@@ -1,0 +1,66 @@
+"""summary(): per-layer rows, MAC counting rules, totals, and that the model is left untouched."""
+import numpy as np
+
+from minimix import nn
+from minimix.models import mixnet_cifar, summary
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.mix = nn.MixConv2d(4, kernel_sizes=(3, 5))
+        self.pw = nn.GroupedConv2d(4, 6, groups=2)
+        self.bn = nn.BatchNorm2d(6)
+        self.se = nn.SqueezeExcite(6, 2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x):
+        x = self.se(self.bn(self.pw(self.mix(self.conv(x)))))
+        return self.fc(self.flat(self.pool(x)))
+
+
+def test_macs_by_layer_type():
+    s = summary(Tiny(), (3, 8, 8), verbose=False)
+    rows = {r.name: r for r in s.rows}
+    assert list(rows) == ["conv", "mix", "pw", "bn", "se", "pool", "flat", "fc"]
+    assert rows["conv"].output_shape == (1, 4, 4, 4)
+    assert rows["conv"].macs == (4 * 4 * 4) * (3 * 3 * 3)        # out elements x fan-in
+    assert rows["mix"].macs == 2 * 16 * 3 * 3 + 2 * 16 * 5 * 5    # two depthwise groups of 2 channels
+    assert rows["pw"].macs == 3 * 16 * 2 + 3 * 16 * 2             # two groups, 2 in -> 3 out each
+    assert rows["se"].macs == 6 * 2 + 2 * 6                       # two 1x1 convs on the pooled map
+    assert rows["fc"].macs == 6 * 5
+    assert rows["bn"].macs == rows["pool"].macs == 0
+    assert rows["mix"].kernel == "3x3,5x5" and rows["pw"].kernel == "1x1 x2 groups"
+    assert rows["se"].params == (6 * 2 + 2) + (2 * 6 + 6)
+    assert s.total_macs == sum(r.macs for r in s.rows)
+    assert s.output_shape == (1, 5)
+
+
+def test_mixnet_cifar_totals_and_printout(capsys):
+    model = mixnet_cifar()
+    model.train()
+    before = model.state_dict()
+    s = summary(model, (3, 32, 32))
+    printed = capsys.readouterr().out
+    assert s.total_params == model.num_parameters() == 815_388
+    assert sum(r.params for r in s.rows) == s.total_params
+    assert abs(s.total_macs - 25.9e6) < 0.05e6
+    assert "total parameters: 815,388" in printed and f"{s.total_macs:,}" in printed
+    assert "blocks.5.0.conv_dw" in printed and "3x3,5x5,7x7,9x9,11x11" in printed
+    assert s.input_shape == (1, 3, 32, 32) and s.output_shape == (1, 10)
+    assert all(r.output_shape is not None for r in s.rows)
+    # the model is left as it was: modes, state, and its own forward methods
+    assert all(m.training for m in model.modules())
+    assert all("forward" not in m.__dict__ for m in model.modules())
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+def test_batch_of_inputs_gives_per_image_macs():
+    model = mixnet_cifar(width_multiplier=0.25)
+    one = summary(model, (3, 32, 32), verbose=False)
+    two = summary(model, (2, 3, 32, 32), verbose=False)
+    assert one.total_macs == two.total_macs and two.output_shape == (2, 10)

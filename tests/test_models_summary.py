@@ -1,5 +1,6 @@
 """summary(): per-layer rows, MAC counting rules, totals, and that the model is left untouched."""
 import numpy as np
+import pytest
 
 from minimix import nn
 from minimix.models import mixnet_cifar, summary
@@ -34,6 +35,7 @@ def test_macs_by_layer_type():
     assert rows["fc"].macs == 6 * 5
     assert rows["bn"].macs == rows["pool"].macs == 0
     assert rows["mix"].kernel == "3x3,5x5" and rows["pw"].kernel == "1x1 x2 groups"
+    assert rows["conv"].kernel == "3x3" and rows["se"].kernel == "1x1 6->2->6"
     assert rows["se"].params == (6 * 2 + 2) + (2 * 6 + 6)
     assert s.total_macs == sum(r.macs for r in s.rows)
     assert s.output_shape == (1, 5)
@@ -64,3 +66,8 @@ def test_batch_of_inputs_gives_per_image_macs():
     one = summary(model, (3, 32, 32), verbose=False)
     two = summary(model, (2, 3, 32, 32), verbose=False)
     assert one.total_macs == two.total_macs and two.output_shape == (2, 10)
+
+
+def test_bad_input_shape():
+    with pytest.raises(ValueError, match="input_shape"):
+        summary(Tiny(), (8, 8), verbose=False)

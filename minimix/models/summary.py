@@ -58,7 +58,7 @@ class Summary:
             return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths)))
 
         rule = "-" * len(fmt(header))
-        lines = [fmt(header), rule] + [fmt(line) for line in body] + [rule]
+        lines = [fmt(header).rstrip(), rule] + [fmt(line).rstrip() for line in body] + [rule]
         lines.append(f"input {self.input_shape} -> output {self.output_shape}")
         lines.append(f"total parameters: {self.total_params:,}")
         lines.append(f"total multiply-accumulates per image: {self.total_macs:,} ({self.total_macs / 1e6:.1f} M)")
@@ -89,13 +89,19 @@ def _macs(module, output_shape) -> int:
 
 
 def _kernel(module) -> str:
-    convs = [m for _, m in module.named_modules() if isinstance(m, nn.Conv2d)]
-    if not convs:
-        return ""
-    sizes = [f"{c.weight.shape[2]}x{c.weight.shape[3]}" for c in convs]
-    if len(set(sizes)) == 1 and len(sizes) > 1:
-        return f"{sizes[0]} x{len(sizes)} groups"
-    return ",".join(sizes)
+    """Kernel sizes as text: "3x3", "3x3,5x5,7x7" (MixConv), "1x1 x2 groups", "1x1 96->8->96" (SE)."""
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.weight.shape[2:]
+        return f"{kh}x{kw}" + (" depthwise" if module.groups > 1 and module.groups == module.weight.shape[0] else "")
+    if isinstance(module, nn.MixConv2d):
+        return ",".join(f"{k}x{k}" for k in module.kernel_sizes)
+    if isinstance(module, nn.GroupedConv2d):
+        k = module.kernel_size
+        return f"{k}x{k}" + (f" x{module.groups} groups" if module.groups > 1 else "")
+    if isinstance(module, nn.SqueezeExcite):
+        c, r = module.conv_reduce.weight.shape[1], module.conv_reduce.weight.shape[0]
+        return f"1x1 {c}->{r}->{c}"
+    return ""
 
 
 def _layers(model):

@@ -8,7 +8,17 @@ import pytest
 
 import minimix as mm
 from minimix import nn
-from minimix.models import MIXNET_S, MODELS, MixNet, mixnet_cifar, mixnet_l, mixnet_m, mixnet_s, to_timm_state_dict
+from minimix.models import (
+    MIXNET_S,
+    MODELS,
+    MixNet,
+    load_timm_state_dict,
+    mixnet_cifar,
+    mixnet_l,
+    mixnet_m,
+    mixnet_s,
+    to_timm_state_dict,
+)
 
 KEYS_JSON = "/work/shared/reference/timm_mixnet_keys.json"
 needs_keys = pytest.mark.skipif(not os.path.exists(KEYS_JSON), reason="timm reference keys json not present")
@@ -41,6 +51,14 @@ def test_timm_layout_every_key_and_shape(name, timm_keys):
     n_params = sum(int(np.prod(s)) for k, s in theirs.items()
                    if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
     assert model.num_parameters() == timm_keys[f"{name}:params"] == n_params
+    # and the other direction: a state dict with exactly timm's keys and shapes loads strictly
+    rng = np.random.default_rng(0)
+    fake = {k: rng.standard_normal(s).astype(np.float32) for k, s in theirs.items()}
+    load_timm_state_dict(model, fake)
+    back = to_timm_state_dict(model)
+    for k in theirs:
+        if not k.endswith("num_batches_tracked"):
+            np.testing.assert_array_equal(back[k], fake[k], err_msg=k)
 
 
 def test_cifar_variant_shapes_and_count():

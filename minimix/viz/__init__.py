@@ -11,10 +11,18 @@
 """
 from .erf import ERF, compute_erf, effective_receptive_field, erf_summary, mixconv_group_erfs
 from .plots import plot_erfs, plot_mixconv_kernels, plot_rf_vs_depth
-from .receptive_field import LayerRF, conv_layers, format_table, print_receptive_fields, receptive_field
+from .receptive_field import (
+    AxisField,
+    LayerRF,
+    conv_layers,
+    format_table,
+    layer_field,
+    print_receptive_fields,
+    receptive_field,
+)
 
 __all__ = [
-    "receptive_field", "LayerRF", "conv_layers", "format_table", "print_receptive_fields",
+    "receptive_field", "layer_field", "AxisField", "LayerRF", "conv_layers", "format_table", "print_receptive_fields",
     "effective_receptive_field", "compute_erf", "ERF", "erf_summary", "mixconv_group_erfs",
     "plot_erfs", "plot_rf_vs_depth", "plot_mixconv_kernels",
 ]

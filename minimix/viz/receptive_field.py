@@ -111,15 +111,24 @@ def receptive_field(model, input_shape) -> list:
     runs once on zeros in eval mode and is left exactly as it was.
     Returns a list of ``LayerRF`` (``name``, ``rf``, ``jump``, ``rf_groups``...).
     """
+    with model_untouched(model, training=False):
+        return trace(model, _zeros_input(model, input_shape)).records
+
+
+def layer_field(model, input_shape, layer: str) -> tuple:
+    """The (rows, columns) ``AxisField`` pair of any module's output, by its dotted name."""
+    with model_untouched(model, training=False):
+        return trace(model, _zeros_input(model, input_shape), stop_after=layer).output_field
+
+
+def _zeros_input(model, input_shape) -> Tensor:
     shape = tuple(int(n) for n in input_shape)
     if len(shape) == 3:
         shape = (1,) + shape
     if len(shape) != 4 or min(shape) < 1:
         raise ValueError(f"receptive_field: input_shape must be (C, H, W) or (N, C, H, W), got {input_shape}")
     dtype = next((p.dtype for p in model.parameters()), np.float32)
-    x = Tensor(np.zeros((1,) + shape[1:], dtype=dtype), requires_grad=True)
-    with model_untouched(model, training=False):
-        return trace(model, x).records
+    return Tensor(np.zeros((1,) + shape[1:], dtype=dtype), requires_grad=True)
 
 
 def trace(model, x: Tensor, stop_after: str | None = None) -> Trace:

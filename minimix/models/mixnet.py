@@ -19,7 +19,7 @@ Parameter counts at 1000 classes: S 4,134,606; M 5,014,382; L 7,329,252 (timm's 
 """
 from .. import nn
 from .blocks import make_block
-from .blockstring import BlockArgs, decode_stages, round_filters
+from .blockstring import decode_stages, round_filters
 from .init import init_mixnet_weights
 
 MIXNET_S = [
@@ -176,5 +176,5 @@ def mixnet_cifar(num_classes=10, width_multiplier=0.5, head_channels=1024, dropo
 
 MODELS = {"mixnet_s": mixnet_s, "mixnet_m": mixnet_m, "mixnet_l": mixnet_l, "mixnet_cifar": mixnet_cifar}
 
-__all__ = ["MixNet", "MIXNET_S", "MIXNET_M", "BlockArgs", "mixnet_s", "mixnet_m", "mixnet_l", "mixnet_cifar",
+__all__ = ["MixNet", "MIXNET_S", "MIXNET_M", "mixnet_s", "mixnet_m", "mixnet_l", "mixnet_cifar",
            "MODELS"]

@@ -13,7 +13,14 @@ from matplotlib.patches import Rectangle  # noqa: E402
 import minimix as mm  # noqa: E402
 from minimix import nn  # noqa: E402
 from minimix.cli import main  # noqa: E402
-from minimix.viz import ERF, compute_erf, plot_erfs, plot_mixconv_kernels, plot_rf_vs_depth, receptive_field  # noqa: E402
+from minimix.viz import (  # noqa: E402
+    ERF,
+    compute_erf,
+    plot_erfs,
+    plot_mixconv_kernels,
+    plot_rf_vs_depth,
+    receptive_field,
+)
 
 
 def image_axes(fig):
@@ -130,3 +137,24 @@ def test_cli_uses_checkpoint_weights(tmp_path, capsys):
 def test_cli_reports_bad_input(argv, message, capsys):
     assert main(["rf", "--model", "mixnet_cifar", "--kernels", "3", "--batch", "1", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_on_real_images(tmp_path, monkeypatch, capsys):
+    """An image-folder dataset ({train,test}/<class>/*.png) stands in for CIFAR-10: 32x32 images."""
+    from PIL import Image
+
+    from minimix.data import CLASSES
+
+    monkeypatch.setenv("MINIMIX_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in CLASSES:
+            folder = tmp_path / "data" / split / name
+            folder.mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / "0.png")
+    common = ["rf", "--model", "mixnet_cifar", "--kernels", "3", "--batch", "3",
+              "--images", "cifar", "--data", str(tmp_path / "data")]
+    assert main([*common, "--layer", "blocks.1.1.conv_dw"]) == 0  # r = 9 fits in 32 px
+    assert "3 cifar images of 32x32" in capsys.readouterr().out
+    assert main(common) == 2  # the last layer's field (r = 107) does not
+    assert "too small" in capsys.readouterr().err

@@ -14,7 +14,7 @@ the whole image; the theoretical table counts only the local (convolutional) fie
 examples:
   python -m minimix rf --model mixnet_cifar --list-layers
   python -m minimix rf --model mixnet_cifar --layer blocks.2.0.conv_dw --out erf.png --log
-  python -m minimix rf --checkpoint runs/mixnet_cifar-20250101-120000 --layer blocks.2.0.conv_dw --out trained.png
+  python -m minimix rf --checkpoint runs/mixnet_cifar-20250101-120000 --layer blocks.2.0.conv_dw --out t.png
   python -m minimix rf --model mixnet_cifar --depth-plot rf_depth.png      # against the all-3x3 variant
 """
 from __future__ import annotations
@@ -69,7 +69,8 @@ def run(args):
     if args.group is None and hasattr(module, "kernel_sizes") and len(module.kernel_sizes) > 1:
         erfs += viz.mixconv_group_erfs(model, x, layer, **options)
     weights = f"weights from {args.checkpoint}" if args.checkpoint else f"random init (seed {args.seed})"
-    print(f"{_describe(name, kwargs)}, {weights}, {args.mode} mode, {len(x)} {args.images} images of {x.shape[2]}x{x.shape[3]}:")
+    print(f"{_describe(name, kwargs)}, {weights}, {args.mode} mode, "
+          f"{len(x)} {args.images} images of {x.shape[2]}x{x.shape[3]}:")
     for erf in erfs:
         sides = "/".join(str(s) for s in erf.summary().values())
         print(f"  {erf.label}: theoretical r = {max(erf.rf)}, ERF squares holding 20/50/99%: {sides} px")
@@ -113,10 +114,10 @@ def _inputs(args, model, layer):
 
     if args.images == "cifar":
         from ..data import normalize
-        from ..training.recipe import load_split
+        from ..training.recipe import balanced_subset, load_split
 
-        images, _, _ = load_split(args.data, train=False, limit=args.batch)
-        return normalize(images)
+        images, labels, _ = load_split(args.data, train=False)
+        return normalize(balanced_subset(images, labels, args.batch)[0])
     size = args.input_size
     if size is None:  # a margin of two units around the field keeps the centre unit's field inside
         field = layer_field(model, (3, 32, 32), layer)

@@ -82,17 +82,17 @@ class LayerRF:
 
     name: str
     kind: str
-    kernel_sizes: tuple
-    stride: object
-    padding: object
-    dilation: object
-    rf_groups: tuple
+    kernel_sizes: tuple       # one per group: k, or (kh, kw) when not square
+    stride: int | tuple
+    padding: int | tuple
+    dilation: int | tuple
+    rf_groups: tuple          # one int per group
     rf: int
-    jump: object
-    start: object
-    output_shape: tuple
-    field: tuple
-    group_fields: tuple
+    jump: int | tuple
+    start: float | tuple      # centre of output unit 0's field, in input pixels
+    output_shape: tuple       # (C, H, W)
+    field: tuple              # (rows, columns) AxisField of the merged output
+    group_fields: tuple       # one (rows, columns) AxisField pair per group
 
 
 @dataclass

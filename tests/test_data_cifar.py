@@ -110,10 +110,16 @@ def write_image_tree(root: Path, splits, ext=".png") -> Path:
     return root
 
 
-def make_tar(archive: Path, folder: Path) -> Path:
+def make_tar(archive: Path, folder: Path, shuffle=False) -> Path:
+    """tar.gz of ``folder`` (as its top folder); ``shuffle`` stores the files in random order."""
     archive.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive, "w:gz") as tar:
-        tar.add(folder, arcname=folder.name)
+        if not shuffle:
+            tar.add(folder, arcname=folder.name)
+            return archive
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        for i in np.random.default_rng(0).permutation(len(files)):
+            tar.add(files[i], arcname=f"{folder.name}/{files[i].relative_to(folder).as_posix()}")
     return archive
 
 
@@ -175,7 +181,7 @@ def test_image_folder_archive_of_jpegs(tmp_path):
                    + rng.integers(0, 50, (n, 1, 1, 3))).astype(np.uint8), rng.integers(0, 10, n))
               for s, n in (("train", 12), ("test", 5))}
     tree = write_image_tree(tmp_path / "build" / "cifar10-jpeg", smooth, ext=".jpg")
-    make_tar(tmp_path / "data" / "cifar10-jpeg.tar.gz", tree)
+    make_tar(tmp_path / "data" / "cifar10-jpeg.tar.gz", tree, shuffle=True)  # order must not matter
     expected = tree_order(smooth)
     for split, train in (("train", True), ("test", False)):
         data = CIFAR10(tmp_path / "data", train=train)

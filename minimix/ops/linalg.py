@@ -29,10 +29,10 @@ class MatMul(Function):
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g
-        if a.ndim == 1:
-            g2 = np.expand_dims(g2, -2)
-        if b.ndim == 1:
-            g2 = np.expand_dims(g2, -1)
+        if b.ndim == 1:  # (..., n) -> (..., n, 1); first, so that a 0-d g (vector . vector) works too
+            g2 = g2[..., None]
+        if a.ndim == 1:  # (..., m) -> (..., 1, m)
+            g2 = g2[..., None, :]
         ga = gb = None
         if self.parents[0].requires_grad:
             ga = g2 @ np.swapaxes(b2, -1, -2)

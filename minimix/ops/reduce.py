@@ -23,7 +23,10 @@ def _normalize_axis(axis, ndim):
     for a in axes:
         if not -ndim <= a < ndim:
             raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
-    return tuple(sorted({int(a) % ndim for a in axes}))
+    normalized = sorted(int(a) % ndim for a in axes)
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"axis {axis} names the same axis twice for a tensor with {ndim} dimensions")
+    return tuple(normalized)
 
 
 def _axis_args(axis, keepdims, dim, keepdim):

@@ -1,0 +1,192 @@
+"""The autograd engine itself: accumulation, no_grad, detach, deep graphs, dtype rules, freed graphs."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import minimix as mm
+from minimix.tensor import Function
+
+
+def test_attributes():
+    x = mm.Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    assert x.shape == (2, 3) and x.dtype == np.float64 and x.ndim == 2 and x.size == 6 and len(x) == 2
+    assert x.requires_grad and x.grad is None and x.is_leaf
+    assert x.numpy() is x.data
+    assert mm.Tensor([[2.5]]).item() == 2.5
+    assert np.asarray(x).dtype == np.float64
+
+
+def test_gradients_accumulate_across_backward_calls_until_zeroed():
+    x = mm.Tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad, 2 * x.data)
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad, 4 * x.data)
+    x.zero_grad()
+    assert x.grad is None
+    (3 * x).sum().backward()
+    np.testing.assert_array_equal(x.grad, [3.0, 3.0, 3.0])
+
+
+def test_input_used_on_several_paths_sums_its_gradients():
+    """y = x*x + 2x + x: every path from y back to x contributes (a DAG, not a tree)."""
+    x = mm.Tensor(np.array([0.5, -1.0]), requires_grad=True)
+    y = x * x + 2 * x + x
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, 2 * x.data + 3)
+
+
+def test_leaf_gradient_is_not_aliased():
+    """Add's backward passes the same array to both inputs: each leaf must own a copy."""
+    a = mm.Tensor(np.ones(3), requires_grad=True)
+    b = mm.Tensor(np.ones(3), requires_grad=True)
+    (a + b).sum().backward()
+    a.grad[0] = 100.0
+    assert b.grad[0] == 1.0
+
+
+def test_explicit_upstream_gradient():
+    x = mm.Tensor(np.array([[1.0, 2.0], [3.0, 4.0]]), requires_grad=True)
+    (x * 3).backward(np.array([[1.0, 0.0], [2.0, -1.0]]))
+    np.testing.assert_array_equal(x.grad, [[3.0, 0.0], [6.0, -3.0]])
+
+
+def test_intermediate_tensors_get_no_grad_attribute():
+    x = mm.Tensor(np.ones(2), requires_grad=True)
+    h = x * 2
+    (h * h).sum().backward()
+    assert h.grad is None and not h.is_leaf
+    np.testing.assert_array_equal(x.grad, [8.0, 8.0])
+
+
+def test_no_grad_records_nothing_and_restores_state():
+    x = mm.Tensor(np.ones(3), requires_grad=True)
+    with mm.no_grad():
+        assert not mm.is_grad_enabled()
+        y = x * 2 + 1
+    assert mm.is_grad_enabled()
+    assert not y.requires_grad and y.is_leaf
+    with pytest.raises(ZeroDivisionError):
+        with mm.no_grad():
+            1 / 0
+    assert mm.is_grad_enabled(), "no_grad must restore the state after an exception"
+
+
+def test_no_grad_as_decorator_and_nested():
+    @mm.no_grad()
+    def evaluate(t):
+        return t * t
+
+    x = mm.Tensor(np.ones(2), requires_grad=True)
+    assert not evaluate(x).requires_grad
+    with mm.no_grad():
+        with mm.no_grad():
+            pass
+        assert not mm.is_grad_enabled()
+    assert mm.is_grad_enabled()
+
+
+def test_detach_shares_data_and_stops_gradients():
+    x = mm.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    d = (x * 2).detach()
+    assert not d.requires_grad and d.is_leaf
+    y = x * d  # d is a constant here
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad, d.data)
+    d2 = x.detach()
+    d2.data[0] = 10.0
+    assert x.data[0] == 10.0, "detach shares the array, as in PyTorch"
+
+
+def test_100k_deep_chain_backward_and_release():
+    """The iterative topological sort needs no recursion; freeing the graph must not overflow either."""
+    x = mm.Tensor(np.ones(4, np.float32), requires_grad=True)
+    y = x
+    for _ in range(100_000):
+        y = y * 1.0 + 0.0
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad, np.ones(4, np.float32))
+    del y  # drops a 200k-node linked graph
+
+
+class TestDtypes:
+    def test_python_values_default_to_float32(self):
+        assert mm.Tensor(3.0).dtype == np.float32
+        assert mm.Tensor([1, 2]).dtype == np.float32
+        assert mm.Tensor([[1.5, 2.0]]).dtype == np.float32
+        assert mm.tensor(2).dtype == np.float32
+
+    def test_numpy_arrays_keep_their_dtype(self):
+        assert mm.Tensor(np.ones(2)).dtype == np.float64
+        assert mm.Tensor(np.ones(2, np.float32)).dtype == np.float32
+        assert mm.Tensor(np.arange(3)).dtype == np.int64
+
+    @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+    def test_scalars_never_change_the_dtype(self, dtype):
+        x = mm.Tensor(np.array([1.0, 2.0], dtype), requires_grad=True)
+        for y in (x * 2, 2 * x, x + 1.5, 1.5 - x, x / 3, 1 / x, x**2, 2**x, -x, x * np.float64(2),
+                  np.float64(2) * x, x * np.float16(2)):
+            assert y.dtype == dtype
+        (x * 2.5 + x**2).sum().backward()
+        assert x.grad.dtype == dtype
+
+    def test_float64_stays_float64_end_to_end(self):
+        x = mm.Tensor(np.array([[0.1, 0.2]]), requires_grad=True)
+        w = mm.Tensor(np.ones((3, 2)), requires_grad=True)
+        loss = mm.nn.functional.cross_entropy(mm.nn.functional.linear(x, w).silu(), np.array([1]))
+        assert loss.dtype == np.float64
+        loss.backward()
+        assert x.grad.dtype == np.float64 and w.grad.dtype == np.float64
+
+    def test_ndarray_operand_on_the_left(self):
+        """ndarray * Tensor must stay a Tensor (NumPy defers to Tensor.__rmul__), not become an object array."""
+        x = mm.Tensor(np.ones(3), requires_grad=True)
+        y = np.full(3, 2.0) * x
+        assert isinstance(y, mm.Tensor) and y.requires_grad
+        y.sum().backward()
+        np.testing.assert_array_equal(x.grad, [2.0, 2.0, 2.0])
+
+
+def test_second_backward_through_a_freed_graph_raises():
+    x = mm.Tensor(np.ones(2), requires_grad=True)
+    y = (x.exp() * 2).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+
+
+def test_retain_graph_allows_a_second_backward():
+    x = mm.Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_array_equal(x.grad, 4 * x.data)
+
+
+def test_custom_function():
+    """The documented way to add an op: forward/backward on arrays, then Function.apply."""
+
+    class Cube(Function):
+        def forward(self, x):
+            self.x = x
+            return x**3
+
+        def backward(self, g):
+            return (3 * self.x**2 * g,)
+
+    x = mm.Tensor(np.array([1.0, -2.0]), requires_grad=True)
+    Cube.apply(x).sum().backward()
+    np.testing.assert_array_equal(x.grad, [3.0, 12.0])
+
+
+def test_import_stays_light():
+    """`import minimix` must not pull in numba, matplotlib, torch or PIL (it must stay well under 1 s)."""
+    heavy = ["numba", "matplotlib", "torch", "PIL"]
+    code = f"import sys, minimix; print([m for m in {heavy!r} if m in sys.modules])"
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"import minimix loaded {result.stdout.strip()}"

@@ -211,6 +211,19 @@ def test_nothing_found_explains_where_and_how(tmp_path):
         assert needed in message
 
 
+def test_ambiguous_roots_ask_for_a_choice(tmp_path, splits):
+    tree = write_image_tree(tmp_path / "build" / "one", splits)
+    make_tar(tmp_path / "two" / "a.tar.gz", tree)
+    make_tar(tmp_path / "two" / "b.tar.gz", tree)
+    with pytest.raises(ValueError, match="several archives"):
+        CIFAR10(tmp_path / "two")
+    np.testing.assert_array_equal(CIFAR10(tmp_path / "two" / "b.tar.gz").labels,
+                                  tree_order(splits)["train"][1])
+    write_image_tree(tmp_path / "build" / "other", splits)
+    with pytest.raises(ValueError, match="several image trees"):
+        CIFAR10(tmp_path / "build")
+
+
 # ---------------------------------------------------------------- corrupt and truncated inputs
 
 def _corrupt(tmp_path, splits, case):
@@ -358,6 +371,12 @@ def test_valid_archive_is_not_downloaded_again(tmp_path, splits, fake_server, mo
     monkeypatch.setattr(download, "urlopen", lambda url: pytest.fail("downloaded again"))
     download.download_cifar10(root)
     assert_loads(root, splits)
+
+
+def test_download_needs_a_folder(tmp_path):
+    with pytest.raises(ValueError, match="folder to download into"):
+        CIFAR10(tmp_path / "missing.tar.gz", download=True)
+    assert not (tmp_path / "missing.tar.gz").exists()
 
 
 def test_archive_escaping_its_folder_is_refused(tmp_path, monkeypatch):

@@ -145,6 +145,9 @@ class CIFAR10:
         root, origin = resolve_root(root)
         source = find_source(root)
         if source is None and download:
+            if is_archive_name(root):
+                raise ValueError(f"download=True needs root to be a folder to download into, "
+                                 f"got the archive path {root} (which does not exist)")
             source = Source("python", download_cifar10(root))
         if source is None:
             raise FileNotFoundError(

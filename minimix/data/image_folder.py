@@ -15,7 +15,6 @@ main process keeps reading the archive.
 import io
 import os
 import sys
-from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -37,7 +36,10 @@ def find_tree(directory: Path) -> Path | None:
     if is_tree(directory):
         return directory
     trees = [sub for sub in sorted(directory.iterdir()) if sub.is_dir() and is_tree(sub)]
-    return trees[0] if len(trees) == 1 else None
+    if len(trees) > 1:
+        raise ValueError(f"{directory} holds several image trees ({', '.join(t.name for t in trees)});"
+                         " pass root=<the one to use>")
+    return trees[0] if trees else None
 
 
 def is_image_name(name: str) -> bool:
@@ -95,7 +97,7 @@ class _ChunkedDecoder:
         self.pool = None
         self.meta: list[tuple[str, str, int]] = []  # (where, split, label) per image
         self.pending: list[tuple[bytes, str]] = []  # (blob, where) not yet sent to a decoder
-        self.chunks: list[Future | np.ndarray] = []
+        self.chunks: list = []  # decoded arrays, or futures of them
 
     def add(self, where: str, split: str, label: int, blob: bytes):
         self.meta.append((where, split, label))
@@ -107,8 +109,10 @@ class _ChunkedDecoder:
         blobs, wheres = (list(column) for column in zip(*self.pending))
         self.pending = []
         if self.workers > 1 and self.pool is None and sys.platform.startswith("linux"):
-            import multiprocessing  # fork: a child does not re-run the user's script
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
+            # fork, not spawn: a spawned child would re-run a student's unguarded script
             self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
         if self.pool is not None:
             self.chunks.append(self.pool.submit(decode_images, blobs, wheres))
@@ -123,7 +127,7 @@ class _ChunkedDecoder:
     def finish(self, source: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if self.pending:
             self._flush()
-        chunks = [c.result() if isinstance(c, Future) else c for c in self.chunks]
+        chunks = [c if isinstance(c, np.ndarray) else c.result() for c in self.chunks]
         if not self.meta:
             raise DatasetError(f"{source}: no images found (expected train/<class>/*.png|jpg "
                                "and test/<class>/...)")

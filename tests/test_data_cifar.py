@@ -78,14 +78,15 @@ def batches(splits):
     return out + [("test_batch", *splits["test"])]
 
 
-def write_python_version(folder: Path, splits, py2=True) -> Path:
+def write_python_version(folder: Path, splits, protocol=None) -> Path:
+    """The official batches (``protocol=None``: as Python 2 wrote them), or re-pickled by Python 3."""
     folder.mkdir(parents=True)
     for name, images, labels in batches(splits):
-        if py2:
+        if protocol is None:
             content = py2_pickle_batch(planes(images), labels)
-        else:  # as re-saved from Python 3: bytes keys, protocol 2
+        else:
             content = pickle.dumps({b"data": planes(images), b"labels": [int(v) for v in labels]},
-                                   protocol=2)
+                                   protocol=protocol)
         (folder / name).write_bytes(content)
     (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [c.encode() for c in CLASSES]}))
     return folder
@@ -143,10 +144,10 @@ def assert_loads(root, expected, **kwargs):
 
 # ---------------------------------------------------------------- each format reads back exactly
 
-@pytest.mark.parametrize("py2", [True, False], ids=["python2-pickle", "python3-pickle"])
+@pytest.mark.parametrize("protocol", [None, 2, 5], ids=["python2", "python3-protocol2", "protocol5"])
 @pytest.mark.parametrize("layout", ["folder", "parent-of-folder", "archive", "parent-of-archive"])
-def test_python_version(tmp_path, splits, layout, py2):
-    folder = write_python_version(tmp_path / "d" / "cifar-10-batches-py", splits, py2=py2)
+def test_python_version(tmp_path, splits, layout, protocol):
+    folder = write_python_version(tmp_path / "d" / "cifar-10-batches-py", splits, protocol)
     if "archive" in layout:
         make_tar(tmp_path / "cifar-10-python.tar.gz", folder)
         root = tmp_path / "cifar-10-python.tar.gz" if layout == "archive" else tmp_path

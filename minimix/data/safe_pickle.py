@@ -22,15 +22,21 @@ import numpy as np
 
 
 def _allowed_globals() -> dict:
-    try:  # NumPy >= 2 moved the module; old pickles still name numpy.core
+    try:  # NumPy >= 2 moved the modules; older pickles still name numpy.core
         from numpy._core.multiarray import _reconstruct
+        from numpy._core.numeric import _frombuffer
     except ImportError:  # pragma: no cover - NumPy 1.x
         from numpy.core.multiarray import _reconstruct
+        from numpy.core.numeric import _frombuffer
     import _codecs
 
     return {
+        # pickle protocols 0-4 rebuild an array with _reconstruct + ndarray.__setstate__
         ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        # protocol 5 (Python 3's default) with _frombuffer(buffer, dtype, shape, order)
+        ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
         # Python 3 writes bytes objects at protocol 2 as _codecs.encode(str, "latin1").

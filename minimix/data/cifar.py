@@ -66,10 +66,10 @@ class Source(NamedTuple):
 def resolve_root(root=None) -> tuple[Path, str]:
     """(root folder or archive, where it came from) following argument > $MINIMIX_DATA > cache."""
     if root is not None:
-        return Path(root).expanduser(), "root argument"
+        return Path(root).expanduser(), "given as root="
     if os.environ.get("MINIMIX_DATA"):
-        return Path(os.environ["MINIMIX_DATA"]).expanduser(), "$MINIMIX_DATA"
-    return cache.cache_dir(), "minimix cache folder (neither root= nor $MINIMIX_DATA given)"
+        return Path(os.environ["MINIMIX_DATA"]).expanduser(), "from $MINIMIX_DATA"
+    return cache.cache_dir(), "the minimix cache folder, as neither root= nor $MINIMIX_DATA was given"
 
 
 def _archive_kind(path: Path) -> str:
@@ -151,7 +151,7 @@ class CIFAR10:
             source = Source("python", download_cifar10(root))
         if source is None:
             raise FileNotFoundError(
-                f"No CIFAR-10 data found at {root} (from the {origin}). Looked for:\n"
+                f"No CIFAR-10 data found at {root} ({origin}). Looked for:\n"
                 f"{FORMATS_SEARCHED}\n"
                 f"Pass download=True to fetch the official archive from {URL}, or point root= or "
                 "the MINIMIX_DATA environment variable at a folder or archive holding one of these.")

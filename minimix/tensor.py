@@ -259,7 +259,9 @@ class Function:
     and save what backward needs on ``self`` during forward. ``apply`` wraps
     inputs, runs forward, and records the node only when a gradient is needed.
     ``backward`` may return gradients in the broadcast shape; the engine sums
-    them back to each input's shape.
+    them back to each input's shape. A ``ValueError`` raised in ``forward``
+    (yours, or NumPy's) reaches the user prefixed with the op's class name and
+    suffixed with every input's shape, so write just what is wrong.
     """
 
     __slots__ = ("parents", "freed", "__dict__")

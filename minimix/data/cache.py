@@ -9,6 +9,7 @@ changes). Editing, replacing or re-downloading the source changes the key, so a
 stale cache is never used; entries of an older key for the same path are deleted
 when a new one is written.
 
+Loading memory-maps the images (copy-on-write), so it takes milliseconds.
 Each array is written to a temporary file and renamed into place (``os.replace``
 is atomic), so an interrupted write never leaves a file that looks complete.
 """
@@ -55,7 +56,10 @@ def load(name: str, source: Path, key: str, split: str) -> tuple[np.ndarray, np.
     if not (images_path.is_file() and labels_path.is_file()):
         return None
     try:
-        images, labels = np.load(images_path), np.load(labels_path)
+        # copy-on-write memory map: instant, pages are read when first used, and the
+        # arrays stay writable without ever changing the file (plain ndarrays, not np.memmap)
+        images = np.asarray(np.load(images_path, mmap_mode="c"))
+        labels = np.load(labels_path)
     except (OSError, ValueError) as error:
         warnings.warn(f"ignoring unreadable cache file in {cache_dir()}: {error}", stacklevel=3)
         return None

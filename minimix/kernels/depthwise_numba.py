@@ -1,7 +1,155 @@
-"""Numba depthwise convolution kernels (first version: padded plane, row sweeps)."""
-import numba
+"""Depthwise convolution kernels in Numba: forward, input gradient, weight gradient.
+
+A depthwise convolution filters every channel with its own small kernel (NCHW,
+``w`` of shape (C, KH, KW)):
+
+    y[n, c, oh, ow] = sum_{i, j} x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] * w[c, i, j]
+
+(positions outside the input read zero), with OH = (H + 2*ph - dh*(KH-1) - 1)//sh + 1
+and the same for OW. Its two gradients follow from the chain rule:
+
+* gx[n, c, h, q] = sum of gy[n, c, oh, ow] * w[c, i, j] over every (oh, ow, i, j) whose
+  tap lands on (h, q): for stride 1 this is the same convolution applied to gy with the
+  kernel flipped (i -> KH-1-i, j -> KW-1-j) and the geometry transposed, i.e. every
+  shift below is negated.
+* gw[c, i, j] = sum over n, oh, ow of gy[n, c, oh, ow] * x[n, c, oh*sh - ph + i*dh, ...]:
+  each tap's weight collects, over the batch and every output position, the product of
+  the output gradient with the input value that tap saw.
+
+The strategy: a convolution is a sum of shifted copies
+------------------------------------------------------
+Flatten each (H, W) plane row by row. For stride 1, tap (i, j) links output position
+p = oh*W + ow to input position p + s with ONE constant shift s = (i*dh-ph)*W + (j*dw-pw).
+So the forward pass is KH*KW multiply-adds of whole shifted vectors:
+
+    y_flat += shift(x_flat, s_t) * wm_t        for every tap t = (i, j)
+
+where the *weight map* wm_t[p] is w[c, i, j] where the tap stays inside the plane and 0
+where it would fall into the zero padding (or wrap into the next row or plane). Because
+the planes of all channels of an image are contiguous in NCHW, one such vector can span
+many channels (a "block" of channels, each with its own weight in wm_t): small 4x4 or
+8x8 planes then still give long loops, which is what SIMD hardware needs.
+
+* input gradient: the same loop with every shift negated (gx_flat += shift(gy_flat, -s_t)
+  * wmT_t) -- the "flipped kernel" in vector form;
+* weight gradient: acc_t += gy_flat * shift(x_flat, s_t), summed over the batch; at the
+  end gw[c, t] = sum over the plane of acc_t * mask_t.
+
+General geometry. Outputs and inputs must share one flat layout (the *canvas*, Hc x Wc
+per plane) for a tap to be a single shift. When the output is the same size as the input
+(stride 1, "same" padding: every MixConv layer) x, y, gy and gx are used in place. Other
+paddings compute on a zero-filled canvas of max(input, output) size and crop. A stride
+s > 1 is turned into stride 1 by the *polyphase* split: x[sh*r + a, sw*q + b] is row r,
+column q of phase plane (a, b), so tap (i, j) reads phase plane
+((i*dh-ph) mod sh, (j*dw-pw) mod sw) shifted by ((i*dh-ph)//sh, (j*dw-pw)//sw).
+
+Numba rules followed here (each one was measured, see benchmarks/bench_depthwise.py)
+---------------------------------------------------------------------------------
+1. ``@njit(parallel=True, cache=True)``: ``prange`` only on the outermost loop (blocks
+   of channels, so no two threads ever write the same element); everything inside is
+   plain ``range``. ``cache=True`` stores the machine code next to this file, so only
+   the first process pays for compilation; each dtype compiles on its first call.
+2. The hot loop is tiny and unit-stride: ``dst[e] += src[e] * wm[e]`` over 1-D slices
+   that start at 0. Slicing makes no copy and allocates nothing; indexing from 0 lets
+   LLVM prove indices are non-negative (no wrap-around checks), so it vectorises the
+   loop with AVX2/FMA. A loop with a runtime stride, or an index like ``q0 + ow*sw``,
+   stays scalar and runs about 5x slower.
+3. ``fastmath=True`` allows fused multiply-adds (and, for the final sums, reordering).
+4. No allocation inside inner loops: weight maps and accumulators are built once per
+   block of channels, then reused for all N images.
+5. No Python objects, no exceptions in kernels: the wrappers below check shapes and
+   dtypes and prepare the small tap tables (phase, row shift, column shift) with NumPy.
+"""
 import numpy as np
 from numba import njit, prange
+
+_BLOCK_ELEMENTS = 4096  # target length of one flat block of channels (elements)
+
+
+@njit(cache=True, fastmath=True)
+def _madd(dst, src, scale):
+    """dst += src * scale, elementwise over 1-D arrays of equal length."""
+    for e in range(dst.size):
+        dst[e] += src[e] * scale[e]
+
+
+@njit(cache=True)
+def _tap_masks(tap_u, tap_v, Hc, Wc, dtype_ref):
+    """mask[t, r*Wc + q] = 1 where tap t, shifted by (u, v), stays inside the Hc x Wc plane."""
+    T = tap_u.size
+    mask = np.zeros((T, Hc * Wc), dtype=dtype_ref.dtype)
+    for t in range(T):
+        for r in range(max(0, -tap_u[t]), min(Hc, Hc - tap_u[t])):
+            for q in range(max(0, -tap_v[t]), min(Wc, Wc - tap_v[t])):
+                mask[t, r * Wc + q] = 1
+    return mask
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _shifted_sum(src, dst, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
+    """dst[n, p] = sum_t src[tap_phase[t], n, p + u_t*Wc + v_t] * w[c(p), tap_k[t]] (masked).
+
+    src: (phases, N, C*Hc*Wc); dst: (N, C*Hc*Wc); w: (C, KH*KW); taps as 1-D int arrays.
+    Channels are processed in blocks of ``cb``, one block per parallel iteration.
+    """
+    N, L = dst.shape
+    C = w.shape[0]
+    P = Hc * Wc
+    T = tap_u.size
+    mask = _tap_masks(tap_u, tap_v, Hc, Wc, w)
+    for blk in prange((C + cb - 1) // cb):
+        c0 = blk * cb
+        cn = min(cb, C - c0)
+        E = cn * P
+        base = c0 * P
+        wm = np.empty((T, E), dtype=w.dtype)  # weight maps of this block of channels
+        for t in range(T):
+            for cc in range(cn):
+                for p in range(P):
+                    wm[t, cc * P + p] = mask[t, p] * w[c0 + cc, tap_k[t]]
+        for n in range(N):
+            out = dst[n, base:base + E]
+            out[:] = 0
+            for t in range(T):
+                s = tap_u[t] * Wc + tap_v[t]
+                lo = max(0, -(base + s))
+                hi = min(E, L - base - s)
+                if hi > lo:
+                    _madd(out[lo:hi], src[tap_phase[t], n, base + s + lo:base + s + hi], wm[t, lo:hi])
+
+
+@njit(parallel=True, cache=True, fastmath=True)
+def _tap_products(src, gy, gw, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
+    """gw[c, tap_k[t]] = sum_{n, p} gy[n, p] * src[tap_phase[t], n, p + u_t*Wc + v_t] (masked)."""
+    N, L = gy.shape
+    C = gw.shape[0]
+    P = Hc * Wc
+    T = tap_u.size
+    mask = _tap_masks(tap_u, tap_v, Hc, Wc, gw)
+    for blk in prange((C + cb - 1) // cb):
+        c0 = blk * cb
+        cn = min(cb, C - c0)
+        E = cn * P
+        base = c0 * P
+        acc = np.zeros((T, E), dtype=gw.dtype)
+        for n in range(N):
+            g = gy[n, base:base + E]
+            for t in range(T):
+                s = tap_u[t] * Wc + tap_v[t]
+                lo = max(0, -(base + s))
+                hi = min(E, L - base - s)
+                if hi > lo:
+                    _madd(acc[t, lo:hi], g[lo:hi], src[tap_phase[t], n, base + s + lo:base + s + hi])
+        for cc in range(cn):
+            for t in range(T):
+                total = gw.dtype.type(0)
+                a = acc[t, cc * P:(cc + 1) * P]
+                for p in range(P):
+                    total += a[p] * mask[t, p]
+                gw[c0 + cc, tap_k[t]] = total
+
+
+# ----------------------------------------------------------------------------- geometry
 
 
 def _pair(value, name):
@@ -19,162 +167,142 @@ def output_size(size, kernel, stride, padding, dilation):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def _forward_kernel(x, w, y, sh, sw, ph, pw, dh, dw, chunks):
-    N, C, H, W = x.shape
-    KH, KW = w.shape[1], w.shape[2]
-    OH, OW = y.shape[2], y.shape[3]
-    HP = (OH - 1) * sh + (KH - 1) * dh + 1
-    WP = (OW - 1) * sw + (KW - 1) * dw + 1
-    planes = N * C
-    for t in prange(chunks):
-        xp = np.zeros((HP, WP), dtype=x.dtype)
-        acc = np.empty(OW, dtype=x.dtype)
-        for p in range(t * planes // chunks, (t + 1) * planes // chunks):
-            n = p // C
-            c = p % C
-            for h in range(H):
-                r = h + ph
-                if r < HP:
-                    for q in range(W):
-                        if q + pw < WP:
-                            xp[r, q + pw] = x[n, c, h, q]
-            for oh in range(OH):
-                acc[:] = 0
-                for i in range(KH):
-                    r = oh * sh + i * dh
-                    for j in range(KW):
-                        wv = w[c, i, j]
-                        q0 = j * dw
-                        for ow in range(OW):
-                            acc[ow] += xp[r, q0 + ow * sw] * wv
-                for ow in range(OW):
-                    y[n, c, oh, ow] = acc[ow]
+class _Plan:
+    """Everything the kernels need to know about one convolution geometry."""
+
+    def __init__(self, H, W, KH, KW, stride, padding, dilation):
+        self.sh, self.sw = _pair(stride, "stride")
+        ph, pw = _pair(padding, "padding")
+        dh, dw = _pair(dilation, "dilation")
+        if min(self.sh, self.sw, dh, dw, KH, KW) < 1 or min(ph, pw) < 0:
+            raise ValueError(f"need kernel, stride, dilation >= 1 and padding >= 0; got kernel ({KH}, {KW}), "
+                             f"stride={stride}, padding={padding}, dilation={dilation}")
+        self.H, self.W = H, W
+        self.OH, self.OW = output_size(H, KH, self.sh, ph, dh), output_size(W, KW, self.sw, pw, dw)
+        if self.OH < 1 or self.OW < 1:
+            raise ValueError(f"input {H}x{W} is too small for kernel {KH}x{KW} with padding ({ph}, {pw}) "
+                             f"and dilation ({dh}, {dw})")
+        # polyphase planes are ceil(H/sh) x ceil(W/sw); the canvas holds them and the output
+        self.Hc = max(-(-H // self.sh), self.OH)
+        self.Wc = max(-(-W // self.sw), self.OW)
+        i, j = np.meshgrid(np.arange(KH) * dh - ph, np.arange(KW) * dw - pw, indexing="ij")
+        i, j = i.ravel(), j.ravel()
+        self.tap_phase = ((i % self.sh) * self.sw + j % self.sw).astype(np.int64)
+        self.tap_u = (i // self.sh).astype(np.int64)
+        self.tap_v = (j // self.sw).astype(np.int64)
+        self.tap_k = np.arange(KH * KW, dtype=np.int64)
+        self.in_place_input = self.sh == self.sw == 1 and (H, W) == (self.Hc, self.Wc)
+        self.in_place_output = (self.OH, self.OW) == (self.Hc, self.Wc)
+
+    def block(self, C):
+        """Channels per block: enough whole planes to give loops of about _BLOCK_ELEMENTS."""
+        return max(1, min(C, _BLOCK_ELEMENTS // (self.Hc * self.Wc)))
+
+    def input_canvas(self, x):
+        """x (N, C, H, W) -> polyphase canvas (sh*sw, N, C*Hc*Wc), zero-filled (no copy if trivial)."""
+        N, C = x.shape[:2]
+        if self.in_place_input:
+            return x.reshape(1, N, -1)
+        xq = np.zeros((self.sh * self.sw, N, C, self.Hc, self.Wc), dtype=x.dtype)
+        for a in range(self.sh):
+            for b in range(self.sw):
+                part = x[:, :, a::self.sh, b::self.sw]
+                xq[a * self.sw + b, :, :, :part.shape[2], :part.shape[3]] = part
+        return xq.reshape(self.sh * self.sw, N, -1)
+
+    def from_input_canvas(self, xq, N, C):
+        """Inverse of input_canvas: interleave the phase planes back into (N, C, H, W)."""
+        if self.in_place_input:
+            return xq.reshape(N, C, self.H, self.W)
+        xq = xq.reshape(self.sh * self.sw, N, C, self.Hc, self.Wc)
+        x = np.empty((N, C, self.H, self.W), dtype=xq.dtype)
+        for a in range(self.sh):
+            for b in range(self.sw):
+                part = x[:, :, a::self.sh, b::self.sw]
+                part[...] = xq[a * self.sw + b, :, :, :part.shape[2], :part.shape[3]]
+        return x
+
+    def output_canvas(self, gy):
+        """gy (N, C, OH, OW) -> (N, C*Hc*Wc), zero outside the OH x OW corner."""
+        N, C = gy.shape[:2]
+        if self.in_place_output:
+            return gy.reshape(N, -1)
+        gc = np.zeros((N, C, self.Hc, self.Wc), dtype=gy.dtype)
+        gc[:, :, :self.OH, :self.OW] = gy
+        return gc.reshape(N, -1)
+
+    def crop_output(self, yc, N, C):
+        y = yc.reshape(N, C, self.Hc, self.Wc)
+        return y if self.in_place_output else np.ascontiguousarray(y[:, :, :self.OH, :self.OW])
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def _backward_input_kernel(gy, w, gx, sh, sw, ph, pw, dh, dw, chunks):
-    N, C, H, W = gx.shape
-    KH, KW = w.shape[1], w.shape[2]
-    OH, OW = gy.shape[2], gy.shape[3]
-    HP = (OH - 1) * sh + (KH - 1) * dh + 1
-    WP = (OW - 1) * sw + (KW - 1) * dw + 1
-    planes = N * C
-    for t in prange(chunks):
-        gp = np.empty((HP, WP), dtype=gy.dtype)
-        for p in range(t * planes // chunks, (t + 1) * planes // chunks):
-            n = p // C
-            c = p % C
-            gp[:, :] = 0
-            for oh in range(OH):
-                for i in range(KH):
-                    r = oh * sh + i * dh
-                    for j in range(KW):
-                        wv = w[c, i, j]
-                        q0 = j * dw
-                        for ow in range(OW):
-                            gp[r, q0 + ow * sw] += gy[n, c, oh, ow] * wv
-            for h in range(H):
-                r = h + ph
-                for q in range(W):
-                    if r < HP and q + pw < WP:
-                        gx[n, c, h, q] = gp[r, q + pw]
-                    else:
-                        gx[n, c, h, q] = 0
+# ----------------------------------------------------------------------------- public API
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def _backward_weight_kernel(x, gy, gw, sh, sw, ph, pw, dh, dw):
-    N, C, H, W = x.shape
-    KH, KW = gw.shape[1], gw.shape[2]
-    OH, OW = gy.shape[2], gy.shape[3]
-    HP = (OH - 1) * sh + (KH - 1) * dh + 1
-    WP = (OW - 1) * sw + (KW - 1) * dw + 1
-    for c in prange(C):
-        xp = np.zeros((HP, WP), dtype=x.dtype)
-        for n in range(N):
-            for h in range(H):
-                r = h + ph
-                if r < HP:
-                    for q in range(W):
-                        if q + pw < WP:
-                            xp[r, q + pw] = x[n, c, h, q]
-            for oh in range(OH):
-                for i in range(KH):
-                    r = oh * sh + i * dh
-                    for j in range(KW):
-                        q0 = j * dw
-                        s = gw.dtype.type(0)
-                        for ow in range(OW):
-                            s += gy[n, c, oh, ow] * xp[r, q0 + ow * sw]
-                        gw[c, i, j] += s
-
-
-def _chunks(planes):
-    return max(1, min(planes, 4 * numba.get_num_threads()))
-
-
-def _check(name, a, ndim):
+def _array(name, a, ndim, dtype=None):
     if not isinstance(a, np.ndarray) or a.ndim != ndim or a.dtype not in (np.float32, np.float64):
-        raise ValueError(f"{name} must be a {ndim}-d float32/float64 array, got "
+        raise ValueError(f"{name} must be a {ndim}-d float32 or float64 NumPy array, got "
                          f"{type(a).__name__} {getattr(a, 'shape', '')} {getattr(a, 'dtype', '')}")
+    if dtype is not None and a.dtype != dtype:
+        raise ValueError(f"{name} has dtype {a.dtype} but the other array has {dtype}")
     return np.ascontiguousarray(a)
 
 
-def _geometry(stride, padding, dilation):
-    sh, sw = _pair(stride, "stride")
-    ph, pw = _pair(padding, "padding")
-    dh, dw = _pair(dilation, "dilation")
-    if min(sh, sw, dh, dw) < 1 or min(ph, pw) < 0:
-        raise ValueError(f"need stride >= 1, dilation >= 1, padding >= 0; got stride={stride}, "
-                         f"padding={padding}, dilation={dilation}")
-    return sh, sw, ph, pw, dh, dw
-
-
-def _out_hw(H, W, KH, KW, geo):
-    sh, sw, ph, pw, dh, dw = geo
-    OH, OW = output_size(H, KH, sh, ph, dh), output_size(W, KW, sw, pw, dw)
-    if OH < 1 or OW < 1:
-        raise ValueError(f"input {H}x{W} is too small for kernel {KH}x{KW} with padding ({ph}, {pw}) "
-                         f"and dilation ({dh}, {dw})")
-    return OH, OW
+def _weights(w, C, dtype):
+    w = _array("w", w, 3, dtype)
+    if w.shape[0] != C:
+        raise ValueError(f"w (C, KH, KW)={w.shape} must have C={C} channels")
+    return w
 
 
 def depthwise_forward(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
-    x = _check("x", x, 4)
-    w = _check("w", w, 3).astype(x.dtype, copy=False)
-    if w.shape[0] != x.shape[1]:
-        raise ValueError(f"w has {w.shape[0]} channels but x (N,C,H,W)={x.shape} has {x.shape[1]}")
-    geo = _geometry(stride, padding, dilation)
-    OH, OW = _out_hw(x.shape[2], x.shape[3], w.shape[1], w.shape[2], geo)
-    y = np.empty((x.shape[0], x.shape[1], OH, OW), dtype=x.dtype)
-    _forward_kernel(x, w, y, *geo, _chunks(y.shape[0] * y.shape[1]))
-    return y
+    """y (N, C, OH, OW) = depthwise convolution of x (N, C, H, W) with w (C, KH, KW)."""
+    x = _array("x", x, 4)
+    N, C, H, W = x.shape
+    w = _weights(w, C, x.dtype)
+    plan = _Plan(H, W, w.shape[1], w.shape[2], stride, padding, dilation)
+    src = plan.input_canvas(x)
+    if plan.in_place_output:
+        y = np.empty((N, C, plan.OH, plan.OW), dtype=x.dtype)
+        dst = y.reshape(N, -1)
+    else:
+        dst = np.empty((N, C * plan.Hc * plan.Wc), dtype=x.dtype)
+    _shifted_sum(src, dst, w.reshape(C, -1), plan.tap_phase, plan.tap_u, plan.tap_v, plan.tap_k,
+                 plan.Hc, plan.Wc, plan.block(C))
+    return plan.crop_output(dst, N, C)
 
 
 def depthwise_backward_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
-    gy = _check("gy", gy, 4)
-    w = _check("w", w, 3).astype(gy.dtype, copy=False)
+    """gx (N, C, H, W): gradient of the loss w.r.t. x, given gy = dL/dy (N, C, OH, OW)."""
+    gy = _array("gy", gy, 4)
+    N, C = gy.shape[:2]
+    w = _weights(w, C, gy.dtype)
     H, W = _pair(input_hw, "input_hw")
-    geo = _geometry(stride, padding, dilation)
-    OH, OW = _out_hw(H, W, w.shape[1], w.shape[2], geo)
-    if gy.shape[2:] != (OH, OW) or w.shape[0] != gy.shape[1]:
-        raise ValueError(f"gy {gy.shape} does not match input {H}x{W} and w {w.shape}: expected "
-                         f"(N, {w.shape[0]}, {OH}, {OW})")
-    gx = np.empty((gy.shape[0], gy.shape[1], H, W), dtype=gy.dtype)
-    _backward_input_kernel(gy, w, gx, *geo, _chunks(gx.shape[0] * gx.shape[1]))
-    return gx
+    plan = _Plan(H, W, w.shape[1], w.shape[2], stride, padding, dilation)
+    if gy.shape[2:] != (plan.OH, plan.OW):
+        raise ValueError(f"gy {gy.shape} does not match input {H}x{W} with kernel {w.shape[1:]}: "
+                         f"expected (N, C, {plan.OH}, {plan.OW})")
+    src = plan.output_canvas(gy)[None]
+    phases = plan.sh * plan.sw
+    gxq = np.empty((phases, N, C * plan.Hc * plan.Wc), dtype=gy.dtype)
+    for phase in range(phases):  # each phase plane of gx collects the taps that read it
+        sel = plan.tap_phase == phase
+        _shifted_sum(src, gxq[phase], w.reshape(C, -1), np.zeros(sel.sum(), np.int64),
+                     -plan.tap_u[sel], -plan.tap_v[sel], plan.tap_k[sel], plan.Hc, plan.Wc, plan.block(C))
+    return plan.from_input_canvas(gxq, N, C)
 
 
 def depthwise_backward_weight(x, gy, kernel_hw, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
-    x = _check("x", x, 4)
-    gy = _check("gy", gy, 4).astype(x.dtype, copy=False)
+    """gw (C, KH, KW): gradient of the loss w.r.t. w, given x and gy = dL/dy."""
+    x = _array("x", x, 4)
+    gy = _array("gy", gy, 4, x.dtype)
+    N, C, H, W = x.shape
     KH, KW = _pair(kernel_hw, "kernel_hw")
-    geo = _geometry(stride, padding, dilation)
-    OH, OW = _out_hw(x.shape[2], x.shape[3], KH, KW, geo)
-    if gy.shape != (x.shape[0], x.shape[1], OH, OW):
-        raise ValueError(f"gy {gy.shape} does not match x {x.shape} and kernel {KH}x{KW}: expected "
-                         f"{(x.shape[0], x.shape[1], OH, OW)}")
-    gw = np.zeros((x.shape[1], KH, KW), dtype=x.dtype)
-    _backward_weight_kernel(x, gy, gw, *geo)
-    return gw
+    plan = _Plan(H, W, KH, KW, stride, padding, dilation)
+    if gy.shape != (N, C, plan.OH, plan.OW):
+        raise ValueError(f"gy {gy.shape} does not match x {x.shape} with kernel ({KH}, {KW}): "
+                         f"expected {(N, C, plan.OH, plan.OW)}")
+    gw = np.zeros((C, KH * KW), dtype=x.dtype)
+    _tap_products(plan.input_canvas(x), plan.output_canvas(gy), gw, plan.tap_phase, plan.tap_u,
+                  plan.tap_v, plan.tap_k, plan.Hc, plan.Wc, plan.block(C))
+    return gw.reshape(C, KH, KW)

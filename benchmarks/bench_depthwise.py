@@ -1,0 +1,130 @@
+"""Benchmark: minimix's Numba depthwise kernels against PyTorch CPU, in one process.
+
+    python benchmarks/bench_depthwise.py            # full grid
+    python benchmarks/bench_depthwise.py --quick    # reduced grid
+
+float32, batch 128, NCHW, stride 1, padding k//2, 2 threads for both libraries.
+For every (channels C, size H, kernel k) it times, interleaved round by round:
+
+* forward:          minimix ``depthwise_forward``  vs ``torch.nn.functional.conv2d(groups=C)``
+* forward+backward: minimix forward + ``depthwise_backward_input`` + ``depthwise_backward_weight``
+                    vs torch forward + ``backward()`` (which computes both gradients)
+
+and reports medians and the ratio minimix/torch (below 1 = minimix faster). torch with
+channels_last tensors is timed too, for information only. Targets (forward+backward,
+vs torch NCHW): ratio <= 1.0 for k = 3 and <= 0.5 for k >= 5.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+FULL_GRID = [(32, 32), (96, 16), (192, 8), (384, 4)]
+FULL_KERNELS = [3, 5, 7, 9]
+QUICK_GRID = [(32, 32), (192, 8)]
+QUICK_KERNELS = [3, 7]
+
+
+def target_ratio(k):
+    return 1.0 if k <= 3 else 0.5
+
+
+def median_times(fns, repeats):
+    """Run each function once to warm up, then ``repeats`` interleaved rounds; medians in ms."""
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for t, fn in zip(times, fns):
+            start = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - start)
+    return [1e3 * float(np.median(t)) for t in times]
+
+
+def bench_case(torch, dw, batch, C, H, k, repeats):
+    F = torch.nn.functional
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, C, H, H), dtype=np.float32)
+    w = rng.standard_normal((C, k, k), dtype=np.float32) / k
+    pad = k // 2
+    geo = dict(stride=(1, 1), padding=(pad, pad), dilation=(1, 1))
+    gy = rng.standard_normal(dw.depthwise_forward(x, w, **geo).shape, dtype=np.float32)
+
+    def mm_forward():
+        dw.depthwise_forward(x, w, **geo)
+
+    def mm_train():
+        dw.depthwise_forward(x, w, **geo)
+        dw.depthwise_backward_input(gy, w, (H, H), **geo)
+        dw.depthwise_backward_weight(x, gy, (k, k), **geo)
+
+    def torch_fns(channels_last):
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        xt = torch.from_numpy(x).contiguous(memory_format=fmt)
+        wt = torch.from_numpy(w[:, None]).contiguous(memory_format=fmt)
+        gyt = torch.from_numpy(gy).contiguous(memory_format=fmt)
+        xg = xt.clone().requires_grad_(True)
+        wg = wt.clone().requires_grad_(True)
+
+        def forward():
+            with torch.no_grad():
+                F.conv2d(xt, wt, padding=pad, groups=C)
+
+        def train():
+            xg.grad = wg.grad = None
+            F.conv2d(xg, wg, padding=pad, groups=C).backward(gyt)
+
+        return forward, train
+
+    t_fwd, t_train = torch_fns(False)
+    cl_fwd, cl_train = torch_fns(True)
+    fwd = median_times([t_fwd, mm_forward, cl_fwd], repeats)
+    train = median_times([t_train, mm_train, cl_train], repeats)
+    return fwd, train
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="reduced grid")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7, help="timed rounds per case (median)")
+    args = parser.parse_args(argv)
+
+    import numba
+    import torch
+
+    from minimix.kernels import depthwise_numba as dw
+
+    torch.set_num_threads(args.threads)
+    numba.set_num_threads(args.threads)
+    grid = QUICK_GRID if args.quick else FULL_GRID
+    kernels = QUICK_KERNELS if args.quick else FULL_KERNELS
+
+    start = time.perf_counter()
+    bench_case(torch, dw, 2, 4, 8, 3, 1)  # compile (or load from the cache) before timing
+    print(f"compile/load: {time.perf_counter() - start:.1f} s; torch {torch.__version__}, numba "
+          f"{numba.__version__}, threads {args.threads}, batch {args.batch}, float32; times in ms (median)")
+    header = (f"{'C':>4} {'H':>3} {'k':>2} | {'torch fwd':>9} {'mm fwd':>8} {'ratio':>6} | "
+              f"{'torch f+b':>9} {'mm f+b':>8} {'ratio':>6} {'target':>6} | {'cl fwd':>8} {'cl f+b':>8}")
+    print(header)
+    print("-" * len(header))
+    met, total = 0, 0
+    for C, H in grid:
+        for k in kernels:
+            (tf, mf, cf), (tt, mt, ct) = bench_case(torch, dw, args.batch, C, H, k, args.repeats)
+            ok = mt / tt <= target_ratio(k)
+            met, total = met + ok, total + 1
+            print(f"{C:>4} {H:>3} {k:>2} | {tf:9.2f} {mf:8.2f} {mf / tf:6.2f} | {tt:9.2f} {mt:8.2f} "
+                  f"{mt / tt:6.2f} {'<=' + str(target_ratio(k)):>6}{' ' if ok else '!'}| {cf:8.2f} {ct:8.2f}",
+                  flush=True)
+    print(f"targets met (forward+backward vs torch NCHW): {met}/{total}")
+
+
+if __name__ == "__main__":
+    main()

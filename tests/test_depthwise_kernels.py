@@ -1,0 +1,140 @@
+"""The raw Numba depthwise kernels against torch.nn.functional.conv2d(groups=C) and its autograd.
+
+These are array kernels (no minimix autograd), so torch is called directly; the
+Conv2d op built on them is checked separately through tests/parity.py.
+"""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is the reference for the depthwise kernels")
+pytest.importorskip("numba", reason="the kernels are written in Numba")
+
+from minimix.kernels.depthwise_numba import (  # noqa: E402
+    depthwise_backward_input,
+    depthwise_backward_weight,
+    depthwise_forward,
+)
+
+DTYPES = pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+RTOL = {np.float64: 1e-10, np.float32: 2e-5}
+
+# (N, C, H, W, (KH, KW), stride, padding, dilation)
+CASES = [
+    # MixConv's geometry: odd k, stride 1, "same" padding, on square and non-square planes
+    (3, 4, 8, 8, (3, 3), 1, 1, 1),
+    (1, 3, 7, 5, (3, 3), 1, 1, 1),
+    (3, 2, 9, 12, (5, 5), 1, 2, 1),
+    (1, 5, 11, 10, (7, 7), 1, 3, 1),
+    (3, 2, 10, 13, (9, 9), 1, 4, 1),
+    (1, 2, 12, 9, (11, 11), 1, 5, 1),
+    (3, 6, 6, 6, (1, 1), 1, 0, 1),
+    # dilation (same padding d*(k-1)//2) and stride 2
+    (3, 3, 9, 8, (3, 3), 1, 2, 2),
+    (1, 2, 11, 12, (5, 5), 1, 4, 2),
+    (3, 3, 8, 8, (3, 3), 2, 1, 1),
+    (1, 4, 9, 7, (5, 5), 2, 2, 1),
+    (3, 2, 12, 11, (7, 7), 2, 3, 1),
+    (1, 2, 13, 10, (9, 9), 2, 4, 1),
+    (3, 2, 10, 9, (3, 3), 2, 2, 2),
+    (1, 3, 6, 5, (1, 1), 2, 0, 1),
+    # padding 0 (output smaller) and larger than "same" (output bigger)
+    (3, 3, 8, 7, (3, 3), 1, 0, 1),
+    (1, 2, 10, 11, (5, 5), 1, 0, 1),
+    (3, 2, 9, 9, (5, 5), 2, 0, 1),
+    (1, 2, 6, 7, (3, 3), 1, 3, 1),
+    (3, 2, 5, 6, (5, 5), 2, 4, 1),
+    (1, 2, 7, 7, (3, 3), 1, 1, 3),
+    # tiny planes
+    (3, 4, 1, 1, (3, 3), 1, 1, 1),
+    (1, 3, 2, 2, (5, 5), 1, 2, 1),
+    (3, 5, 4, 4, (3, 3), 1, 1, 1),
+    (1, 2, 4, 4, (9, 9), 1, 4, 1),
+    (3, 2, 2, 2, (3, 3), 2, 1, 1),
+    (1, 3, 4, 4, (7, 7), 2, 3, 1),
+    (3, 2, 1, 3, (1, 3), 1, 0, 1),
+    # even and rectangular kernels, per-axis stride/padding/dilation
+    (3, 2, 8, 9, (2, 2), 1, 0, 1),
+    (1, 3, 9, 8, (4, 4), 2, 1, 1),
+    (3, 2, 10, 8, (3, 5), (1, 2), (1, 2), 1),
+    (1, 2, 9, 11, (5, 3), (2, 1), (0, 3), (2, 1)),
+]
+
+
+def _ids(case):
+    N, C, H, W, k, s, p, d = case
+    return f"n{N}c{C}_{H}x{W}_k{k[0]}x{k[1]}_s{s}_p{p}_d{d}"
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _torch_reference(x, w, gy, stride, padding, dilation):
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(w[:, None], requires_grad=True)
+    y = torch.nn.functional.conv2d(xt, wt, stride=stride, padding=padding, dilation=dilation,
+                                   groups=x.shape[1])
+    y.backward(torch.tensor(gy))
+    return y.detach().numpy(), xt.grad.numpy(), wt.grad.numpy()[:, 0]
+
+
+def _close(name, actual, expected, dtype):
+    assert actual.dtype == dtype and actual.shape == expected.shape, (name, actual.dtype, actual.shape)
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(actual, expected, rtol=RTOL[dtype], atol=RTOL[dtype] * scale, err_msg=name)
+
+
+@DTYPES
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_matches_torch(case, dtype):
+    N, C, H, W, kernel, stride, padding, dilation = case
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    rng = np.random.default_rng(sum(map(ord, _ids(case))))
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((C, *kernel)).astype(dtype)
+    OH = (H + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    OW = (W + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    gy = rng.standard_normal((N, C, OH, OW)).astype(dtype)
+    y_ref, gx_ref, gw_ref = _torch_reference(x, w, gy, stride, padding, dilation)
+
+    geometry = dict(stride=stride, padding=padding, dilation=dilation)
+    _close("forward", depthwise_forward(x, w, **geometry), y_ref, dtype)
+    _close("grad input", depthwise_backward_input(gy, w, (H, W), **geometry), gx_ref, dtype)
+    _close("grad weight", depthwise_backward_weight(x, gy, kernel, **geometry), gw_ref, dtype)
+
+
+def test_batch_of_many_channels_float32():
+    """A training-sized layout (many channel blocks, several threads) at float32 rounding."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((16, 48, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((48, 5, 5)).astype(np.float32)
+    gy = rng.standard_normal((16, 48, 8, 8)).astype(np.float32)
+    y_ref, gx_ref, gw_ref = _torch_reference(x, w, gy, (1, 1), (2, 2), (1, 1))
+    geometry = dict(stride=(1, 1), padding=(2, 2), dilation=(1, 1))
+    _close("forward", depthwise_forward(x, w, **geometry), y_ref, np.float32)
+    _close("grad input", depthwise_backward_input(gy, w, (8, 8), **geometry), gx_ref, np.float32)
+    _close("grad weight", depthwise_backward_weight(x, gy, (5, 5), **geometry), gw_ref, np.float32)
+
+
+def test_non_contiguous_input_and_int_geometry():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 6, 7, 3)).transpose(0, 1, 3, 2)  # (2, 6, 3, 7), not C-contiguous
+    w = rng.standard_normal((6, 3, 3))
+    y_ref = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w[:, None]), padding=1, groups=6)
+    _close("forward", depthwise_forward(x, w, stride=1, padding=1, dilation=1), y_ref.numpy(), np.float64)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: depthwise_forward(np.zeros((1, 2, 4, 4)), np.zeros((3, 3, 3))), "channels"),
+    (lambda: depthwise_forward(np.zeros((1, 2, 4, 4)), np.zeros((2, 3, 3), np.float32)), "dtype"),
+    (lambda: depthwise_forward(np.zeros((2, 4, 4)), np.zeros((2, 3, 3))), "4-d"),
+    (lambda: depthwise_forward(np.zeros((1, 2, 4, 4), np.int64), np.zeros((2, 3, 3))), "float32"),
+    (lambda: depthwise_forward(np.zeros((1, 2, 2, 2)), np.zeros((2, 5, 5))), "too small"),
+    (lambda: depthwise_forward(np.zeros((1, 2, 4, 4)), np.zeros((2, 3, 3)), stride=0), "stride"),
+    (lambda: depthwise_forward(np.zeros((1, 2, 4, 4)), np.zeros((2, 3, 3)), padding=(1, 2, 3)), "padding"),
+    (lambda: depthwise_backward_input(np.zeros((1, 2, 3, 3)), np.zeros((2, 3, 3)), (4, 4), padding=1), "gy"),
+    (lambda: depthwise_backward_weight(np.zeros((1, 2, 4, 4)), np.zeros((1, 2, 4, 4)), (3, 3)), "gy"),
+])
+def test_bad_input_raises_value_error(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -1,0 +1,39 @@
+"""Support for the Jupyter lessons in ``lessons/``: exercise checks, data, fast mode, stripping.
+
+    from minimix.lessons import check_split_channels, fast_mode, load_data
+    FAST = fast_mode()                       # MINIMIX_FAST=1: the quick CI setting
+    check_split_channels(my_split_channels)  # prints PASS/FAIL with the first mismatch, returns a bool
+
+* :mod:`~minimix.lessons.checks`: one ``check_*`` per exercise, testing the learner's function on
+  random cases against minimix's own implementation.
+* :mod:`~minimix.lessons.course`: ``fast_mode``, ``load_data`` (CIFAR-10 or a labelled synthetic
+  stand-in), ``find_checkpoint``, ``load_trained_model``, ``best_time``.
+* :mod:`~minimix.lessons.strip_solutions`: ``python -m minimix.lessons.strip_solutions lessons/ OUT``
+  writes the learner's notebooks, solution cells replaced by stubs.
+"""
+from .checks import (
+    check_block_params,
+    check_confusion_matrix,
+    check_conv_output_size,
+    check_cross_entropy,
+    check_depthwise_backward_input,
+    check_depthwise_backward_weight,
+    check_im2col,
+    check_mixconv_macs,
+    check_mixconv_params,
+    check_normalize,
+    check_op,
+    check_rf_recurrence,
+    check_round_filters,
+    check_sigmoid_backward,
+    check_split_channels,
+)
+from .course import LessonData, best_time, fast_mode, find_checkpoint, load_data, load_trained_model
+
+__all__ = [
+    "check_sigmoid_backward", "check_op", "check_conv_output_size", "check_im2col",
+    "check_depthwise_backward_weight", "check_depthwise_backward_input", "check_split_channels",
+    "check_mixconv_params", "check_mixconv_macs", "check_round_filters", "check_block_params",
+    "check_normalize", "check_confusion_matrix", "check_cross_entropy", "check_rf_recurrence",
+    "fast_mode", "load_data", "LessonData", "find_checkpoint", "load_trained_model", "best_time",
+]

@@ -17,6 +17,7 @@ def plot_curves(log: dict, path) -> Path:
     ``train_acc``, ``test_acc``. The training loss includes label smoothing, so it cannot reach 0.
     """
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(10, 4), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
@@ -30,6 +31,7 @@ def plot_curves(log: dict, path) -> Path:
     acc_ax.annotate(f"best {100 * log['test_acc'][best]:.2f}%", (epoch[best], 100 * log["test_acc"][best]),
                     textcoords="offset points", xytext=(0, -14), ha="center", fontsize=8)
     for ax in (loss_ax, acc_ax):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend()
     fig.savefig(path, dpi=100)

@@ -20,6 +20,7 @@ CASES = {
     "1x1-batch1": ((1, 3, 7, 6), (4, 3, 1, 1), {}),
     "1x1-stride2": ((2, 4, 9, 7), (6, 4, 1, 1), dict(stride=2)),
     "1x1-groups2": ((2, 4, 5, 6), (6, 2, 1, 1), dict(groups=2)),
+    "1x1-pad1-col2im": ((1, 2, 4, 5), (3, 2, 1, 1), dict(padding=1)),
     "3x3-pad1": ((2, 3, 8, 7), (5, 3, 3, 3), dict(padding=1)),
     "3x3-stride2-groups2": ((1, 4, 9, 8), (4, 2, 3, 3), dict(stride=2, padding=1, groups=2)),
     "5x5-valid": ((2, 3, 10, 9), (2, 3, 5, 5), dict(padding=0)),
@@ -109,6 +110,14 @@ def test_conv2d_keeps_dtype(dtype):
     y = F.conv2d(x, w, padding=1)
     y.sum().backward()
     assert y.dtype == x.grad.dtype == w.grad.dtype == dtype
+
+
+@pytest.mark.parametrize("w_shape, kw", [((4, 3, 3, 3), dict(padding=1, stride=2)), ((5, 3, 1, 1), {})])
+def test_im2col_batch_chunks_give_the_same_result(monkeypatch, w_shape, kw):
+    """With a tiny chunk budget every image is its own chunk; the reused cols buffer must not leak between them."""
+    monkeypatch.setattr(im2col, "CHUNK_BYTES", 1)
+    inputs = [randn(3, 3, 7, 6), randn(*w_shape, seed=1), randn(w_shape[0], seed=2)]
+    check_parity(lambda x, w, b: F.conv2d(x, w, b, backend="im2col", **kw), _torch_conv(kw), inputs, np.float64)
 
 
 def test_im2col_col2im_are_adjoint():

@@ -2,46 +2,63 @@
 
 The naive loop (``minimix.kernels.naive``) computes every output as a dot product
 between a weight ``w[o]`` and one window of the padded input. im2col copies
-every window into a column of a matrix once, so that all those dot products
-become ONE matrix product that BLAS runs at full speed::
+every window into one column of a matrix, so that all those dot products become
+ONE matrix product that BLAS runs at full speed::
 
-    cols[n, c, p, q, i, j] = xp[n, c, i*sh + p*dh, j*sw + q*dw]      (N, C, KH, KW, OH, OW)
+    cols[c, p, q, n, i, j] = xp[n, c, i*sh + p*dh, j*sw + q*dw]      (C, KH, KW, N, OH, OW)
 
-    view cols[n] as a (C*KH*KW, OH*OW) matrix and w as (O, C*KH*KW):
-    y[n] = w @ cols[n]                                                  (O, OH*OW)
+    as matrices:  w (O, C*KH*KW)  @  cols (C*KH*KW, N*OH*OW)  =  y (O, N*OH*OW)
+
+and y, read as (O, N, OH, OW), is transposed to NCHW. Putting the image index n
+among the *columns* makes one large product for many images instead of one
+small product per image (BLAS threads pay a start-up cost per call).
 
 ``cols`` is made without a Python loop over pixels: ``as_strided`` builds the
-6-D array of windows as a *view* of the padded input (each axis is just a
-stride: one row of the input is ``sh`` rows apart in the output, ``dh`` rows
-apart between kernel taps), then one copy lays it out contiguously.
+6-D array of windows as a *view* of the padded input (every axis is a stride:
+output rows are ``sh`` input rows apart, kernel taps ``dh`` rows apart), and one
+copy lays it out contiguously. A 1x1 convolution without padding needs no
+windows at all: its cols are the input itself, channels first.
 
-Backward, with g = dL/dy viewed as (O, OH*OW) per image:
+Backward, with g = dL/dy as the matrix (O, N*OH*OW)::
 
-    dL/dw     = sum_n g[n] @ cols[n]^T                                  (O, C*KH*KW)
-    dL/dcols  = w^T @ g[n]                   -> col2im -> dL/dx
+    dL/dw    = g @ cols^T                        (O, C*KH*KW)
+    dL/dcols = w^T @ g     -> col2im ->  dL/dx
 
-col2im is the adjoint of im2col: every column entry is *added* back to the
-input pixel it was copied from (pixels shared by overlapping windows receive
-several contributions). It loops over the KH*KW kernel taps only, each tap
-adding a strided slab of the whole batch at once.
+col2im is the adjoint of im2col: every column entry is *added* back to the input
+pixel it was copied from (pixels shared by overlapping windows get several
+contributions). It loops over the KH*KW kernel taps only; each tap adds one
+strided slab covering the whole chunk of images.
 
-Groups (G): channels split into G independent convolutions. With Cg = C/G and
-Og = O/G the matrices get a group axis, w -> (G, Og, Cg*KH*KW) and
-cols[n] -> (G, Cg*KH*KW, OH*OW), and ``np.matmul`` broadcasts over it.
+At stride 1 there is a faster road to dL/dx: it is itself a convolution, of
+dL/dy with the kernel rotated by 180 degrees and its in/out channels swapped,
+padded by dilation*(k-1) - padding. (Substitute p -> k-1-p in the sum defining
+y.) That reuses the forward's im2col and its well-shaped matrix product
+(inner dimension O*KH*KW instead of O), and needs no col2im.
 
-Memory: cols is KH*KW times larger than the input (a 3x3 conv of 128 images of
-32 channels at 32x32 makes 150 MB), so the batch is processed a few images at
-a time; the backward recomputes cols instead of keeping it. A 1x1 convolution
-without padding needs no cols at all: it IS a matrix product,
-y[n] = w (O, C) @ x[n] (C, H*W) (on every s-th pixel when strided).
-All buffers keep the input's dtype (float32 stays float32).
+Groups (G): the channels form G independent convolutions. With Cg = C/G and
+Og = O/G the matrices get a leading group axis, w -> (G, Og, Cg*KH*KW) and
+cols -> (G, Cg*KH*KW, N*OH*OW), and there is one matrix product per group.
+
+Memory: cols is KH*KW times the input (150 MB for a 3x3 convolution of 128
+images of 32 channels at 32x32), so the batch is processed a few images at a
+time through one reused buffer, and the backward recomputes cols rather than
+keeping it. All buffers keep the input's dtype (float32 stays float32).
 """
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-# Images per im2col chunk are chosen so that one chunk's cols is about this big:
-# large enough for efficient matrix products, small enough to stay in cache-ish memory.
-CHUNK_BYTES = 4 * 2**20
+# Images per chunk are chosen so that one chunk's cols (or output) is about this many bytes:
+# few, large matrix products (each BLAS call wakes its threads) without a huge buffer.
+CHUNK_BYTES = 32 * 2**20
+_scratch_buffers = {}
+
+
+def _scratch(size, dtype):
+    """A flat work array of ``size`` elements, reused across calls (fresh memory costs page faults)."""
+    buffer = _scratch_buffers.get(np.dtype(dtype))
+    if buffer is None or buffer.size < size:
+        buffer = _scratch_buffers[np.dtype(dtype)] = np.empty(size, dtype=dtype)
+    return buffer[:size]
 
 
 def output_size(size, kernel, stride, padding, dilation):
@@ -49,102 +66,119 @@ def output_size(size, kernel, stride, padding, dilation):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def im2col(x, kernel_hw, stride, padding, dilation):
-    """x (N, C, H, W) -> cols (N, C, KH, KW, OH, OW), a contiguous copy of every window."""
+def im2col(x, kernel_hw, stride, padding, dilation, out=None):
+    """x (N, C, H, W) -> cols (C, KH, KW, N, OH, OW), every window copied out (into ``out`` if given)."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_hw, stride, padding, dilation
     n, c, h, w = x.shape
     oh = output_size(h, kh, sh, ph, dh)
     ow = output_size(w, kw, sw, pw, dw)
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else np.ascontiguousarray(x)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
     s_n, s_c, s_h, s_w = xp.strides
     windows = as_strided(
         xp,
-        shape=(n, c, kh, kw, oh, ow),
-        strides=(s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw),
+        shape=(c, kh, kw, n, oh, ow),
+        strides=(s_c, s_h * dh, s_w * dw, s_n, s_h * sh, s_w * sw),
         writeable=False,
     )
-    return np.ascontiguousarray(windows)
+    if out is None:
+        return np.ascontiguousarray(windows)
+    np.copyto(out, windows)
+    return out
 
 
 def col2im(cols, input_hw, stride, padding, dilation):
-    """The adjoint of im2col: cols (N, C, KH, KW, OH, OW) -> x (N, C, H, W), summing overlaps."""
-    n, c, kh, kw, oh, ow = cols.shape
+    """The adjoint of im2col: cols (C, KH, KW, N, OH, OW) -> x (N, C, H, W), summing overlaps."""
+    c, kh, kw, n, oh, ow = cols.shape
     (h, w), (sh, sw), (ph, pw), (dh, dw) = input_hw, stride, padding, dilation
-    xp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    xp = np.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)  # channel-major like cols
     for p in range(kh):
         rows = slice(p * dh, p * dh + sh * (oh - 1) + 1, sh)
         for q in range(kw):
             columns = slice(q * dw, q * dw + sw * (ow - 1) + 1, sw)
-            xp[:, :, rows, columns] += cols[:, :, p, q]
-    return xp[:, :, ph:ph + h, pw:pw + w]
+            xp[:, :, rows, columns] += cols[:, p, q]
+    return xp[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
 
 
-def _is_pointwise(kernel_hw, padding):
-    return tuple(kernel_hw) == (1, 1) and tuple(padding) == (0, 0)
+def _matmul_per_group(a, b):
+    """(G, M, K) @ (G, K, N) -> (G, M, N) as one 2-D product per group.
+
+    Not ``np.matmul`` on the 3-D stacks: with 2 OpenBLAS threads, numpy 2.4's
+    stacked matmul ran up to 100x slower than the same 2-D products on our machine.
+    """
+    out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.result_type(a, b))
+    for g in range(a.shape[0]):
+        np.matmul(a[g], b[g], out=out[g])
+    return out
 
 
-def _chunks(n_images, bytes_per_image):
-    """Batch slices of a few images each, so one chunk's cols is about CHUNK_BYTES."""
-    step = max(1, CHUNK_BYTES // max(1, bytes_per_image))
-    return [slice(start, min(start + step, n_images)) for start in range(0, n_images, step)]
+class _Geometry:
+    """Sizes of one convolution, and the batch chunks it is computed in."""
+
+    def __init__(self, x_shape, w_shape, stride, padding, dilation, groups, itemsize):
+        n, c, h, w = x_shape
+        o, cg, kh, kw = w_shape
+        self.n, self.c, self.o, self.groups = n, c, o, groups
+        self.kernel_hw, self.stride, self.padding, self.dilation = (kh, kw), stride, padding, dilation
+        self.oh = output_size(h, kh, stride[0], padding[0], dilation[0])
+        self.ow = output_size(w, kw, stride[1], padding[1], dilation[1])
+        self.rows = cg * kh * kw  # rows of cols per group
+        per_image = itemsize * self.oh * self.ow * max(c * kh * kw, o)
+        step = max(1, CHUNK_BYTES // per_image)
+        self.chunks = [slice(s, min(s + step, n)) for s in range(0, n, step)]
+
+    def cols(self, x, batch):
+        """im2col of the images ``batch`` as (G, Cg*KH*KW, m*OH*OW), written into a reused buffer."""
+        m = batch.stop - batch.start
+        size = self.c * self.kernel_hw[0] * self.kernel_hw[1] * m * self.oh * self.ow
+        out = _scratch(size, x.dtype).reshape((self.c,) + self.kernel_hw + (m, self.oh, self.ow))
+        im2col(x[batch], self.kernel_hw, self.stride, self.padding, self.dilation, out=out)
+        return out.reshape(self.groups, self.rows, m * self.oh * self.ow)
+
+    def grad_matrix(self, gy, batch):
+        """dL/dy of the images ``batch`` as (G, Og, m*OH*OW) (channels first, then images)."""
+        m = batch.stop - batch.start
+        g = np.ascontiguousarray(gy[batch].transpose(1, 0, 2, 3))
+        return g.reshape(self.groups, self.o // self.groups, m * self.oh * self.ow)
 
 
 def conv2d_forward(x, w, stride, padding, dilation, groups):
-    """y (N, O, OH, OW) = conv(x (N, C, H, W), w (O, C/G, KH, KW)) as grouped matrix products."""
-    n, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    oh = output_size(h, kh, stride[0], padding[0], dilation[0])
-    ow = output_size(wd, kw, stride[1], padding[1], dilation[1])
-    wg = w.reshape(groups, o // groups, cg * kh * kw)  # (G, Og, Kg)
-    if _is_pointwise((kh, kw), padding):
-        xs = x[:, :, ::stride[0], ::stride[1]]
-        y = np.matmul(wg, xs.reshape(n, groups, cg, oh * ow))  # (N, G, Og, OH*OW)
-        return y.reshape(n, o, oh, ow)
-    y = np.empty((n, o, oh, ow), dtype=np.result_type(x, w))
-    for batch in _chunks(n, x.itemsize * c * kh * kw * oh * ow):
-        cols = im2col(x[batch], (kh, kw), stride, padding, dilation)
-        m = cols.shape[0]
-        np.matmul(wg, cols.reshape(m, groups, cg * kh * kw, oh * ow), out=y[batch].reshape(m, groups, o // groups, oh * ow))
+    """y (N, O, OH, OW) = conv(x (N, C, H, W), w (O, C/G, KH, KW)): per chunk, w @ cols."""
+    geo = _Geometry(x.shape, w.shape, stride, padding, dilation, groups, x.itemsize)
+    wg = w.reshape(groups, geo.o // groups, geo.rows)
+    y = np.empty((geo.n, geo.o, geo.oh, geo.ow), dtype=np.result_type(x, w))
+    for batch in geo.chunks:
+        m = batch.stop - batch.start
+        y_t = _matmul_per_group(wg, geo.cols(x, batch))  # (G, Og, m*OH*OW) = (O, m, OH, OW)
+        y[batch] = y_t.reshape(geo.o, m, geo.oh, geo.ow).transpose(1, 0, 2, 3)
     return y
 
 
 def conv2d_backward_input(gy, w, input_hw, stride, padding, dilation, groups):
-    """dL/dx = col2im(w^T @ dL/dy), per group."""
-    n, o, oh, ow = gy.shape
-    _, cg, kh, kw = w.shape
-    h, wd = input_hw
-    wt = w.reshape(groups, o // groups, cg * kh * kw).transpose(0, 2, 1)  # (G, Kg, Og)
-    gyg = gy.reshape(n, groups, o // groups, oh * ow)
-    if _is_pointwise((kh, kw), padding):
-        gxs = np.matmul(wt, gyg).reshape(n, groups * cg, oh, ow)
-        if tuple(stride) == (1, 1):
-            return gxs
-        gx = np.zeros((n, groups * cg, h, wd), dtype=gxs.dtype)
-        gx[:, :, ::stride[0], ::stride[1]] = gxs
-        return gx
-    gx = np.empty((n, groups * cg, h, wd), dtype=np.result_type(gy, w))
-    for batch in _chunks(n, gy.itemsize * groups * cg * kh * kw * oh * ow):
-        gcols = np.matmul(wt, gyg[batch])  # (m, G, Kg, OH*OW)
-        m = gcols.shape[0]
-        gx[batch] = col2im(gcols.reshape(m, groups * cg, kh, kw, oh, ow), input_hw, stride, padding, dilation)
+    """dL/dx: at stride 1 a convolution of dL/dy with the flipped kernel, else col2im(w^T @ dL/dy)."""
+    o, cg, kh, kw = w.shape
+    flipped_padding = tuple(d * (k - 1) - p for d, k, p in zip(dilation, (kh, kw), padding))
+    if tuple(stride) == (1, 1) and min(flipped_padding) >= 0:
+        # w (G, Og, Cg, KH, KW) -> (G, Cg, Og, KH, KW), rotated 180 degrees: a (C, Og, KH, KW) kernel
+        w_flipped = w.reshape(groups, o // groups, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+        w_flipped = np.ascontiguousarray(w_flipped).reshape(groups * cg, o // groups, kh, kw)
+        return conv2d_forward(gy, w_flipped, stride, flipped_padding, dilation, groups)
+    n = gy.shape[0]
+    geo = _Geometry((n, cg * groups) + tuple(input_hw), w.shape, stride, padding, dilation, groups, gy.itemsize)
+    wt = w.reshape(groups, o // groups, geo.rows).transpose(0, 2, 1)  # (G, Kg, Og)
+    gx = np.empty((n, geo.c) + tuple(input_hw), dtype=np.result_type(gy, w))
+    for batch in geo.chunks:
+        m = batch.stop - batch.start
+        gcols = _matmul_per_group(wt, geo.grad_matrix(gy, batch))  # (G, Kg, m*OH*OW)
+        gx[batch] = col2im(gcols.reshape(geo.c, kh, kw, m, geo.oh, geo.ow), input_hw, stride, padding, dilation)
     return gx
 
 
 def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
-    """dL/dw = sum over images of dL/dy[n] @ cols[n]^T, per group."""
-    n, c, _, _ = x.shape
-    _, o, oh, ow = gy.shape
-    kh, kw = kernel_hw
-    cg = c // groups
-    gyg = gy.reshape(n, groups, o // groups, oh * ow)
-    gw = np.zeros((groups, o // groups, cg * kh * kw), dtype=np.result_type(x, gy))
-    pointwise = _is_pointwise(kernel_hw, padding)
-    for batch in _chunks(n, x.itemsize * c * kh * kw * oh * ow):
-        if pointwise:
-            cols = x[batch, :, ::stride[0], ::stride[1]]
-        else:
-            cols = im2col(x[batch], kernel_hw, stride, padding, dilation)
-        m = cols.shape[0]
-        cols = cols.reshape(m, groups, cg * kh * kw, oh * ow)
-        gw += np.matmul(gyg[batch], cols.transpose(0, 1, 3, 2)).sum(axis=0)
-    return gw.reshape(o, cg, kh, kw)
+    """dL/dw = sum over chunks of dL/dy @ cols^T."""
+    o = gy.shape[1]
+    w_shape = (o, x.shape[1] // groups) + tuple(kernel_hw)
+    geo = _Geometry(x.shape, w_shape, stride, padding, dilation, groups, x.itemsize)
+    gw = np.zeros((groups, o // groups, geo.rows), dtype=np.result_type(x, gy))
+    for batch in geo.chunks:
+        gw += _matmul_per_group(geo.grad_matrix(gy, batch), geo.cols(x, batch).transpose(0, 2, 1))
+    return gw.reshape(w_shape)

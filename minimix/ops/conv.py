@@ -243,7 +243,8 @@ class MixedConv2d(Function):
         want_x = self.parents[0].requires_grad
         gx = np.empty_like(x) if want_x else None
         gws, gbs = [], []
-        g_parts = self._parts(g, [w.shape[0] for w in weights])
+        # contiguous once here, rather than once inside each of the two gradient kernels
+        g_parts = [np.ascontiguousarray(p) for p in self._parts(g, [w.shape[0] for w in weights])]
         for i, (x_part, in_part, g_part, w, (padding, groups, kernels)) in enumerate(
                 zip(self._parts(x, self.in_splits), self._bounds(self.in_splits), g_parts, weights, plans)):
             geometry = (self.stride, padding, self.dilation, groups)

@@ -73,6 +73,19 @@ def _madd(dst, src, scale):
         dst[e] += src[e] * scale[e]
 
 
+@njit(cache=True, fastmath=True)
+def _madd4(dst, s0, s1, s2, s3, m0, m1, m2, m3):
+    """dst += s0*m0 + s1*m1 + s2*m2 + s3*m3: four taps for one load and store of dst."""
+    for e in range(dst.size):
+        dst[e] += s0[e] * m0[e] + s1[e] * m1[e] + s2[e] * m2[e] + s3[e] * m3[e]
+
+
+@njit(cache=True)
+def _valid_range(base, s, E, L):
+    """Positions [lo, hi) of a block (start base, length E) whose shifted source base+s+e is in [0, L)."""
+    return max(0, -(base + s)), min(E, L - base - s)
+
+
 @njit(cache=True)
 def _tap_masks(tap_u, tap_v, Hc, Wc, dtype_ref):
     """mask[t, r*Wc + q] = 1 where tap t, shifted by (u, v), stays inside the Hc x Wc plane."""
@@ -110,10 +123,34 @@ def _shifted_sum(src, dst, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
         for n in range(N):
             out = dst[n, base:base + E]
             out[:] = 0
-            for t in range(T):
+            for t0 in range(0, T - 3, 4):
+                # the range all four taps can read; a few positions near the ends of the
+                # array are reached by some taps only and are done tap by tap below
+                lo, hi = 0, E
+                for t in range(t0, t0 + 4):
+                    a, b = _valid_range(base, tap_u[t] * Wc + tap_v[t], E, L)
+                    lo, hi = max(lo, a), min(hi, b)
+                hi = max(hi, lo)
+                s0 = base + tap_u[t0] * Wc + tap_v[t0]
+                s1 = base + tap_u[t0 + 1] * Wc + tap_v[t0 + 1]
+                s2 = base + tap_u[t0 + 2] * Wc + tap_v[t0 + 2]
+                s3 = base + tap_u[t0 + 3] * Wc + tap_v[t0 + 3]
+                _madd4(out[lo:hi],
+                       src[tap_phase[t0], n, s0 + lo:s0 + hi], src[tap_phase[t0 + 1], n, s1 + lo:s1 + hi],
+                       src[tap_phase[t0 + 2], n, s2 + lo:s2 + hi], src[tap_phase[t0 + 3], n, s3 + lo:s3 + hi],
+                       wm[t0, lo:hi], wm[t0 + 1, lo:hi], wm[t0 + 2, lo:hi], wm[t0 + 3, lo:hi])
+                for t in range(t0, t0 + 4):
+                    s = tap_u[t] * Wc + tap_v[t]
+                    a, b = _valid_range(base, s, E, L)
+                    if min(lo, b) > a:
+                        _madd(out[a:min(lo, b)], src[tap_phase[t], n, base + s + a:base + s + min(lo, b)],
+                              wm[t, a:min(lo, b)])
+                    if b > max(hi, a):
+                        _madd(out[max(hi, a):b], src[tap_phase[t], n, base + s + max(hi, a):base + s + b],
+                              wm[t, max(hi, a):b])
+            for t in range(T - T % 4, T):
                 s = tap_u[t] * Wc + tap_v[t]
-                lo = max(0, -(base + s))
-                hi = min(E, L - base - s)
+                lo, hi = _valid_range(base, s, E, L)
                 if hi > lo:
                     _madd(out[lo:hi], src[tap_phase[t], n, base + s + lo:base + s + hi], wm[t, lo:hi])
 
@@ -132,14 +169,21 @@ def _tap_products(src, gy, gw, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
         E = cn * P
         base = c0 * P
         acc = np.zeros((T, E), dtype=gw.dtype)
-        for n in range(N):
-            g = gy[n, base:base + E]
+        for n in range(0, N - 3, 4):  # four images per sweep: acc is loaded and stored once
             for t in range(T):
                 s = tap_u[t] * Wc + tap_v[t]
-                lo = max(0, -(base + s))
-                hi = min(E, L - base - s)
+                lo, hi = _valid_range(base, s, E, L)
                 if hi > lo:
-                    _madd(acc[t, lo:hi], g[lo:hi], src[tap_phase[t], n, base + s + lo:base + s + hi])
+                    x = src[tap_phase[t]]
+                    a, b = base + lo, base + hi  # gy positions; x positions are shifted by s
+                    _madd4(acc[t, lo:hi], gy[n, a:b], gy[n + 1, a:b], gy[n + 2, a:b], gy[n + 3, a:b],
+                           x[n, a + s:b + s], x[n + 1, a + s:b + s], x[n + 2, a + s:b + s], x[n + 3, a + s:b + s])
+        for n in range(N - N % 4, N):
+            for t in range(T):
+                s = tap_u[t] * Wc + tap_v[t]
+                lo, hi = _valid_range(base, s, E, L)
+                if hi > lo:
+                    _madd(acc[t, lo:hi], gy[n, base + lo:base + hi], src[tap_phase[t], n, base + s + lo:base + s + hi])
         for cc in range(cn):
             for t in range(T):
                 total = gw.dtype.type(0)
@@ -195,8 +239,12 @@ class _Plan:
         self.in_place_output = (self.OH, self.OW) == (self.Hc, self.Wc)
 
     def block(self, C):
-        """Channels per block: enough whole planes to give loops of about _BLOCK_ELEMENTS."""
-        return max(1, min(C, _BLOCK_ELEMENTS // (self.Hc * self.Wc)))
+        """Channels per block: whole planes, so that the T weight maps of a block stay in cache."""
+        import os
+        budget = int(os.environ.get("DW_BUDGET", "65536"))
+        cap = int(os.environ.get("DW_CAP", "4096"))
+        elements = min(cap, budget // self.tap_u.size)
+        return max(1, min(C, elements // (self.Hc * self.Wc)))
 
     def input_canvas(self, x):
         """x (N, C, H, W) -> polyphase canvas (sh*sw, N, C*Hc*Wc), zero-filled (no copy if trivial)."""

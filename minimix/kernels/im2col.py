@@ -37,7 +37,7 @@ y.) That reuses the forward's im2col and its well-shaped matrix product
 
 Groups (G): the channels form G independent convolutions. With Cg = C/G and
 Og = O/G the matrices get a leading group axis, w -> (G, Og, Cg*KH*KW) and
-cols -> (G, Cg*KH*KW, N*OH*OW), and there is one matrix product per group.
+cols -> (G, Cg*KH*KW, N*OH*OW), and ``np.matmul`` runs one product per group.
 
 Memory: cols is KH*KW times the input (150 MB for a 3x3 convolution of 128
 images of 32 channels at 32x32), so the batch is processed a few images at a
@@ -54,7 +54,10 @@ _scratch_buffers = {}
 
 
 def _scratch(size, dtype):
-    """A flat work array of ``size`` elements, reused across calls (fresh memory costs page faults)."""
+    """A flat work array of ``size`` elements, reused across calls (fresh memory costs page faults).
+
+    One buffer per dtype for the whole process: convolutions must not run concurrently in threads.
+    """
     buffer = _scratch_buffers.get(np.dtype(dtype))
     if buffer is None or buffer.size < size:
         buffer = _scratch_buffers[np.dtype(dtype)] = np.empty(size, dtype=dtype)
@@ -99,18 +102,6 @@ def col2im(cols, input_hw, stride, padding, dilation):
     return xp[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
 
 
-def _matmul_per_group(a, b):
-    """(G, M, K) @ (G, K, N) -> (G, M, N) as one 2-D product per group.
-
-    Not ``np.matmul`` on the 3-D stacks: with 2 OpenBLAS threads, numpy 2.4's
-    stacked matmul ran up to 100x slower than the same 2-D products on our machine.
-    """
-    out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.result_type(a, b))
-    for g in range(a.shape[0]):
-        np.matmul(a[g], b[g], out=out[g])
-    return out
-
-
 class _Geometry:
     """Sizes of one convolution, and the batch chunks it is computed in."""
 
@@ -148,7 +139,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     y = np.empty((geo.n, geo.o, geo.oh, geo.ow), dtype=np.result_type(x, w))
     for batch in geo.chunks:
         m = batch.stop - batch.start
-        y_t = _matmul_per_group(wg, geo.cols(x, batch))  # (G, Og, m*OH*OW) = (O, m, OH, OW)
+        y_t = np.matmul(wg, geo.cols(x, batch))  # (G, Og, m*OH*OW) = (O, m, OH, OW)
         y[batch] = y_t.reshape(geo.o, m, geo.oh, geo.ow).transpose(1, 0, 2, 3)
     return y
 
@@ -168,7 +159,7 @@ def conv2d_backward_input(gy, w, input_hw, stride, padding, dilation, groups):
     gx = np.empty((n, geo.c) + tuple(input_hw), dtype=np.result_type(gy, w))
     for batch in geo.chunks:
         m = batch.stop - batch.start
-        gcols = _matmul_per_group(wt, geo.grad_matrix(gy, batch))  # (G, Kg, m*OH*OW)
+        gcols = np.matmul(wt, geo.grad_matrix(gy, batch))  # (G, Kg, m*OH*OW)
         gx[batch] = col2im(gcols.reshape(geo.c, kh, kw, m, geo.oh, geo.ow), input_hw, stride, padding, dilation)
     return gx
 
@@ -180,5 +171,5 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
     geo = _Geometry(x.shape, w_shape, stride, padding, dilation, groups, x.itemsize)
     gw = np.zeros((groups, o // groups, geo.rows), dtype=np.result_type(x, gy))
     for batch in geo.chunks:
-        gw += _matmul_per_group(geo.grad_matrix(gy, batch), geo.cols(x, batch).transpose(0, 2, 1))
+        gw += np.matmul(geo.grad_matrix(gy, batch), geo.cols(x, batch).transpose(0, 2, 1))
     return gw.reshape(w_shape)

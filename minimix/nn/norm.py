@@ -46,18 +46,18 @@ class BatchNorm(Function):
             if m < 2:
                 raise ValueError(f"batch_norm: training needs more than one value per channel, got x {x.shape}")
             mean = _channel_sum(x) / m
-            x_hat = x - _per_channel(mean)
-            var = _channel_sum(x_hat, x_hat) / m
+            x_centered = x - _per_channel(mean)
+            var = _channel_sum(x_centered, x_centered) / m
             inv_std = 1.0 / np.sqrt(var + eps)
-            x_hat *= _per_channel(inv_std)
             if running_mean is not None:
                 running_mean *= 1 - momentum
                 running_mean += (momentum * mean).astype(running_mean.dtype)
             if running_var is not None:
                 running_var *= 1 - momentum
                 running_var += (momentum * var * (m / (m - 1))).astype(running_var.dtype)
-            self.x_hat, self.inv_std, self.m = x_hat, inv_std, m
-            y = x_hat * _per_channel(weight)
+            # x_hat = x_centered * inv_std is never stored: the scale folds into weight (one pass less)
+            self.x_centered, self.inv_std, self.m = x_centered, inv_std, m
+            y = x_centered * _per_channel(weight * inv_std)
         else:
             inv_std = (1.0 / np.sqrt(running_var.astype(x.dtype) + eps)).astype(x.dtype)
             shift = running_mean.astype(x.dtype)
@@ -70,11 +70,11 @@ class BatchNorm(Function):
     def backward(self, g):
         sum_g = _channel_sum(g)
         if self.training:
-            x_hat, m = self.x_hat, self.m
-            sum_g_xhat = _channel_sum(g, x_hat)
+            x_centered, inv_std, m = self.x_centered, self.inv_std, self.m
+            sum_g_xhat = _channel_sum(g, x_centered) * inv_std
             gx = None
             if self.parents[0].requires_grad:
-                gx = x_hat * _per_channel(-sum_g_xhat / m)
+                gx = x_centered * _per_channel(-inv_std * sum_g_xhat / m)  # = -x_hat * sum(g x_hat) / M
                 gx += g
                 gx -= _per_channel(sum_g / m)
                 gx *= _per_channel(self.weight * self.inv_std)

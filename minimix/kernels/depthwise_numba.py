@@ -60,10 +60,12 @@ Numba rules followed here (each one was measured, see benchmarks/bench_depthwise
 5. No Python objects, no exceptions in kernels: the wrappers below check shapes and
    dtypes and prepare the small tap tables (phase, row shift, column shift) with NumPy.
 """
+import numba
 import numpy as np
 from numba import njit, prange
 
-_BLOCK_ELEMENTS = 4096  # target length of one flat block of channels (elements)
+_BLOCK_ELEMENTS = 4096  # target length of the flat vectors one block of channels works on
+_WEIGHT_MAP_ELEMENTS = 65536  # cap on (taps x block length): the weight maps of a block, 256 KB in float32
 
 
 @njit(cache=True, fastmath=True)
@@ -193,6 +195,30 @@ def _tap_products(src, gy, gw, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
                 gw[c0 + cc, tap_k[t]] = total
 
 
+@njit(parallel=True, cache=True)
+def _phases(x, xq, sh, sw, Hc, Wc, split):
+    """Polyphase split (split=True): xq[a*sw + b, n, c*Hc*Wc + r*Wc + q] = x[n, c, r*sh + a, q*sw + b],
+    zero where (r*sh + a, q*sw + b) lies outside x; or the inverse merge (split=False)."""
+    N, C, H, W = x.shape
+    P = Hc * Wc
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        for a in range(sh):
+            rows = min(Hc, (H - a + sh - 1) // sh)  # phase rows that hold data
+            for b in range(sw):
+                cols = min(Wc, (W - b + sw - 1) // sw)
+                plane = xq[a * sw + b, n, c * P:(c + 1) * P]
+                if split:
+                    plane[:] = 0
+                    for r in range(rows):
+                        for q in range(cols):
+                            plane[r * Wc + q] = x[n, c, r * sh + a, q * sw + b]
+                else:
+                    for r in range(rows):
+                        for q in range(cols):
+                            x[n, c, r * sh + a, q * sw + b] = plane[r * Wc + q]
+
+
 # ----------------------------------------------------------------------------- geometry
 
 
@@ -239,35 +265,30 @@ class _Plan:
         self.in_place_output = (self.OH, self.OW) == (self.Hc, self.Wc)
 
     def block(self, C):
-        """Channels per block: whole planes, so that the T weight maps of a block stay in cache."""
-        import os
-        budget = int(os.environ.get("DW_BUDGET", "65536"))
-        cap = int(os.environ.get("DW_CAP", "4096"))
-        elements = min(cap, budget // self.tap_u.size)
-        return max(1, min(C, elements // (self.Hc * self.Wc)))
+        """Channels per parallel block: whole planes, about _BLOCK_ELEMENTS elements in all but
+        small enough for the T weight maps to stay in cache, and an equal share per thread."""
+        elements = min(_BLOCK_ELEMENTS, _WEIGHT_MAP_ELEMENTS // self.tap_u.size)
+        per_block = max(1, min(C, elements // (self.Hc * self.Wc)))
+        threads = numba.get_num_threads()
+        blocks = -(-C // per_block)
+        blocks = min(C, -(-blocks // threads) * threads)  # a multiple of the thread count
+        return -(-C // blocks)
 
     def input_canvas(self, x):
         """x (N, C, H, W) -> polyphase canvas (sh*sw, N, C*Hc*Wc), zero-filled (no copy if trivial)."""
         N, C = x.shape[:2]
         if self.in_place_input:
             return x.reshape(1, N, -1)
-        xq = np.zeros((self.sh * self.sw, N, C, self.Hc, self.Wc), dtype=x.dtype)
-        for a in range(self.sh):
-            for b in range(self.sw):
-                part = x[:, :, a::self.sh, b::self.sw]
-                xq[a * self.sw + b, :, :, :part.shape[2], :part.shape[3]] = part
-        return xq.reshape(self.sh * self.sw, N, -1)
+        xq = np.empty((self.sh * self.sw, N, C * self.Hc * self.Wc), dtype=x.dtype)
+        _phases(x, xq, self.sh, self.sw, self.Hc, self.Wc, True)
+        return xq
 
     def from_input_canvas(self, xq, N, C):
         """Inverse of input_canvas: interleave the phase planes back into (N, C, H, W)."""
         if self.in_place_input:
             return xq.reshape(N, C, self.H, self.W)
-        xq = xq.reshape(self.sh * self.sw, N, C, self.Hc, self.Wc)
         x = np.empty((N, C, self.H, self.W), dtype=xq.dtype)
-        for a in range(self.sh):
-            for b in range(self.sw):
-                part = x[:, :, a::self.sh, b::self.sw]
-                part[...] = xq[a * self.sw + b, :, :, :part.shape[2], :part.shape[3]]
+        _phases(x, xq, self.sh, self.sw, self.Hc, self.Wc, False)
         return x
 
     def output_canvas(self, gy):

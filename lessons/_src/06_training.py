@@ -1,0 +1,309 @@
+# %% [markdown]
+# # Lesson 6 — Training on CIFAR-10
+#
+# Everything is in place: tensors with gradients (lesson 1), fast convolutions (2, 3), MixConv (4) and
+# the MixNet architecture (5). This lesson trains the reduced MixNet on CIFAR-10 with minimix's own data
+# pipeline and training loop: the images, normalisation, augmentation, the loss, the optimiser and its
+# schedule, a short run with its progress bar, the learning curves and the confusion matrix — and, when
+# a finished run exists, its checkpoint.
+#
+# A full training run (`python -m minimix train --epochs 15` from the repository root) takes hours on a
+# laptop CPU; the run here is short on purpose.
+
+# %%
+%matplotlib inline
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import matplotlib.pyplot as plt
+from IPython.display import Image, display
+
+import minimix as mm
+from minimix import data as mmdata
+from minimix.lessons import fast_mode, find_checkpoint, load_data
+
+FAST = fast_mode()
+rng = np.random.default_rng(0)
+
+# %% [markdown]
+# ## 1. The data
+#
+# CIFAR-10: 50,000 training and 10,000 test images of 32x32 pixels in 10 classes. `minimix.data.CIFAR10`
+# reads the official archives or an image-folder copy (from `$MINIMIX_DATA`) and caches the decoded arrays;
+# `load_data` takes class-balanced subsets of it (or, if CIFAR-10 is not found, a clearly labelled
+# synthetic stand-in so that the notebook still runs).
+
+# %%
+TRAIN_IMAGES, TEST_IMAGES = (128, 100) if FAST else (2000, 500)
+data = load_data(train_limit=TRAIN_IMAGES, test_limit=TEST_IMAGES)
+print("images", data.train_images.shape, data.train_images.dtype, "labels", data.train_labels.shape,
+      data.train_labels.dtype)
+print("images per class:", np.bincount(data.train_labels, minlength=10))
+
+fig, axes = plt.subplots(4, 10, figsize=(13, 5.6))
+for c, column in enumerate(axes.T):
+    examples = np.flatnonzero(data.train_labels == c)[:4]
+    for ax, i in zip(column, examples):
+        ax.imshow(data.train_images[i])
+        ax.axis("off")
+    column[0].set_title(data.classes[c], fontsize=8)
+plt.show()
+
+# %% [markdown]
+# ## 2. Normalisation
+#
+# The network sees channel-first float32 tensors whose channels have roughly zero mean and unit variance
+# over the training set:
+#
+# $$ \hat x_{n,c,h,w} = \frac{x_{n,h,w,c}/255 - \mu_c}{\sigma_c}, \qquad
+#    \mu = (0.491, 0.482, 0.447), \;\; \sigma = (0.245, 0.243, 0.261) $$
+#
+# (`minimix.data.CIFAR10_MEAN`, `CIFAR10_STD`). Note the transpose: the images are stored NHWC, the network
+# wants NCHW.
+#
+# ### Exercise — `normalize`
+
+# %% tags=["solution"]
+def normalize(images):
+    ### BEGIN SOLUTION
+    x = images.astype(np.float32) / 255.0
+    x = (x - mmdata.CIFAR10_MEAN) / mmdata.CIFAR10_STD
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    ### END SOLUTION
+
+# %%
+from minimix.lessons import check_normalize
+
+check_normalize(normalize)
+x = normalize(data.train_images)
+print("per-channel mean", x.mean(axis=(0, 2, 3)).round(3), " std", x.std(axis=(0, 2, 3)).round(3))
+
+# %% [markdown]
+# ## 3. Augmentation
+#
+# With 50,000 images and a network of 0.8 M parameters, overfitting starts after a few epochs. The
+# standard CIFAR augmentations make every epoch see slightly different images:
+#
+# * **random crop**: pad by 4 black pixels on each side and cut a random 32x32 window (shifts by up to ±4 px);
+# * **horizontal flip** with probability 1/2 (a mirrored cat is still a cat);
+# * optionally **cutout**: blank a random square (DeVries & Taylor 2017).
+#
+# All are vectorised over the batch (`minimix.data.random_crop`, `random_flip`, `cutout`). One image,
+# eight times:
+
+# %%
+image = data.train_images[np.flatnonzero(data.train_labels == 7)[0]]  # a horse (or stripes)
+batch = np.repeat(image[None], 8, axis=0)
+rows = {
+    "original": batch,
+    "crop": mmdata.random_crop(batch, 4, rng),
+    "crop + flip": mmdata.random_flip(mmdata.random_crop(batch, 4, rng), rng),
+    "cutout 12": mmdata.cutout(batch, 12, rng),
+}
+fig, axes = plt.subplots(len(rows), 8, figsize=(10, 5.5))
+for ax_row, (name, images) in zip(axes, rows.items()):
+    for ax, im in zip(ax_row, images):
+        ax.imshow(im)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax_row[0].set_ylabel(name, fontsize=9)
+plt.show()
+
+# %% [markdown]
+# `DataLoader` puts it together: shuffling, augmentation, normalisation, mini-batches. The order and the
+# augmentation of epoch $e$ depend only on `(seed, e)` — which is what lets a crashed run resume exactly.
+
+# %%
+loader = mmdata.DataLoader(data.train_images, data.train_labels, batch_size=64, augment=True, seed=0)
+print(len(loader), "batches per epoch")
+loader.set_epoch(3)
+xb, yb = next(iter(loader))
+loader.set_epoch(3)
+xb_again, _ = next(iter(loader))
+print("batch:", xb.shape, xb.dtype, yb.shape, yb.dtype, "| epoch 3 reproducible:", np.array_equal(xb, xb_again))
+
+# %% [markdown]
+# ## 4. The loss: cross-entropy with label smoothing
+#
+# For logits $z \in \mathbb{R}^{C}$, $p = \operatorname{softmax}(z)$ and the target distribution $q$, the
+# loss is $-\sum_c q_c \log p_c$, averaged over the batch. **Label smoothing** (Szegedy et al. 2016)
+# replaces the one-hot target by
+#
+# $$ q_c = (1 - \varepsilon)\,[c = y] + \frac{\varepsilon}{C}, $$
+#
+# so the network is never pushed towards infinitely confident logits. The gradient is simply
+# $\partial L / \partial z = (p - q)/N$. Compute $\log p$ stably: $\log p_c = z_c - m - \log\sum_j e^{z_j - m}$
+# with $m = \max_j z_j$.
+#
+# ### Exercise — `cross_entropy(logits, labels, label_smoothing)` (a float)
+
+# %% tags=["solution"]
+def cross_entropy(logits, labels, label_smoothing):
+    ### BEGIN SOLUTION
+    z = logits - logits.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    n, c = logits.shape
+    q = np.full_like(log_p, label_smoothing / c)
+    q[np.arange(n), labels] += 1.0 - label_smoothing
+    return float(-(q * log_p).sum() / n)
+    ### END SOLUTION
+
+# %%
+from minimix.lessons import check_cross_entropy
+
+check_cross_entropy(cross_entropy)
+
+# %% [markdown]
+# ## 5. Optimiser and learning-rate schedule
+#
+# The recipe (`minimix.training.TrainConfig`) is SGD with Nesterov momentum 0.9, weight decay $5\cdot10^{-4}$
+# on convolution and linear weights only (not on biases and BatchNorm parameters:
+# `minimix.optim.weight_decay_groups`), and a learning rate that warms up linearly, then follows a cosine
+# to zero, updated every step:
+#
+# $$ \eta_t = \eta_{\max} \frac{t+1}{T_w} \;\; (t < T_w), \qquad
+#    \eta_t = \tfrac{1}{2}\,\eta_{\max}\Big(1 + \cos\frac{\pi (t - T_w)}{T - T_w}\Big) \;\; (t \ge T_w). $$
+
+# %%
+from minimix.optim import SGD
+from minimix.optim.lr_scheduler import WarmupCosineLR
+
+steps_per_epoch, epochs = 196, 15  # the full run: 50,000 images in batches of 256
+optimizer = SGD([mm.nn.Parameter(np.zeros(1, dtype=np.float32))], lr=0.2, momentum=0.9, nesterov=True)
+schedule = WarmupCosineLR(optimizer, warmup_steps=steps_per_epoch, total_steps=epochs * steps_per_epoch)
+lrs = []
+for _ in range(epochs * steps_per_epoch):
+    lrs.append(schedule.get_last_lr()[0])
+    optimizer.step()
+    schedule.step()
+plt.plot(np.arange(len(lrs)) / steps_per_epoch, lrs)
+plt.xlabel("epoch")
+plt.ylabel("learning rate")
+plt.title("one epoch of warm-up, then cosine decay (per step)")
+plt.show()
+
+# %% [markdown]
+# ## 6. A short training run
+#
+# `Trainer` runs the loop of every PyTorch training script — forward, loss, `zero_grad`, `backward`,
+# `step`, scheduler step — with a `tqdm` progress bar (loss, accuracy and images per second), evaluates on
+# the test subset after each epoch, and writes a checkpoint and `metrics.csv` into its run directory.
+#
+# Here: two epochs on the subset (fast mode: a much narrower MixNet and a handful of steps). Expect a
+# modest accuracy — far from what a full run reaches with 15 epochs over all 50,000 images.
+
+# %%
+from minimix.training import TrainConfig, Trainer, read_log
+from minimix.training.plots import plot_confusion_matrix, plot_curves
+from minimix.training.recipe import build_model
+
+if FAST:
+    model_kwargs, epochs = {"width_multiplier": 0.25, "head_channels": 64}, 1
+else:
+    model_kwargs, epochs = {}, 2
+config = TrainConfig(model="mixnet_cifar", model_kwargs=model_kwargs, epochs=epochs, batch_size=32, lr=0.05,
+                     warmup_epochs=0.5)
+mm.manual_seed(config.seed)
+model = build_model(config.model, config.model_kwargs)
+run_dir = Path(tempfile.mkdtemp(prefix="lesson6-"))
+print(f"{config.model} {config.model_kwargs}: {model.num_parameters():,} parameters; run directory {run_dir}")
+trainer = Trainer(model, (data.train_images, data.train_labels), (data.test_images, data.test_labels), config,
+                  run_dir=run_dir, progress=True)
+history = trainer.fit()
+
+# %% [markdown]
+# The learning curves (`minimix.training.plots.plot_curves` reads the run's `metrics.csv`). Remember that
+# the training loss includes label smoothing (it cannot reach 0) and the training accuracy is measured on
+# augmented images while the weights change.
+
+# %%
+display(Image(filename=plot_curves(read_log(run_dir / "metrics.csv"), run_dir / "curves.png")))
+
+# %% [markdown]
+# ## 7. The confusion matrix
+#
+# Accuracy hides *which* classes are confused. $M_{ij}$ = number of test images of true class $i$
+# predicted as class $j$; the diagonal holds the correct ones.
+#
+# ### Exercise — `confusion_matrix(predictions, labels, num_classes)`
+
+# %% tags=["solution"]
+def confusion_matrix(predictions, labels, num_classes):
+    ### BEGIN SOLUTION
+    matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+    ### END SOLUTION
+
+# %%
+from minimix.lessons import check_confusion_matrix
+from minimix.training import evaluate
+
+check_confusion_matrix(confusion_matrix)
+test_loader = mmdata.DataLoader(data.test_images, data.test_labels, batch_size=250, shuffle=False)
+result = evaluate(model, test_loader)
+matrix = confusion_matrix(result["predictions"], result["labels"], len(data.classes))
+print(f"test accuracy {result['acc']:.1%} on {len(result['labels'])} images")
+display(Image(filename=plot_confusion_matrix(matrix, data.classes, run_dir / "confusion.png",
+                                             title=f"short run: {result['acc']:.1%}")))
+
+# %% [markdown]
+# ## 8. A finished run
+#
+# A checkpoint is two files: a JSON with the recipe (`config`), the epoch, the metrics history and the
+# random-number state, and an `.npz` with every array (weights, BatchNorm statistics, momentum buffers).
+# Rebuilding the model from the recipe and loading the weights is four lines. `find_checkpoint` looks at
+# `$MINIMIX_CHECKPOINT`, then at `runs/*/` (the default output folder of `python -m minimix train`).
+
+# %%
+checkpoint = find_checkpoint()
+if checkpoint is not None:
+    from minimix.training import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    trained_config = TrainConfig.from_dict(state["config"])
+    trained = build_model(trained_config.model, trained_config.model_kwargs)
+    trained.load_state_dict(state["model"])
+    print(f"{trained_config.model} {trained_config.model_kwargs}, trained for {state['epoch']} epoch(s) "
+          f"({trained.num_parameters():,} parameters)")
+
+# %%
+if checkpoint is not None:
+    history_log = {key: np.array([epoch[key] for epoch in state["history"]], dtype=float)
+                   for key in ("epoch", "train_loss", "test_loss", "train_acc", "test_acc")}
+    display(Image(filename=plot_curves(history_log, run_dir / "trained_curves.png")))
+
+    n_eval = 500 if FAST else 2000  # `python -m minimix evaluate RUN_DIR` scores all 10,000
+    eval_data = load_data(train_limit=1, test_limit=n_eval, verbose=False)
+    trained_result = evaluate(trained, mmdata.DataLoader(eval_data.test_images, eval_data.test_labels,
+                                                         batch_size=250, shuffle=False))
+    trained_matrix = confusion_matrix(trained_result["predictions"], trained_result["labels"], 10)
+    print(f"test accuracy {trained_result['acc']:.1%} on {n_eval} test images")
+    display(Image(filename=plot_confusion_matrix(trained_matrix, eval_data.classes, run_dir / "trained_cm.png",
+                                                 title=f"finished run: {trained_result['acc']:.1%}")))
+
+    wrong = np.flatnonzero(trained_result["predictions"] != trained_result["labels"])[:8]
+    if len(wrong):
+        fig, axes = plt.subplots(1, len(wrong), figsize=(1.6 * len(wrong), 2.2), squeeze=False)
+        for ax, i in zip(axes[0], wrong):
+            ax.imshow(eval_data.test_images[i])
+            ax.set_title(f"{eval_data.classes[trained_result['labels'][i]]}\n"
+                         f"-> {eval_data.classes[trained_result['predictions'][i]]}", fontsize=7)
+            ax.axis("off")
+        fig.suptitle("mistakes: true class -> prediction", fontsize=9)
+        plt.show()
+else:
+    print("(skipped: no finished checkpoint)")
+
+# %% [markdown]
+# ## Summary
+#
+# * The pipeline: uint8 NHWC images -> augmentation (crop, flip, cutout) -> normalisation to NCHW float32
+#   -> mini-batches whose order and augmentation are a pure function of (seed, epoch).
+# * The loss is cross-entropy with label smoothing; the optimiser SGD + Nesterov with weight decay on
+#   weights only; the learning rate warms up, then follows a cosine.
+# * `Trainer` checkpoints every epoch; a checkpoint holds the recipe, so a model can be rebuilt from it
+#   alone.
+#
+# Next: [Lesson 7](07_receptive_fields.ipynb) — what does each MixConv group actually look at?

@@ -1,0 +1,121 @@
+"""The lesson notebooks: committed without outputs, in sync with their sources, and every one runs top to
+bottom in a fresh kernel in fast mode (MINIMIX_FAST=1), as a learner would run it."""
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+LESSONS = Path(__file__).resolve().parent.parent / "lessons"
+NOTEBOOKS = sorted(LESSONS.glob("[0-9][0-9]_*.ipynb"))
+CELL_TIMEOUT = 300  # seconds per cell
+
+
+def _load_build():
+    spec = importlib.util.spec_from_file_location("lessons_build", LESSONS / "_build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cells(path):
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+def _source(cell):
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def test_there_are_seven_lessons_in_order():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_has_no_outputs(path):
+    for index, cell in enumerate(_cells(path)):
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [], f"{path.name} cell {index} has outputs: strip them before committing"
+            assert cell["execution_count"] is None, f"{path.name} cell {index} has an execution count"
+
+
+def test_notebooks_are_built_from_their_sources():
+    assert _load_build().stale() == [], "a notebook differs from lessons/_src: run `python lessons/_build.py`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_exercise_is_followed_by_its_check(path):
+    cells = _cells(path)
+    exercises = [i for i, c in enumerate(cells) if "solution" in c.get("metadata", {}).get("tags", [])]
+    assert exercises, f"{path.name} has no exercise cell (tagged 'solution')"
+    for i in exercises:
+        following = next(_source(c) for c in cells[i + 1:] if c["cell_type"] == "code")
+        assert "check_" in following, f"{path.name}: the code cell after exercise cell {i} calls no check_*"
+
+
+def test_the_first_cell_reads_fast_mode():
+    for path in NOTEBOOKS:
+        first_code = next(_source(c) for c in _cells(path) if c["cell_type"] == "code")
+        assert "fast_mode()" in first_code, f"{path.name}: the first code cell must read MINIMIX_FAST"
+
+
+def test_readme_lists_every_lesson():
+    readme = (LESSONS / "README.md").read_text(encoding="utf-8")
+    for path in NOTEBOOKS:
+        assert path.name in readme, f"lessons/README.md does not list {path.name}"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A one-epoch run of a narrow MixNet on synthetic images: lessons 6 and 7 load it as 'a finished run'."""
+    import minimix as mm
+    from minimix.lessons.synthetic import synthetic_images
+    from minimix.training import TrainConfig, Trainer
+    from minimix.training.recipe import build_model
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    config = TrainConfig(model="mixnet_cifar", model_kwargs={"width_multiplier": 0.25, "head_channels": 64},
+                         epochs=1, batch_size=32, warmup_epochs=0)
+    mm.manual_seed(0)
+    model = build_model(config.model, config.model_kwargs)
+    Trainer(model, synthetic_images(64, seed=0), synthetic_images(32, seed=1), config, run_dir=run_dir,
+            progress=False, log=lambda line: None).fit()
+    return run_dir
+
+
+def _notebook_tools():
+    """nbformat and nbclient; in CI (CI=true) their absence is a failure, elsewhere a skip."""
+    if not os.environ.get("CI"):
+        pytest.importorskip("nbclient", reason="running the lessons needs nbclient and ipykernel (the [test] extra)")
+        pytest.importorskip("ipykernel", reason="running the lessons needs an ipykernel in this environment")
+    import nbclient
+    import nbformat
+
+    return nbformat, nbclient
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_top_to_bottom_in_fast_mode(path, tmp_path, tiny_checkpoint):
+    nbformat, nbclient = _notebook_tools()
+    from nbclient.exceptions import CellExecutionError
+
+    notebook = nbformat.read(path, as_version=4)
+    env = dict(os.environ)
+    env.update({
+        "MINIMIX_FAST": "1",
+        "MINIMIX_CHECKPOINT": str(tiny_checkpoint),
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",  # figures as a learner sees them
+    })
+    client = nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    try:
+        client.execute(env=env)
+    except CellExecutionError as error:
+        failed = next((c for c in notebook.cells if c.cell_type == "code"
+                       and any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+        source = failed.source if failed is not None else "(cell not found)"
+        pytest.fail(f"{path.name}: a cell failed.\n--- cell source ---\n{source}\n--- error ---\n{error}",
+                    pytrace=False)
+    printed = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
+    assert "FAIL check_" not in printed, f"{path.name}: a shipped solution fails its check:\n{printed}"

@@ -1,210 +1,216 @@
 """Depthwise convolution kernels in Numba: forward, input gradient, weight gradient.
 
-A depthwise convolution filters every channel with its own small kernel (NCHW,
+A depthwise convolution filters every channel with its own small kernel (NCHW arrays,
 ``w`` of shape (C, KH, KW)):
 
     y[n, c, oh, ow] = sum_{i, j} x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw] * w[c, i, j]
 
-(positions outside the input read zero), with OH = (H + 2*ph - dh*(KH-1) - 1)//sh + 1
-and the same for OW. Its two gradients follow from the chain rule:
+(positions outside the input read zero), with OH = (H + 2*ph - dh*(KH-1) - 1)//sh + 1 and
+the same for OW. The two gradients follow from the chain rule, given gy = dL/dy:
 
-* gx[n, c, h, q] = sum of gy[n, c, oh, ow] * w[c, i, j] over every (oh, ow, i, j) whose
-  tap lands on (h, q): for stride 1 this is the same convolution applied to gy with the
-  kernel flipped (i -> KH-1-i, j -> KW-1-j) and the geometry transposed, i.e. every
-  shift below is negated.
-* gw[c, i, j] = sum over n, oh, ow of gy[n, c, oh, ow] * x[n, c, oh*sh - ph + i*dh, ...]:
-  each tap's weight collects, over the batch and every output position, the product of
-  the output gradient with the input value that tap saw.
+* gx[n, c, h, q] = sum of gy[n, c, oh, ow] * w[c, i, j] over every (oh, ow, i, j) whose tap
+  lands on (h, q). For stride 1 that is the same convolution applied to gy with the kernel
+  flipped (i -> KH-1-i, j -> KW-1-j) and the geometry transposed: every shift is negated.
+* gw[c, i, j] = sum over n, oh, ow of gy[n, c, oh, ow] * x[n, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]:
+  each weight collects, over the batch and all output positions, the output gradient times
+  the input value that tap saw. Channels never mix, so each channel sums on its own.
 
 The strategy: a convolution is a sum of shifted copies
 ------------------------------------------------------
-Flatten each (H, W) plane row by row. For stride 1, tap (i, j) links output position
-p = oh*W + ow to input position p + s with ONE constant shift s = (i*dh-ph)*W + (j*dw-pw).
-So the forward pass is KH*KW multiply-adds of whole shifted vectors:
+Flatten each (H, W) plane row by row. For stride 1 and an output the size of the input,
+tap t = (i, j) links output position p = oh*W + ow to input position p + s_t, ONE constant
+shift s_t = (i*dh - ph)*W + (j*dw - pw). The forward pass is then KH*KW multiply-adds of
+whole shifted vectors:
 
-    y_flat += shift(x_flat, s_t) * wm_t        for every tap t = (i, j)
+    y_flat += x_flat[shifted by s_t] * wm_t        for every tap t
 
-where the *weight map* wm_t[p] is w[c, i, j] where the tap stays inside the plane and 0
-where it would fall into the zero padding (or wrap into the next row or plane). Because
-the planes of all channels of an image are contiguous in NCHW, one such vector can span
-many channels (a "block" of channels, each with its own weight in wm_t): small 4x4 or
-8x8 planes then still give long loops, which is what SIMD hardware needs.
+The *weight map* wm_t[p] is w[c, i, j] where the tap stays inside the plane and 0 where it
+would fall into the zero padding (or wrap into the next row or the next plane). In NCHW the
+planes of one image are contiguous, so one flat vector can span a *block* of several
+channels, each with its own weight in wm_t: 4x4 or 8x8 planes still give long unit-stride
+loops, which is what SIMD hardware needs. The other two kernels are the same idea:
 
-* input gradient: the same loop with every shift negated (gx_flat += shift(gy_flat, -s_t)
-  * wmT_t) -- the "flipped kernel" in vector form;
-* weight gradient: acc_t += gy_flat * shift(x_flat, s_t), summed over the batch; at the
-  end gw[c, t] = sum over the plane of acc_t * mask_t.
+* input gradient: gx_flat += gy_flat[shifted by -s_t] * wm_t (negated shifts, masks of the
+  transposed taps): ``_shifted_sum`` again;
+* weight gradient: acc_t += gy_flat * x_flat[shifted by s_t] over the batch (elementwise,
+  so channels stay apart), then gw[c, t] = sum over the plane of acc_t * mask_t:
+  ``_tap_products``.
 
-General geometry. Outputs and inputs must share one flat layout (the *canvas*, Hc x Wc
-per plane) for a tap to be a single shift. When the output is the same size as the input
-(stride 1, "same" padding: every MixConv layer) x, y, gy and gx are used in place. Other
-paddings compute on a zero-filled canvas of max(input, output) size and crop. A stride
-s > 1 is turned into stride 1 by the *polyphase* split: x[sh*r + a, sw*q + b] is row r,
-column q of phase plane (a, b), so tap (i, j) reads phase plane
-((i*dh-ph) mod sh, (j*dw-pw) mod sw) shifted by ((i*dh-ph)//sh, (j*dw-pw)//sw).
+General geometry. Inputs and outputs must share one flat layout (the *canvas*, Hc x Wc
+per plane) for a tap to be a single shift. For stride 1 with "same" padding (every MixConv
+layer) x, y, gy and gx are used in place. Other paddings compute on a zero-filled canvas of
+the larger of the input and output sizes and crop. A stride s > 1 becomes stride 1 through
+the *polyphase* split: x[sh*r + a, sw*q + b] is pixel (r, q) of phase plane (a, b), so tap
+(i, j) reads phase plane ((i*dh-ph) mod sh, (j*dw-pw) mod sw) shifted by
+((i*dh-ph)//sh, (j*dw-pw)//sw) rows and columns (``_phases`` does the split and the merge).
 
-Numba rules followed here (each one was measured, see benchmarks/bench_depthwise.py)
----------------------------------------------------------------------------------
-1. ``@njit(parallel=True, cache=True)``: ``prange`` only on the outermost loop (blocks
-   of channels, so no two threads ever write the same element); everything inside is
-   plain ``range``. ``cache=True`` stores the machine code next to this file, so only
-   the first process pays for compilation; each dtype compiles on its first call.
-2. The hot loop is tiny and unit-stride: ``dst[e] += src[e] * wm[e]`` over 1-D slices
-   that start at 0. Slicing makes no copy and allocates nothing; indexing from 0 lets
-   LLVM prove indices are non-negative (no wrap-around checks), so it vectorises the
-   loop with AVX2/FMA. A loop with a runtime stride, or an index like ``q0 + ow*sw``,
-   stays scalar and runs about 5x slower.
-3. ``fastmath=True`` allows fused multiply-adds (and, for the final sums, reordering).
-4. No allocation inside inner loops: weight maps and accumulators are built once per
-   block of channels, then reused for all N images.
-5. No Python objects, no exceptions in kernels: the wrappers below check shapes and
-   dtypes and prepare the small tap tables (phase, row shift, column shift) with NumPy.
+Speed (float32, batch 128, 2 cores; benchmarks/bench_depthwise.py measures it against
+PyTorch): forward about torch's speed for 3x3, forward+backward several times faster than
+torch NCHW for k >= 5, whose weight gradient is slow. Two details matter most:
+
+* four taps per sweep (``_madd4``): dst is loaded and stored once for four taps instead of
+  once per tap; the weight gradient likewise sums four images per sweep;
+* blocks of whole planes small enough that a block's weight maps (taps x block length)
+  stay in cache, and as many blocks per thread for every thread.
+
+Numba rules followed here
+-------------------------
+1. ``@njit(parallel=True, cache=True)`` on the kernels, ``prange`` only on the outermost
+   loop (blocks of channels, so no two threads ever write the same element); everything
+   inside is a plain ``range``. ``cache=True`` stores the machine code in ``__pycache__``,
+   so only the first process compiles; each dtype compiles on its first call.
+2. The hot loops are tiny and unit-stride, ``dst[e] += src[e] * wm[e]`` over 1-D slices.
+   Slicing copies nothing and allocates nothing; an index that starts at 0 lets LLVM prove
+   it is never negative (no wrap-around check), so the loop is vectorised with AVX2/FMA.
+   An index like ``q0 + ow*sw`` with a runtime stride stays scalar and runs ~5x slower.
+3. ``fastmath=True`` allows fused multiply-adds and reordering the final sums.
+4. No allocation inside inner loops: weight maps and accumulators are built once per block
+   of channels and reused for all N images.
+5. Kernels see only arrays and integers: the Python wrappers check shapes and dtypes and
+   build the small tap tables (phase, row shift, column shift) with NumPy.
+6. Threads: ``prange`` runs on Numba's pool, one thread per core unless
+   ``numba.set_num_threads`` says otherwise; blocks are dealt out evenly. NumPy's OpenBLAS
+   has its own pool: keep both at the core count, never more (they would fight for cores).
 """
 import numba
 import numpy as np
 from numba import njit, prange
 
 _BLOCK_ELEMENTS = 4096  # target length of the flat vectors one block of channels works on
-_WEIGHT_MAP_ELEMENTS = 65536  # cap on (taps x block length): the weight maps of a block, 256 KB in float32
+_WEIGHT_MAP_ELEMENTS = 65536  # cap on taps x block length: a block's weight maps, 256 KB in float32
 
 
 @njit(cache=True, fastmath=True)
 def _madd(dst, src, scale):
-    """dst += src * scale, elementwise over 1-D arrays of equal length."""
+    """dst += src * scale, elementwise over 1-D arrays of one length."""
     for e in range(dst.size):
         dst[e] += src[e] * scale[e]
 
 
 @njit(cache=True, fastmath=True)
 def _madd4(dst, s0, s1, s2, s3, m0, m1, m2, m3):
-    """dst += s0*m0 + s1*m1 + s2*m2 + s3*m3: four taps for one load and store of dst."""
+    """dst += s0*m0 + s1*m1 + s2*m2 + s3*m3: four taps for one load and one store of dst."""
     for e in range(dst.size):
         dst[e] += s0[e] * m0[e] + s1[e] * m1[e] + s2[e] * m2[e] + s3[e] * m3[e]
 
 
 @njit(cache=True)
-def _valid_range(base, s, E, L):
-    """Positions [lo, hi) of a block (start base, length E) whose shifted source base+s+e is in [0, L)."""
-    return max(0, -(base + s)), min(E, L - base - s)
+def _madd_outside(dst, src, scale, offset, a, b, lo, hi):
+    """dst[e] += src[offset + e] * scale[e] for e in [a, b) but outside [lo, hi)."""
+    if min(lo, b) > a:
+        _madd(dst[a:min(lo, b)], src[offset + a:offset + min(lo, b)], scale[a:min(lo, b)])
+    if b > max(hi, a):
+        _madd(dst[max(hi, a):b], src[offset + max(hi, a):offset + b], scale[max(hi, a):b])
 
 
 @njit(cache=True)
-def _tap_masks(tap_u, tap_v, Hc, Wc, dtype_ref):
-    """mask[t, r*Wc + q] = 1 where tap t, shifted by (u, v), stays inside the Hc x Wc plane."""
-    T = tap_u.size
-    mask = np.zeros((T, Hc * Wc), dtype=dtype_ref.dtype)
-    for t in range(T):
+def _tap_masks(tap_u, tap_v, Hc, Wc, dtype_like):
+    """mask[t, r*Wc + q] = 1 where tap t, shifted by (u_t, v_t), stays inside the Hc x Wc plane."""
+    mask = np.zeros((tap_u.size, Hc * Wc), dtype=dtype_like.dtype)
+    for t in range(tap_u.size):
         for r in range(max(0, -tap_u[t]), min(Hc, Hc - tap_u[t])):
             for q in range(max(0, -tap_v[t]), min(Wc, Wc - tap_v[t])):
                 mask[t, r * Wc + q] = 1
     return mask
 
 
+@njit(cache=True)
+def _tap_ranges(shift, base, E, L):
+    """For a block starting at flat position base with E elements, the positions [lo_t, hi_t)
+    whose shifted source base + e + shift_t lies inside the flat array [0, L). Everything
+    outside is masked anyway; only the first and last blocks have short ranges."""
+    lo = np.empty(shift.size, dtype=np.int64)
+    hi = np.empty(shift.size, dtype=np.int64)
+    for t in range(shift.size):
+        lo[t] = max(0, -(base + shift[t]))
+        hi[t] = max(lo[t], min(E, L - base - shift[t]))
+    return lo, hi
+
+
 @njit(parallel=True, cache=True, fastmath=True)
 def _shifted_sum(src, dst, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
-    """dst[n, p] = sum_t src[tap_phase[t], n, p + u_t*Wc + v_t] * w[c(p), tap_k[t]] (masked).
+    """dst[n, p] = sum_t src[tap_phase[t], n, p + u_t*Wc + v_t] * w[c, tap_k[t]], where the tap
+    stays inside the plane of p (channel c).
 
-    src: (phases, N, C*Hc*Wc); dst: (N, C*Hc*Wc); w: (C, KH*KW); taps as 1-D int arrays.
-    Channels are processed in blocks of ``cb``, one block per parallel iteration.
+    src: (phases, N, C*Hc*Wc); dst: (N, C*Hc*Wc); w: (C, KH*KW); taps: 1-D int arrays.
+    One parallel iteration handles a block of ``cb`` channels for all N images.
     """
     N, L = dst.shape
-    C = w.shape[0]
-    P = Hc * Wc
-    T = tap_u.size
+    C, T, P = w.shape[0], tap_u.size, Hc * Wc
+    shift = tap_u * Wc + tap_v
     mask = _tap_masks(tap_u, tap_v, Hc, Wc, w)
     for blk in prange((C + cb - 1) // cb):
         c0 = blk * cb
         cn = min(cb, C - c0)
-        E = cn * P
-        base = c0 * P
-        wm = np.empty((T, E), dtype=w.dtype)  # weight maps of this block of channels
+        base, E = c0 * P, cn * P
+        wm = np.empty((T, E), dtype=w.dtype)  # the block's weight maps
         for t in range(T):
             for cc in range(cn):
                 for p in range(P):
                     wm[t, cc * P + p] = mask[t, p] * w[c0 + cc, tap_k[t]]
+        tap_lo, tap_hi = _tap_ranges(shift, base, E, L)
         for n in range(N):
             out = dst[n, base:base + E]
             out[:] = 0
-            for t0 in range(0, T - 3, 4):
-                # the range all four taps can read; a few positions near the ends of the
-                # array are reached by some taps only and are done tap by tap below
-                lo, hi = 0, E
-                for t in range(t0, t0 + 4):
-                    a, b = _valid_range(base, tap_u[t] * Wc + tap_v[t], E, L)
-                    lo, hi = max(lo, a), min(hi, b)
-                hi = max(hi, lo)
-                s0 = base + tap_u[t0] * Wc + tap_v[t0]
-                s1 = base + tap_u[t0 + 1] * Wc + tap_v[t0 + 1]
-                s2 = base + tap_u[t0 + 2] * Wc + tap_v[t0 + 2]
-                s3 = base + tap_u[t0 + 3] * Wc + tap_v[t0 + 3]
-                _madd4(out[lo:hi],
-                       src[tap_phase[t0], n, s0 + lo:s0 + hi], src[tap_phase[t0 + 1], n, s1 + lo:s1 + hi],
-                       src[tap_phase[t0 + 2], n, s2 + lo:s2 + hi], src[tap_phase[t0 + 3], n, s3 + lo:s3 + hi],
+            for t0 in range(0, T - 3, 4):  # four taps per sweep over out
+                lo = max(tap_lo[t0], tap_lo[t0 + 1], tap_lo[t0 + 2], tap_lo[t0 + 3])
+                hi = max(lo, min(tap_hi[t0], tap_hi[t0 + 1], tap_hi[t0 + 2], tap_hi[t0 + 3]))
+                a0, a1, a2, a3 = base + shift[t0] + lo, base + shift[t0 + 1] + lo, \
+                    base + shift[t0 + 2] + lo, base + shift[t0 + 3] + lo
+                m = hi - lo  # the positions [lo, hi) all four taps can read
+                _madd4(out[lo:hi], src[tap_phase[t0], n, a0:a0 + m], src[tap_phase[t0 + 1], n, a1:a1 + m],
+                       src[tap_phase[t0 + 2], n, a2:a2 + m], src[tap_phase[t0 + 3], n, a3:a3 + m],
                        wm[t0, lo:hi], wm[t0 + 1, lo:hi], wm[t0 + 2, lo:hi], wm[t0 + 3, lo:hi])
-                for t in range(t0, t0 + 4):
-                    s = tap_u[t] * Wc + tap_v[t]
-                    a, b = _valid_range(base, s, E, L)
-                    if min(lo, b) > a:
-                        _madd(out[a:min(lo, b)], src[tap_phase[t], n, base + s + a:base + s + min(lo, b)],
-                              wm[t, a:min(lo, b)])
-                    if b > max(hi, a):
-                        _madd(out[max(hi, a):b], src[tap_phase[t], n, base + s + max(hi, a):base + s + b],
-                              wm[t, max(hi, a):b])
-            for t in range(T - T % 4, T):
-                s = tap_u[t] * Wc + tap_v[t]
-                lo, hi = _valid_range(base, s, E, L)
-                if hi > lo:
-                    _madd(out[lo:hi], src[tap_phase[t], n, base + s + lo:base + s + hi], wm[t, lo:hi])
+                for t in range(t0, t0 + 4):  # first and last block: what only some taps reach
+                    if tap_lo[t] < lo or tap_hi[t] > hi:
+                        _madd_outside(out, src[tap_phase[t], n], wm[t], base + shift[t],
+                                      tap_lo[t], tap_hi[t], lo, hi)
+            for t in range(T - T % 4, T):  # the remaining taps one by one
+                _madd_outside(out, src[tap_phase[t], n], wm[t], base + shift[t], tap_lo[t], tap_hi[t], 0, 0)
 
 
 @njit(parallel=True, cache=True, fastmath=True)
 def _tap_products(src, gy, gw, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
-    """gw[c, tap_k[t]] = sum_{n, p} gy[n, p] * src[tap_phase[t], n, p + u_t*Wc + v_t] (masked)."""
+    """gw[c, tap_k[t]] = sum_{n, p in plane c} gy[n, p] * src[tap_phase[t], n, p + u_t*Wc + v_t],
+    over the positions p where the tap stays inside the plane. Shapes as in _shifted_sum."""
     N, L = gy.shape
-    C = gw.shape[0]
-    P = Hc * Wc
-    T = tap_u.size
+    C, T, P = gw.shape[0], tap_u.size, Hc * Wc
+    shift = tap_u * Wc + tap_v
     mask = _tap_masks(tap_u, tap_v, Hc, Wc, gw)
     for blk in prange((C + cb - 1) // cb):
         c0 = blk * cb
         cn = min(cb, C - c0)
-        E = cn * P
-        base = c0 * P
-        acc = np.zeros((T, E), dtype=gw.dtype)
-        for n in range(0, N - 3, 4):  # four images per sweep: acc is loaded and stored once
+        base, E = c0 * P, cn * P
+        tap_lo, tap_hi = _tap_ranges(shift, base, E, L)
+        acc = np.zeros((T, E), dtype=gw.dtype)  # acc[t, e]: sum over images of gy * shifted x
+        for n in range(0, N - N % 4, 4):  # four images per sweep over acc
             for t in range(T):
-                s = tap_u[t] * Wc + tap_v[t]
-                lo, hi = _valid_range(base, s, E, L)
-                if hi > lo:
-                    x = src[tap_phase[t]]
-                    a, b = base + lo, base + hi  # gy positions; x positions are shifted by s
-                    _madd4(acc[t, lo:hi], gy[n, a:b], gy[n + 1, a:b], gy[n + 2, a:b], gy[n + 3, a:b],
-                           x[n, a + s:b + s], x[n + 1, a + s:b + s], x[n + 2, a + s:b + s], x[n + 3, a + s:b + s])
+                a, b = base + tap_lo[t], base + tap_hi[t]
+                x, s = src[tap_phase[t]], shift[t]
+                _madd4(acc[t, tap_lo[t]:tap_hi[t]], gy[n, a:b], gy[n + 1, a:b], gy[n + 2, a:b], gy[n + 3, a:b],
+                       x[n, a + s:b + s], x[n + 1, a + s:b + s], x[n + 2, a + s:b + s], x[n + 3, a + s:b + s])
         for n in range(N - N % 4, N):
             for t in range(T):
-                s = tap_u[t] * Wc + tap_v[t]
-                lo, hi = _valid_range(base, s, E, L)
-                if hi > lo:
-                    _madd(acc[t, lo:hi], gy[n, base + lo:base + hi], src[tap_phase[t], n, base + s + lo:base + s + hi])
+                a, b = base + tap_lo[t], base + tap_hi[t]
+                _madd(acc[t, tap_lo[t]:tap_hi[t]], gy[n, a:b], src[tap_phase[t], n, a + shift[t]:b + shift[t]])
         for cc in range(cn):
             for t in range(T):
                 total = gw.dtype.type(0)
-                a = acc[t, cc * P:(cc + 1) * P]
                 for p in range(P):
-                    total += a[p] * mask[t, p]
+                    total += acc[t, cc * P + p] * mask[t, p]
                 gw[c0 + cc, tap_k[t]] = total
 
 
 @njit(parallel=True, cache=True)
 def _phases(x, xq, sh, sw, Hc, Wc, split):
     """Polyphase split (split=True): xq[a*sw + b, n, c*Hc*Wc + r*Wc + q] = x[n, c, r*sh + a, q*sw + b],
-    zero where (r*sh + a, q*sw + b) lies outside x; or the inverse merge (split=False)."""
+    zero where that pixel lies outside x; or the inverse merge back into x (split=False)."""
     N, C, H, W = x.shape
     P = Hc * Wc
     for nc in prange(N * C):
         n, c = nc // C, nc % C
         for a in range(sh):
-            rows = min(Hc, (H - a + sh - 1) // sh)  # phase rows that hold data
+            rows = min(Hc, (H - a + sh - 1) // sh)  # phase rows that hold pixels of x
             for b in range(sw):
                 cols = min(Wc, (W - b + sw - 1) // sw)
                 plane = xq[a * sw + b, n, c * P:(c + 1) * P]

@@ -33,20 +33,25 @@ def target_ratio(k):
     return 1.0 if k <= 3 else 0.5
 
 
-def median_times(fns, repeats):
-    """Run each function once to warm up, then ``repeats`` interleaved rounds; medians in ms."""
-    for fn in fns:
-        fn()
+def median_times(fns, rounds):
+    """Median time (ms) of each function over ``rounds`` interleaved rounds.
+
+    In each round every function runs three times in a row and only the last two runs
+    count: the first absorbs the cost of switching libraries (torch's OpenMP threads and
+    Numba's spin for a while after a parallel region and steal the cores from each other).
+    """
     times = [[] for _ in fns]
-    for _ in range(repeats):
+    for _ in range(rounds):
         for t, fn in zip(times, fns):
-            start = time.perf_counter()
             fn()
-            t.append(time.perf_counter() - start)
+            for _ in range(2):
+                start = time.perf_counter()
+                fn()
+                t.append(time.perf_counter() - start)
     return [1e3 * float(np.median(t)) for t in times]
 
 
-def bench_case(torch, dw, batch, C, H, k, repeats):
+def bench_case(torch, dw, batch, C, H, k, rounds):
     F = torch.nn.functional
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, C, H, H), dtype=np.float32)
@@ -83,8 +88,8 @@ def bench_case(torch, dw, batch, C, H, k, repeats):
 
     t_fwd, t_train = torch_fns(False)
     cl_fwd, cl_train = torch_fns(True)
-    fwd = median_times([t_fwd, mm_forward, cl_fwd], repeats)
-    train = median_times([t_train, mm_train, cl_train], repeats)
+    fwd = median_times([t_fwd, mm_forward, cl_fwd], rounds)
+    train = median_times([t_train, mm_train, cl_train], rounds)
     return fwd, train
 
 
@@ -93,7 +98,10 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="reduced grid")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7, help="timed rounds per case (median)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per case and pass")
+    parser.add_argument("--passes", type=int, default=2,
+                        help="sweeps over the whole grid; the table shows the median over passes "
+                             "(a busy machine disturbs one pass, not all)")
     args = parser.parse_args(argv)
 
     import numba
@@ -105,25 +113,34 @@ def main(argv=None):
     numba.set_num_threads(args.threads)
     grid = QUICK_GRID if args.quick else FULL_GRID
     kernels = QUICK_KERNELS if args.quick else FULL_KERNELS
+    cases = [(C, H, k) for C, H in grid for k in kernels]
 
     start = time.perf_counter()
     bench_case(torch, dw, 2, 4, 8, 3, 1)  # compile (or load from the cache) before timing
     print(f"compile/load: {time.perf_counter() - start:.1f} s; torch {torch.__version__}, numba "
-          f"{numba.__version__}, threads {args.threads}, batch {args.batch}, float32; times in ms (median)")
+          f"{numba.__version__}, threads {args.threads}, batch {args.batch}, float32, NCHW, stride 1, "
+          f"padding k//2")
+    print(f"load average before: {os.getloadavg()[0]:.2f} (the machine has {os.cpu_count()} cores)")
+    results = {case: [] for case in cases}
+    for p in range(args.passes):
+        for case in cases:
+            results[case].append(bench_case(torch, dw, args.batch, *case, args.rounds))
+        print(f"pass {p + 1}/{args.passes} done, load average {os.getloadavg()[0]:.2f}", flush=True)
+
+    print("times in ms (median over passes of the per-pass medians); ratio = minimix / torch NCHW")
     header = (f"{'C':>4} {'H':>3} {'k':>2} | {'torch fwd':>9} {'mm fwd':>8} {'ratio':>6} | "
               f"{'torch f+b':>9} {'mm f+b':>8} {'ratio':>6} {'target':>6} | {'cl fwd':>8} {'cl f+b':>8}")
     print(header)
     print("-" * len(header))
-    met, total = 0, 0
-    for C, H in grid:
-        for k in kernels:
-            (tf, mf, cf), (tt, mt, ct) = bench_case(torch, dw, args.batch, C, H, k, args.repeats)
-            ok = mt / tt <= target_ratio(k)
-            met, total = met + ok, total + 1
-            print(f"{C:>4} {H:>3} {k:>2} | {tf:9.2f} {mf:8.2f} {mf / tf:6.2f} | {tt:9.2f} {mt:8.2f} "
-                  f"{mt / tt:6.2f} {'<=' + str(target_ratio(k)):>6}{' ' if ok else '!'}| {cf:8.2f} {ct:8.2f}",
-                  flush=True)
-    print(f"targets met (forward+backward vs torch NCHW): {met}/{total}")
+    met = 0
+    for (C, H, k), runs in results.items():
+        (tf, mf, cf), (tt, mt, ct) = np.median(np.array(runs), axis=0)
+        ok = mt / tt <= target_ratio(k)
+        met += ok
+        print(f"{C:>4} {H:>3} {k:>2} | {tf:9.2f} {mf:8.2f} {mf / tf:6.2f} | {tt:9.2f} {mt:8.2f} "
+              f"{mt / tt:6.2f} {'<=' + str(target_ratio(k)):>6}{' ' if ok else '!'}| {cf:8.2f} {ct:8.2f}")
+    print(f"targets met (forward+backward vs torch NCHW): {met}/{len(cases)}; "
+          f"load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

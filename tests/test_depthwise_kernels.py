@@ -24,7 +24,7 @@ CASES = [
     (3, 4, 8, 8, (3, 3), 1, 1, 1),
     (1, 3, 7, 5, (3, 3), 1, 1, 1),
     (3, 2, 9, 12, (5, 5), 1, 2, 1),
-    (1, 5, 11, 10, (7, 7), 1, 3, 1),
+    (6, 5, 11, 10, (7, 7), 1, 3, 1),
     (3, 2, 10, 13, (9, 9), 1, 4, 1),
     (1, 2, 12, 9, (11, 11), 1, 5, 1),
     (3, 6, 6, 6, (1, 1), 1, 0, 1),
@@ -47,7 +47,7 @@ CASES = [
     # tiny planes
     (3, 4, 1, 1, (3, 3), 1, 1, 1),
     (1, 3, 2, 2, (5, 5), 1, 2, 1),
-    (3, 5, 4, 4, (3, 3), 1, 1, 1),
+    (5, 5, 4, 4, (3, 3), 1, 1, 1),
     (1, 2, 4, 4, (9, 9), 1, 4, 1),
     (3, 2, 2, 2, (3, 3), 2, 1, 1),
     (1, 3, 4, 4, (7, 7), 2, 3, 1),
@@ -114,6 +114,27 @@ def test_batch_of_many_channels_float32():
     _close("forward", depthwise_forward(x, w, **geometry), y_ref, np.float32)
     _close("grad input", depthwise_backward_input(gy, w, (8, 8), **geometry), gx_ref, np.float32)
     _close("grad weight", depthwise_backward_weight(x, gy, (5, 5), **geometry), gw_ref, np.float32)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_same_result_for_any_thread_count(threads):
+    """The channel blocks depend on the thread count; the numbers must not."""
+    import numba
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 12, 6, 7))
+    w = rng.standard_normal((12, 3, 3))
+    gy = rng.standard_normal((5, 12, 6, 7))
+    y_ref, gx_ref, gw_ref = _torch_reference(x, w, gy, (1, 1), (1, 1), (1, 1))
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        geometry = dict(stride=(1, 1), padding=(1, 1), dilation=(1, 1))
+        _close("forward", depthwise_forward(x, w, **geometry), y_ref, np.float64)
+        _close("grad input", depthwise_backward_input(gy, w, (6, 7), **geometry), gx_ref, np.float64)
+        _close("grad weight", depthwise_backward_weight(x, gy, (3, 3), **geometry), gw_ref, np.float64)
+    finally:
+        numba.set_num_threads(before)
 
 
 def test_non_contiguous_input_and_int_geometry():

@@ -5,8 +5,14 @@
 Each line prints the median time of minimix and of torch (NCHW) and their ratio
 (> 1: minimix is slower). Both run the same computation on the same numbers;
 measurements alternate between the two so that machine noise hits both.
+
+On a machine shared with other busy processes wall times swing several-fold.
+A steadier comparison of the work itself is single-threaded CPU time:
+
+    OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/bench_conv.py --threads 1 --cpu-time
 """
 import argparse
+import os
 import statistics
 import time
 
@@ -19,15 +25,16 @@ import minimix.nn.functional as F
 
 
 PAUSE_SECONDS = 0.3
+clock = time.perf_counter
 
 
 def timed(fn):
     # Idle BLAS/OpenMP threads keep spinning for a moment after a call and would steal the CPU
     # from the other library's next call: let them go to sleep first.
     time.sleep(PAUSE_SECONDS)
-    start = time.perf_counter()
+    start = clock()
     fn()
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def compare(label, mm_fn, torch_fn, repeat):
@@ -111,10 +118,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads (set OPENBLAS_NUM_THREADS / NUMBA_NUM_THREADS to match)")
+    parser.add_argument("--cpu-time", action="store_true", help="process CPU time instead of wall time")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
+    global clock
+    if args.cpu_time:
+        clock = time.process_time
+    torch.set_num_threads(args.threads)
     print(f"batch {args.batch}, float32, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-          f"numpy {np.__version__}")
+          f"numpy {np.__version__}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
+          f"{'CPU' if args.cpu_time else 'wall'} time")
     bench_conv3x3(args.batch, args.repeat)
     bench_mixconv(args.batch, 96, 16, (3, 5, 7, 9), args.repeat)
     bench_mixconv(args.batch, 192, 8, (3, 5, 7, 9), args.repeat)

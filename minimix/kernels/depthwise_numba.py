@@ -70,11 +70,23 @@ Numba rules followed here
    build the small tap tables (phase, row shift, column shift) with NumPy.
 6. Threads: ``prange`` runs on Numba's pool, one thread per core unless
    ``numba.set_num_threads`` says otherwise; blocks are dealt out evenly. NumPy's OpenBLAS
-   has its own pool: keep both at the core count, never more (they would fight for cores).
+   (the 1x1 convolutions) has its own pool, and training alternates between the two. Numba's
+   default OpenMP pool keeps its threads spinning after each kernel, stealing the cores from
+   the next matrix product (and vice versa): measured on 2 cores, a product after a kernel
+   took 20% longer and, on a busy machine, a kernel took 5x longer than with the
+   ``workqueue`` pool, whose threads sleep as soon as they are done. So this module selects
+   ``workqueue`` unless NUMBA_THREADING_LAYER is set (it must be chosen before the first
+   parallel kernel runs). Its one limit: two Python threads must not run kernels at the
+   same time.
 """
+import os
+
 import numba
 import numpy as np
 from numba import njit, prange
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 _BLOCK_ELEMENTS = 4096  # target length of the flat vectors one block of channels works on
 _WEIGHT_MAP_ELEMENTS = 65536  # cap on taps x block length: a block's weight maps, 256 KB in float32

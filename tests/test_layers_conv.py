@@ -41,7 +41,8 @@ def test_conv2d_bad_construction():
 
 
 @DTYPES
-@pytest.mark.parametrize("kw", [dict(padding=1), dict(stride=2, padding="valid", groups=3), dict(padding="same", dilation=2)])
+@pytest.mark.parametrize("kw", [dict(padding=1), dict(stride=2, padding="valid", groups=3),
+                                dict(padding="same", dilation=2)])
 def test_conv2d_module_matches_torch(kw, dtype):
     conv = nn.Conv2d(3, 6, 3, **kw)
 

@@ -3,17 +3,9 @@ import math
 
 import numpy as np
 
-from ..ops.conv import conv2d, conv_geometry
+from ..ops.conv import as_pair, conv2d, conv_geometry
 from ..random import generator
 from .module import Module, Parameter
-
-
-def _pair(value, name):
-    if isinstance(value, (int, np.integer)):
-        return int(value), int(value)
-    if isinstance(value, (tuple, list)) and len(value) == 2:
-        return int(value[0]), int(value[1])
-    raise ValueError(f"Conv2d: {name} must be an int or a pair of ints, got {value!r}")
 
 
 class Conv2d(Module):
@@ -34,10 +26,10 @@ class Conv2d(Module):
             raise ValueError(f"Conv2d: groups={groups} must divide in_channels={in_channels} and "
                              f"out_channels={out_channels}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride, self.dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+        self.kernel_size = as_pair(kernel_size, "kernel_size")
+        self.stride, self.dilation = as_pair(stride, "stride"), as_pair(dilation, "dilation")
         conv_geometry(self.kernel_size, self.stride, padding, self.dilation)  # fail early on bad padding
-        self.padding = padding if isinstance(padding, str) else _pair(padding, "padding")
+        self.padding = padding if isinstance(padding, str) else as_pair(padding, "padding")
         fan_in = in_channels // groups * self.kernel_size[0] * self.kernel_size[1]
         bound = 1.0 / math.sqrt(fan_in)
         rng = generator()

@@ -11,7 +11,8 @@ with the same three entry points (forward, input gradient, weight gradient):
   convolutions (groups == in_channels == out_channels); any other convolution
   asked for "numba" runs on im2col, so a whole model can run under it.
 * ``None`` / ``"auto"`` (default) - depthwise -> numba (im2col if Numba is not
-  installed), everything else -> im2col (a 1x1 convolution is one matrix product).
+  installed), everything else -> im2col (for a 1x1 convolution the "cols" are just the
+  input, channels first: a plain matrix product).
 
 Pick one per call (``backend=``) or for a block of code::
 
@@ -68,7 +69,7 @@ class _DepthwiseNumba:
         return self.kernels.depthwise_backward_weight(x, gy, kernel_hw, stride, padding, dilation)[:, None]
 
 
-_numba_backend = None
+_numba_backend = None  # not tried yet; False once the import failed
 
 
 def _load_numba():
@@ -78,8 +79,8 @@ def _load_numba():
         try:
             _numba_backend = _DepthwiseNumba(importlib.import_module("minimix.kernels.depthwise_numba"))
         except ImportError:
-            return None
-    return _numba_backend
+            _numba_backend = False
+    return _numba_backend or None
 
 
 def _select(backend, in_channels, weight_shape, groups):
@@ -98,7 +99,8 @@ def _select(backend, in_channels, weight_shape, groups):
 
 
 # -- argument checking ------------------------------------------------------------------------
-def _pair(value, name):
+def as_pair(value, name):
+    """An int or a pair of ints -> an (h, w) pair of ints; anything else is a ValueError naming ``name``."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value), int(value)
     if (isinstance(value, (tuple, list)) and len(value) == 2
@@ -113,7 +115,7 @@ def conv_geometry(kernel_hw, stride=1, padding=0, dilation=1):
     "same" keeps the spatial size: it needs stride 1 and odd kernels, and pads
     dilation*(k-1)//2 on every side (so it equals torch's "same" there).
     """
-    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    stride, dilation = as_pair(stride, "stride"), as_pair(dilation, "dilation")
     if min(stride) < 1 or min(dilation) < 1:
         raise ValueError(f"conv2d: stride and dilation must be >= 1, got stride={stride}, dilation={dilation}")
     if isinstance(padding, str):
@@ -126,7 +128,7 @@ def conv_geometry(kernel_hw, stride=1, padding=0, dilation=1):
         if kernel_hw[0] % 2 == 0 or kernel_hw[1] % 2 == 0:
             raise ValueError(f"conv2d: padding='same' needs an odd kernel size, got kernel {tuple(kernel_hw)}")
         return stride, tuple(d * (k - 1) // 2 for d, k in zip(dilation, kernel_hw)), dilation
-    padding = _pair(padding, "padding")
+    padding = as_pair(padding, "padding")
     if min(padding) < 0:
         raise ValueError(f"conv2d: padding must be >= 0, got {padding}")
     return stride, padding, dilation
@@ -312,4 +314,5 @@ class _Shape:
         self.shape, self.dtype = shape, dtype
 
 
-__all__ = ["conv2d", "mixed_conv2d", "conv_backend", "conv_geometry", "BACKENDS", "Conv2d", "MixedConv2d"]
+__all__ = ["conv2d", "mixed_conv2d", "conv_backend", "conv_geometry", "as_pair", "BACKENDS",
+           "Conv2d", "MixedConv2d"]

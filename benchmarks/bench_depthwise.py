@@ -13,6 +13,11 @@ For every (channels C, size H, kernel k) it times, interleaved round by round:
 and reports medians and the ratio minimix/torch (below 1 = minimix faster). torch with
 channels_last tensors is timed too, for information only. Targets (forward+backward,
 vs torch NCHW): ratio <= 1.0 for k = 3 and <= 0.5 for k >= 5.
+
+On a shared machine other processes disturb both libraries (torch's spinning OpenMP
+threads suffer most). The script prints the load average, sweeps the grid ``--passes``
+times and keeps the median; ``--threads 1 --cpu-time`` times process CPU time instead of
+wall time, which a busy machine barely disturbs.
 """
 import argparse
 import os
@@ -33,6 +38,9 @@ def target_ratio(k):
     return 1.0 if k <= 3 else 0.5
 
 
+CLOCK = time.perf_counter
+
+
 def median_times(fns, rounds):
     """Median time (ms) of each function over ``rounds`` interleaved rounds.
 
@@ -45,9 +53,9 @@ def median_times(fns, rounds):
         for t, fn in zip(times, fns):
             fn()
             for _ in range(2):
-                start = time.perf_counter()
+                start = CLOCK()
                 fn()
-                t.append(time.perf_counter() - start)
+                t.append(CLOCK() - start)
     return [1e3 * float(np.median(t)) for t in times]
 
 
@@ -102,7 +110,14 @@ def main(argv=None):
     parser.add_argument("--passes", type=int, default=2,
                         help="sweeps over the whole grid; the table shows the median over passes "
                              "(a busy machine disturbs one pass, not all)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time process CPU time (needs --threads 1): robust on a busy machine")
     args = parser.parse_args(argv)
+    if args.cpu_time:
+        if args.threads != 1:
+            parser.error("--cpu-time needs --threads 1 (CPU time of several threads adds up)")
+        global CLOCK
+        CLOCK = time.process_time
 
     import numba
     import torch
@@ -118,8 +133,8 @@ def main(argv=None):
     start = time.perf_counter()
     bench_case(torch, dw, 2, 4, 8, 3, 1)  # compile (or load from the cache) before timing
     print(f"compile/load: {time.perf_counter() - start:.1f} s; torch {torch.__version__}, numba "
-          f"{numba.__version__}, threads {args.threads}, batch {args.batch}, float32, NCHW, stride 1, "
-          f"padding k//2")
+          f"{numba.__version__} ({numba.config.THREADING_LAYER} pool), threads {args.threads}, batch "
+          f"{args.batch}, float32, NCHW, stride 1, padding k//2, {'CPU' if args.cpu_time else 'wall'} time")
     print(f"load average before: {os.getloadavg()[0]:.2f} (the machine has {os.cpu_count()} cores)")
     results = {case: [] for case in cases}
     for p in range(args.passes):

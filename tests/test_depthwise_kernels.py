@@ -52,6 +52,7 @@ CASES = [
     (3, 2, 2, 2, (3, 3), 2, 1, 1),
     (1, 3, 4, 4, (7, 7), 2, 3, 1),
     (3, 2, 1, 3, (1, 3), 1, 0, 1),
+    (2, 3, 2, 2, (2, 2), 1, 2, 4),  # every tap reads padding only: all zeros
     # even and rectangular kernels, per-axis stride/padding/dilation
     (3, 2, 8, 9, (2, 2), 1, 0, 1),
     (1, 3, 9, 8, (4, 4), 2, 1, 1),

@@ -44,6 +44,9 @@ the *polyphase* split: x[sh*r + a, sw*q + b] is pixel (r, q) of phase plane (a, 
 (i, j) reads phase plane ((i*dh-ph) mod sh, (j*dw-pw) mod sw) shifted by
 ((i*dh-ph)//sh, (j*dw-pw)//sw) rows and columns (``_phases`` does the split and the merge).
 
+Masked taps multiply a neighbouring value by 0, so inputs must be finite (an inf would turn
+its neighbours into NaN, where a textbook loop would skip the padding).
+
 Speed (float32, batch 128, 2 cores; benchmarks/bench_depthwise.py measures it against
 PyTorch): forward about torch's speed for 3x3, forward+backward several times faster than
 torch NCHW for k >= 5, whose weight gradient is slow. Two details matter most:
@@ -275,17 +278,20 @@ class _Plan:
         self.Wc = max(-(-W // self.sw), self.OW)
         i, j = np.meshgrid(np.arange(KH) * dh - ph, np.arange(KW) * dw - pw, indexing="ij")
         i, j = i.ravel(), j.ravel()
-        self.tap_phase = ((i % self.sh) * self.sw + j % self.sw).astype(np.int64)
-        self.tap_u = (i // self.sh).astype(np.int64)
-        self.tap_v = (j // self.sw).astype(np.int64)
-        self.tap_k = np.arange(KH * KW, dtype=np.int64)
+        u, v = i // self.sh, j // self.sw
+        # a tap shifted by a whole plane or more only ever reads padding: leave it out
+        # (its weight gradient stays 0)
+        keep = (np.abs(u) < self.Hc) & (np.abs(v) < self.Wc)
+        self.tap_phase = ((i % self.sh) * self.sw + j % self.sw)[keep].astype(np.int64)
+        self.tap_u, self.tap_v = u[keep].astype(np.int64), v[keep].astype(np.int64)
+        self.tap_k = np.arange(KH * KW, dtype=np.int64)[keep]
         self.in_place_input = self.sh == self.sw == 1 and (H, W) == (self.Hc, self.Wc)
         self.in_place_output = (self.OH, self.OW) == (self.Hc, self.Wc)
 
     def block(self, C):
         """Channels per parallel block: whole planes, about _BLOCK_ELEMENTS elements in all but
         small enough for the T weight maps to stay in cache, and an equal share per thread."""
-        elements = min(_BLOCK_ELEMENTS, _WEIGHT_MAP_ELEMENTS // self.tap_u.size)
+        elements = min(_BLOCK_ELEMENTS, _WEIGHT_MAP_ELEMENTS // max(1, self.tap_u.size))
         per_block = max(1, min(C, elements // (self.Hc * self.Wc)))
         threads = numba.get_num_threads()
         blocks = -(-C // per_block)

@@ -79,17 +79,16 @@ Numba rules followed here
    took 20% longer and, on a busy machine, a kernel took 5x longer than with the
    ``workqueue`` pool, whose threads sleep as soon as they are done. So this module selects
    ``workqueue`` unless NUMBA_THREADING_LAYER is set (it must be chosen before the first
-   parallel kernel runs). Its one limit: two Python threads must not run kernels at the
-   same time.
+   parallel kernel runs; ``minimix.kernels.threads`` holds all thread settings). Its one
+   limit: two Python threads must not run kernels at the same time.
 """
-import os
-
 import numba
 import numpy as np
 from numba import njit, prange
 
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+from . import threads
+
+threads.configure()  # Numba's workqueue pool and single-threaded BLAS (see minimix.kernels.threads)
 
 _BLOCK_ELEMENTS = 4096  # target length of the flat vectors one block of channels works on
 _WEIGHT_MAP_ELEMENTS = 65536  # cap on taps x block length: a block's weight maps, 256 KB in float32
@@ -100,6 +99,13 @@ def _madd(dst, src, scale):
     """dst += src * scale, elementwise over 1-D arrays of one length."""
     for e in range(dst.size):
         dst[e] += src[e] * scale[e]
+
+
+@njit(cache=True, fastmath=True)
+def _mul(dst, src, scale):
+    """dst = src * scale, elementwise."""
+    for e in range(dst.size):
+        dst[e] = src[e] * scale[e]
 
 
 @njit(cache=True, fastmath=True)
@@ -166,8 +172,15 @@ def _shifted_sum(src, dst, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
         tap_lo, tap_hi = _tap_ranges(shift, base, E, L)
         for n in range(N):
             out = dst[n, base:base + E]
-            out[:] = 0
-            for t0 in range(0, T - 3, 4):  # four taps per sweep over out
+            if T == 0:
+                out[:] = 0
+                continue
+            # the first tap (the centre one, see _Plan) sets out, the others are added
+            lo, hi = tap_lo[0], tap_hi[0]
+            out[:lo] = 0
+            out[hi:] = 0
+            _mul(out[lo:hi], src[tap_phase[0], n, base + shift[0] + lo:base + shift[0] + hi], wm[0, lo:hi])
+            for t0 in range(1, T - 3, 4):  # four taps per sweep over out
                 lo = max(tap_lo[t0], tap_lo[t0 + 1], tap_lo[t0 + 2], tap_lo[t0 + 3])
                 hi = max(lo, min(tap_hi[t0], tap_hi[t0 + 1], tap_hi[t0 + 2], tap_hi[t0 + 3]))
                 a0, a1, a2, a3 = base + shift[t0] + lo, base + shift[t0 + 1] + lo, \
@@ -180,7 +193,7 @@ def _shifted_sum(src, dst, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
                     if tap_lo[t] < lo or tap_hi[t] > hi:
                         _madd_outside(out, src[tap_phase[t], n], wm[t], base + shift[t],
                                       tap_lo[t], tap_hi[t], lo, hi)
-            for t in range(T - T % 4, T):  # the remaining taps one by one
+            for t in range(T - (T - 1) % 4, T):  # the remaining taps one by one
                 _madd_outside(out, src[tap_phase[t], n], wm[t], base + shift[t], tap_lo[t], tap_hi[t], 0, 0)
 
 
@@ -279,12 +292,14 @@ class _Plan:
         i, j = np.meshgrid(np.arange(KH) * dh - ph, np.arange(KW) * dw - pw, indexing="ij")
         i, j = i.ravel(), j.ravel()
         u, v = i // self.sh, j // self.sw
-        # a tap shifted by a whole plane or more only ever reads padding: leave it out
-        # (its weight gradient stays 0)
-        keep = (np.abs(u) < self.Hc) & (np.abs(v) < self.Wc)
-        self.tap_phase = ((i % self.sh) * self.sw + j % self.sw)[keep].astype(np.int64)
-        self.tap_u, self.tap_v = u[keep].astype(np.int64), v[keep].astype(np.int64)
-        self.tap_k = np.arange(KH * KW, dtype=np.int64)[keep]
+        # taps from the centre outwards: _shifted_sum starts each sum with the first one (for
+        # odd k the centre, which reads every position, leaving k*k - 1 taps: a multiple of 4);
+        # a tap shifted by a whole plane or more only reads padding: leave it out (gw stays 0)
+        taps = sorted((t for t in range(KH * KW) if abs(u[t]) < self.Hc and abs(v[t]) < self.Wc),
+                      key=lambda t: abs(u[t]) + abs(v[t]))
+        self.tap_k = np.array(taps, dtype=np.int64)
+        self.tap_phase = ((i % self.sh) * self.sw + j % self.sw)[self.tap_k].astype(np.int64)
+        self.tap_u, self.tap_v = u[self.tap_k].astype(np.int64), v[self.tap_k].astype(np.int64)
         self.in_place_input = self.sh == self.sw == 1 and (H, W) == (self.Hc, self.Wc)
         self.in_place_output = (self.OH, self.OW) == (self.Hc, self.Wc)
 

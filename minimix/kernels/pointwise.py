@@ -1,0 +1,57 @@
+"""1x1 ("pointwise") convolution as one matrix product per image.
+
+A 1x1 convolution with stride 1 and no padding mixes channels at every pixel
+independently. In NCHW each image ``x[n]`` already IS a (C, H*W) matrix, so::
+
+    y[n]  = w @ x[n]            (O, C) @ (C, HW) -> (O, HW)     forward
+    gx[n] = w^T @ gy[n]         (C, O) @ (O, HW) -> (C, HW)     dL/dx
+    gw    = sum_n gy[n] @ x[n]^T  (O, HW) @ (HW, C) -> (O, C)  dL/dw
+
+No im2col copy and no transposes: ``np.matmul`` of w against the stack
+(N, C, HW) runs one BLAS product per image and writes the result straight in
+NCHW order. The inputs may be channel slices of a larger NCHW array (MixNet's
+grouped 1x1 convolutions): each image's slice is still a matrix with row
+stride H*W, which BLAS reads in place.
+
+Why not one big product over all images, ``w @ x_cm`` with x_cm = (C, N*HW)?
+It needs x transposed to channel-major and y transposed back: two full copies
+of memory-bound data for products that are themselves memory-bound (MixNet's
+1x1 convolutions have 4 to 600 channels). Per image, the products are large
+enough (HW = 1024 at 32x32) and the copies are gone. BLAS runs single-threaded
+(``minimix.kernels.threads`` explains why).
+"""
+import numpy as np
+
+from . import threads
+
+
+def pointwise_forward(x, w):
+    """y (N, O, H, W) = 1x1 convolution of x (N, C, H, W) with w (O, C)."""
+    threads.configure_blas()
+    n, c, h, width = x.shape
+    return np.matmul(w, x.reshape(n, c, h * width)).reshape(n, w.shape[0], h, width)
+
+
+def pointwise_backward_input(gy, w):
+    """dL/dx (N, C, H, W) = w^T @ gy[n] for every image; gy (N, O, H, W), w (O, C)."""
+    threads.configure_blas()
+    n, o, h, width = gy.shape
+    return np.matmul(w.T, gy.reshape(n, o, h * width)).reshape(n, w.shape[1], h, width)
+
+
+def pointwise_backward_weight(x, gy):
+    """dL/dw (O, C) = sum over images of gy[n] (O, HW) @ x[n]^T (HW, C).
+
+    One product per image, accumulated in place (a batched product would
+    materialise N partial (O, C) matrices first).
+    """
+    threads.configure_blas()
+    n, c, h, width = x.shape
+    o = gy.shape[1]
+    x3, g3 = x.reshape(n, c, h * width), gy.reshape(n, o, h * width)
+    gw = np.zeros((o, c), dtype=np.result_type(x, gy))
+    product = np.empty_like(gw)
+    for i in range(n):
+        np.matmul(g3[i], x3[i].T, out=product)
+        gw += product
+    return gw

@@ -1,0 +1,88 @@
+"""Thread settings for the kernels: ONE place, applied on first use (never at ``import minimix``).
+
+Training alternates between two thread pools on the same cores: OpenBLAS (NumPy's
+matrix products, i.e. the 1x1 convolutions) and Numba (the depthwise, batch-norm and
+activation kernels). Measured on a 2-core machine shared with other work:
+
+* OpenBLAS with 2 threads spin-waits for its partner thread after every product. When
+  the other core is busy (a Numba thread, another process), single products of the small,
+  memory-bound 1x1-convolution shapes took 10-300x longer than with 1 thread; with 1
+  thread the whole set of 1x1 products was 3-10x faster in total. So minimix runs BLAS
+  single-threaded and gets its parallelism from the Numba kernels instead.
+* Numba's default OpenMP pool also spins after a kernel; its ``workqueue`` pool sleeps
+  at once, leaving the cores to whatever runs next.
+
+``configure()`` applies both (idempotent, cheap to call again). Environment overrides:
+``MINIMIX_BLAS_THREADS`` (an int; unset -> 1, or OpenBLAS's own ``OPENBLAS_NUM_THREADS``
+if that is set) and ``NUMBA_THREADING_LAYER`` / ``NUMBA_NUM_THREADS`` (Numba's own).
+Note that the BLAS setting is process-wide: it also applies to your own NumPy products.
+"""
+import ctypes
+import glob
+import os
+
+import numpy as np
+
+_configured = {"blas": False, "numba": False}
+# symbol names of openblas_set_num_threads in the builds NumPy ships (scipy-openblas, 64-bit ints) and plain ones
+_SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
+            "openblas_set_num_threads")
+
+
+def _openblas_libraries():
+    """Paths of the OpenBLAS shared libraries loaded into this process (best effort, Linux and macOS wheels)."""
+    paths = set()
+    try:
+        with open("/proc/self/maps") as maps:
+            paths.update(line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line)
+    except OSError:
+        pass
+    root = os.path.dirname(np.__file__)
+    for folder in (root + ".libs", os.path.join(root, ".dylibs")):
+        paths.update(glob.glob(os.path.join(folder, "*openblas*")))
+    return sorted(paths)
+
+
+def set_blas_threads(count):
+    """Set OpenBLAS's thread count; returns True if an OpenBLAS was found (MKL etc. are left alone)."""
+    found = False
+    for path in _openblas_libraries():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in _SETTERS:
+            setter = getattr(lib, name, None)
+            if setter is not None:
+                setter(ctypes.c_int(int(count)))
+                found = True
+                break
+    return found
+
+
+def configure_blas():
+    """Single-threaded BLAS unless MINIMIX_BLAS_THREADS or OPENBLAS_NUM_THREADS says otherwise (once)."""
+    if _configured["blas"]:
+        return
+    _configured["blas"] = True
+    count = os.environ.get("MINIMIX_BLAS_THREADS")
+    if count is None and "OPENBLAS_NUM_THREADS" in os.environ:
+        return  # the user chose OpenBLAS's threads; respect it
+    set_blas_threads(int(count or 1))
+
+
+def configure_numba():
+    """Select Numba's sleeping ``workqueue`` pool unless NUMBA_THREADING_LAYER is set (before the first kernel)."""
+    if _configured["numba"]:
+        return
+    _configured["numba"] = True
+    import numba
+
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "workqueue"
+
+
+def configure():
+    """Apply every setting above (call before running kernels; later calls do nothing)."""
+    configure_blas()
+    configure_numba()

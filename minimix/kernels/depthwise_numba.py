@@ -308,9 +308,9 @@ class _Plan:
         small enough for the T weight maps to stay in cache, and an equal share per thread."""
         elements = min(_BLOCK_ELEMENTS, _WEIGHT_MAP_ELEMENTS // max(1, self.tap_u.size))
         per_block = max(1, min(C, elements // (self.Hc * self.Wc)))
-        threads = numba.get_num_threads()
+        n_threads = numba.get_num_threads()
         blocks = -(-C // per_block)
-        blocks = min(C, -(-blocks // threads) * threads)  # a multiple of the thread count
+        blocks = min(C, -(-blocks // n_threads) * n_threads)  # a multiple of the thread count
         return -(-C // blocks)
 
     def input_canvas(self, x):

@@ -20,6 +20,7 @@ block's activation too. Attribute names follow timm (``conv_pw``, ``bn1``, ``con
 keeps the checkpoint mapping in :mod:`minimix.models.timm` a one-line rule.
 """
 from .. import nn
+from ..nn.norm import batch_norm_act
 from .blockstring import BlockArgs
 
 
@@ -80,10 +81,10 @@ class DepthwiseSeparable(_Block):
         self.bn2 = nn.BatchNorm2d(a.out_channels, eps=bn_eps, momentum=bn_momentum)
 
     def forward(self, x):
-        y = self.act1(self.bn1(self.conv_dw(x)))
+        y = batch_norm_act(self.conv_dw(x), self.bn1, self.act1)  # = act1(bn1(conv_dw(x))), fused
         if self.se is not None:
             y = self.se(y)
-        y = self.bn2(self.conv_pw(y))
+        y = batch_norm_act(self.conv_pw(y), self.bn2)
         return self._residual(y, x)
 
 
@@ -107,11 +108,11 @@ class InvertedResidual(_Block):
         self.bn3 = nn.BatchNorm2d(a.out_channels, eps=bn_eps, momentum=bn_momentum)
 
     def forward(self, x):
-        y = self.act1(self.bn1(self.conv_pw(x)))
-        y = self.act2(self.bn2(self.conv_dw(y)))
+        y = batch_norm_act(self.conv_pw(x), self.bn1, self.act1)  # = act1(bn1(conv_pw(x))), fused
+        y = batch_norm_act(self.conv_dw(y), self.bn2, self.act2)
         if self.se is not None:
             y = self.se(y)
-        y = self.bn3(self.conv_pwl(y))
+        y = batch_norm_act(self.conv_pwl(y), self.bn3)
         return self._residual(y, x)
 
 

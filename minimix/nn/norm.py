@@ -23,6 +23,7 @@ and only x_hat (training) or x (eval) is kept for the backward.
 import numpy as np
 
 from ..tensor import Function
+from .layers import ReLU, SiLU
 from .module import Module, Parameter
 
 
@@ -38,6 +39,16 @@ def _channel_sum(a, b=None):
     return np.einsum("nchw,nchw->c", a, b)
 
 
+def _update_running_stats(running_mean, running_var, mean, var, m, momentum):
+    """running <- (1 - momentum) * running + momentum * batch value (the variance unbiased), in place."""
+    if running_mean is not None:
+        running_mean *= 1 - momentum
+        running_mean += (momentum * mean).astype(running_mean.dtype)
+    if running_var is not None:
+        running_var *= 1 - momentum
+        running_var += (momentum * var * (m / (m - 1))).astype(running_var.dtype)
+
+
 class BatchNorm(Function):
     def forward(self, x, weight, bias, *, running_mean, running_var, training, momentum, eps):
         self.training, self.weight = training, weight
@@ -49,12 +60,7 @@ class BatchNorm(Function):
             x_centered = x - _per_channel(mean)
             var = _channel_sum(x_centered, x_centered) / m
             inv_std = 1.0 / np.sqrt(var + eps)
-            if running_mean is not None:
-                running_mean *= 1 - momentum
-                running_mean += (momentum * mean).astype(running_mean.dtype)
-            if running_var is not None:
-                running_var *= 1 - momentum
-                running_var += (momentum * var * (m / (m - 1))).astype(running_var.dtype)
+            _update_running_stats(running_mean, running_var, mean, var, m, momentum)
             # x_hat = x_centered * inv_std is never stored: the scale folds into weight (one pass less)
             self.x_centered, self.inv_std, self.m = x_centered, inv_std, m
             y = x_centered * _per_channel(weight * inv_std)
@@ -85,21 +91,25 @@ class BatchNorm(Function):
         return gx, sum_g_xhat, sum_g
 
 
+def _check_batch_norm(x, running_mean, running_var, weight, bias, training, op="batch_norm"):
+    if len(x.shape) != 4:
+        raise ValueError(f"{op}: x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+    c = x.shape[1]
+    for name, a in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                    ("running_var", running_var)):
+        if a is not None and tuple(a.shape) != (c,):
+            raise ValueError(f"{op}: {name} must have shape ({c},) for x {tuple(x.shape)}, got {tuple(a.shape)}")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError(f"{op}: eval mode (training=False) needs running_mean and running_var")
+
+
 def batch_norm(x, running_mean, running_var, weight, bias, training=False, momentum=0.1, eps=1e-5):
     """``torch.nn.functional.batch_norm`` for NCHW input (weight and bias required).
 
     ``running_mean`` / ``running_var`` are NumPy arrays (C,), updated in place when
     training (pass None to skip); in eval mode they are required.
     """
-    if len(x.shape) != 4:
-        raise ValueError(f"batch_norm: x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
-    c = x.shape[1]
-    for name, a in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
-                    ("running_var", running_var)):
-        if a is not None and tuple(a.shape) != (c,):
-            raise ValueError(f"batch_norm: {name} must have shape ({c},) for x {tuple(x.shape)}, got {tuple(a.shape)}")
-    if not training and (running_mean is None or running_var is None):
-        raise ValueError("batch_norm: eval mode (training=False) needs running_mean and running_var")
+    _check_batch_norm(x, running_mean, running_var, weight, bias, training)
     return BatchNorm.apply(x, weight, bias, running_mean=running_mean, running_var=running_var,
                            training=bool(training), momentum=float(momentum), eps=float(eps))
 
@@ -127,3 +137,62 @@ class BatchNorm2d(Module):
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+# -- batch norm fused with its activation (used by the MixNet blocks) ----------------------------
+_norm_act_kernels = None  # minimix.kernels.norm_act_numba once imported; False if Numba is missing
+
+
+def _load_norm_act_kernels():
+    global _norm_act_kernels
+    if _norm_act_kernels is None:
+        try:
+            from ..kernels import norm_act_numba
+            _norm_act_kernels = norm_act_numba
+        except ImportError:
+            _norm_act_kernels = False
+    return _norm_act_kernels or None
+
+
+class BatchNormAct(Function):
+    """y = act(batch_norm(x)) in one node, act in (None, "relu", "silu"): same math as
+    ``BatchNorm`` followed by the activation, computed channel by channel by the Numba kernels
+    of ``minimix.kernels.norm_act_numba`` (their docstring has the formulas). Saves only x
+    (by reference) and two (C,) vectors."""
+
+    def forward(self, x, weight, bias, *, running_mean, running_var, training, momentum, eps, activation):
+        kernels = _load_norm_act_kernels()
+        self.training, self.activation, self.kernels = training, activation, kernels
+        if training:
+            m = x.shape[0] * x.shape[2] * x.shape[3]
+            if m < 2:
+                raise ValueError(f"batch_norm: training needs more than one value per channel, got x {x.shape}")
+            y, mean, var = kernels.batch_norm_act_forward(x, weight, bias, eps, activation, True)
+            _update_running_stats(running_mean, running_var, mean, var, m, momentum)
+        else:
+            y, mean, var = kernels.batch_norm_act_forward(x, weight, bias, eps, activation, False,
+                                                          running_mean, running_var)
+        self.x, self.weight, self.bias = x, weight, bias
+        self.mean, self.inv_std = mean, 1.0 / np.sqrt(var + eps)
+        return y
+
+    def backward(self, g):
+        return self.kernels.batch_norm_act_backward(self.x, g, self.weight, self.bias, self.mean, self.inv_std,
+                                                    self.activation, self.training)
+
+
+def batch_norm_act(x, bn, activation=None):
+    """``activation(bn(x))`` as one fused op, for a ``BatchNorm2d`` module ``bn``.
+
+    ``activation``: None, or an ``nn.ReLU`` / ``nn.SiLU`` module (anything else, or no Numba,
+    simply runs ``activation(bn(x))``). Uses and updates ``bn``'s parameters and running
+    statistics exactly as ``bn(x)`` does, so a model keeps its modules and checkpoint keys.
+    """
+    kind = {type(None): None, ReLU: "relu", SiLU: "silu"}.get(type(activation), "other")
+    if kind == "other" or _load_norm_act_kernels() is None:
+        y = bn(x)
+        return y if activation is None else activation(y)
+    _check_batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.training, "batch_norm_act")
+    return BatchNormAct.apply(x, bn.weight, bn.bias, running_mean=bn.running_mean, running_var=bn.running_var,
+                              training=bool(bn.training), momentum=float(bn.momentum), eps=float(bn.eps),
+                              activation=kind)

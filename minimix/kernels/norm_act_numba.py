@@ -1,0 +1,178 @@
+"""Batch normalisation fused with its activation, in Numba: forward and backward.
+
+In MixNet every convolution is followed by BatchNorm and (mostly) an activation.
+Done as separate NumPy ops, each is several full passes over a large activation
+array (mean, centring, variance, scaling, exp, where, products...). Here one
+kernel does a channel at a time, so that channel's values (N x H x W, at most a
+few hundred KB) stay in the core's cache between the passes.
+
+Notation for one channel c, over its M = N*H*W values (x as (N, C, P), P = H*W)::
+
+    mean = sum(x) / M,  var = sum((x - mean)^2) / M         (training; eval: running stats)
+    x_hat = (x - mean) * inv_std,   inv_std = 1 / sqrt(var + eps)
+    z = gamma * x_hat + beta                                 (the BatchNorm output)
+    y = act(z)       act: identity, relu(z) = max(z, 0), silu(z) = z * sigmoid(z)
+
+Backward, given g = dL/dy: first through the activation, gz = g * act'(z), with
+
+    relu'(z) = [z > 0],   silu'(z) = s * (1 + z * (1 - s)),  s = sigmoid(z)
+
+then through BatchNorm (the textbook formula; mean and var depend on x in training)::
+
+    dL/dbeta = sum(gz),   dL/dgamma = sum(gz * x_hat)
+    dL/dx = gamma * inv_std * (gz - sum(gz) / M - x_hat * sum(gz * x_hat) / M)    training
+    dL/dx = gamma * inv_std * gz                                                  eval
+
+Memory: the backward recomputes x_hat and z from x (the convolution's output, which
+the forward keeps by reference): the op allocates nothing but its output y.
+
+The sigmoid is computed as e = exp(-|z|), s = 1/(1+e) for z >= 0 and e/(1+e)
+otherwise: exp never overflows, so no inf ever appears. Sums run in float64.
+
+Numba: ``prange`` over channels (each thread owns whole channels, so no two write
+the same sum); ``fastmath`` without the no-inf/no-NaN assumptions (only
+contraction to FMA and reassociation of sums), so NaN inputs stay NaN.
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from . import threads
+
+threads.configure()
+
+IDENTITY, RELU, SILU = 0, 1, 2
+ACTIVATIONS = {None: IDENTITY, "identity": IDENTITY, "relu": RELU, "silu": SILU}
+_FASTMATH = {"contract", "reassoc"}
+
+
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _sigmoid(z):
+    """1 / (1 + exp(-z)), computed without overflow."""
+    e = math.exp(-abs(z))
+    r = 1.0 / (1.0 + e)
+    return r if z >= 0 else e * r
+
+
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _act(z, kind):
+    """act(z) for kind IDENTITY, RELU or SILU."""
+    if kind == SILU:
+        return z * _sigmoid(z)
+    if kind == RELU:
+        return z if z > 0 else 0.0 * z
+    return z
+
+
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _act_grad(z, kind):
+    """act'(z) for kind IDENTITY, RELU or SILU."""
+    if kind == SILU:
+        s = _sigmoid(z)
+        return s * (1.0 + z * (1.0 - s))
+    if kind == RELU:
+        return 1.0 if z > 0 else 0.0
+    return 1.0
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _forward(x, gamma, beta, mean, var, eps, kind, training, y, coef):
+    """y = act(gamma * (x - mean) * inv_std + beta) per channel; x, y: (N, C, P).
+
+    training: mean and var (float64, (C,)) are computed here from x (two passes:
+    the mean, then the squared deviations) and written out; else they are read.
+    ``coef`` (2, C) in x's dtype receives each channel's scale and shift (z = x * scale
+    + shift): reading them back from it keeps z, and its exp, in x's precision.
+    """
+    N, C, P = x.shape
+    M = N * P
+    for c in prange(C):
+        if training:
+            total = 0.0
+            for n in range(N):
+                for p in range(P):
+                    total += x[n, c, p]
+            mu = total / M
+            squares = 0.0
+            for n in range(N):
+                for p in range(P):
+                    d = x[n, c, p] - mu
+                    squares += d * d
+            mean[c], var[c] = mu, squares / M
+        coef[0, c] = gamma[c] / math.sqrt(var[c] + eps)
+        coef[1, c] = beta[c] - mean[c] * coef[0, c]
+        scale, shift = coef[0, c], coef[1, c]
+        for n in range(N):
+            for p in range(P):
+                y[n, c, p] = _act(x[n, c, p] * scale + shift, kind)
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
+def _backward(x, g, gamma, beta, mean, inv_std, kind, training, gx, sum_gz, sum_gz_xhat):
+    """dL/dx into gx and the per-channel sums sum(gz), sum(gz * x_hat) (module docstring).
+
+    Pass 1 writes gz = g * act'(z) into gx and sums; pass 2 turns gx into dL/dx in place.
+    The per-channel vectors come in x's dtype, so x_hat and z are computed in x's precision.
+    """
+    N, C, P = x.shape
+    M = N * P
+    for c in prange(C):
+        mu, istd, gam, bet = mean[c], inv_std[c], gamma[c], beta[c]
+        s_gz, s_gzx = 0.0, 0.0
+        for n in range(N):
+            for p in range(P):
+                x_hat = (x[n, c, p] - mu) * istd
+                gz = g[n, c, p] * _act_grad(gam * x_hat + bet, kind)
+                gx[n, c, p] = gz
+                s_gz += gz
+                s_gzx += gz * x_hat
+        sum_gz[c], sum_gz_xhat[c] = s_gz, s_gzx
+        k = gam * istd
+        if training:
+            a, b = s_gz / M, s_gzx / M
+            for n in range(N):
+                for p in range(P):
+                    gx[n, c, p] = k * (gx[n, c, p] - a - (x[n, c, p] - mu) * istd * b)
+        else:
+            for n in range(N):
+                for p in range(P):
+                    gx[n, c, p] *= k
+
+
+def _as_ncp(a):
+    """(N, C, H, W) -> contiguous (N, C, H*W) view (a copy only if a is not contiguous)."""
+    a = np.ascontiguousarray(a)
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+def batch_norm_act_forward(x, gamma, beta, eps, activation, training, mean=None, var=None):
+    """y = act(batch_norm(x)) for x (N, C, H, W); returns (y, mean, var) with mean, var float64 (C,).
+
+    training: the batch statistics are computed (``mean``/``var`` ignored); eval: pass them.
+    """
+    kind = ACTIVATIONS[activation]
+    x3 = _as_ncp(x)
+    C = x3.shape[1]
+    if training:
+        mean, var = np.empty(C), np.empty(C)
+    else:
+        mean, var = np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
+    y = np.empty_like(x3)
+    coef = np.empty((2, C), dtype=x3.dtype)
+    _forward(x3, gamma.astype(np.float64), beta.astype(np.float64), mean, var, float(eps), kind,
+             bool(training), y, coef)
+    return y.reshape(x.shape), mean, var
+
+
+def batch_norm_act_backward(x, g, gamma, beta, mean, inv_std, activation, training):
+    """(dL/dx, dL/dgamma, dL/dbeta) for y = act(batch_norm(x)); mean, inv_std: float64 (C,)."""
+    kind = ACTIVATIONS[activation]
+    x3, g3 = _as_ncp(x), _as_ncp(g)
+    C = x3.shape[1]
+    gx = np.empty_like(x3)
+    sum_gz, sum_gz_xhat = np.empty(C), np.empty(C)
+    dtype = x3.dtype
+    _backward(x3, g3, gamma.astype(dtype), beta.astype(dtype), mean.astype(dtype), inv_std.astype(dtype),
+              kind, bool(training), gx, sum_gz, sum_gz_xhat)
+    return gx.reshape(x.shape), sum_gz_xhat.astype(gamma.dtype), sum_gz.astype(gamma.dtype)

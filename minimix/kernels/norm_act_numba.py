@@ -23,8 +23,9 @@ then through BatchNorm (the textbook formula; mean and var depend on x in traini
     dL/dx = gamma * inv_std * (gz - sum(gz) / M - x_hat * sum(gz * x_hat) / M)    training
     dL/dx = gamma * inv_std * gz                                                  eval
 
-Memory: the backward recomputes x_hat and z from x (the convolution's output, which
-the forward keeps by reference): the op allocates nothing but its output y.
+Memory: the backward recomputes x_hat and z from x (the convolution's output) and
+reads y (the next layer keeps it anyway): both are kept by reference, so the op
+allocates nothing but its output. From y it also gets s = y / z without an exp.
 
 The sigmoid is computed as e = exp(-|z|), s = 1/(1+e) for z >= 0 and e/(1+e)
 otherwise: exp never overflows, so no inf ever appears. Sums run in float64.
@@ -56,6 +57,12 @@ def _sigmoid(z):
 
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
+def _affine(x, scale, shift):
+    """z = x * scale + shift: the BatchNorm output, one expression for forward and backward."""
+    return x * scale + shift
+
+
+@njit(cache=True, fastmath=_FASTMATH, inline="always")
 def _act(z, kind):
     """act(z) for kind IDENTITY, RELU or SILU."""
     if kind == SILU:
@@ -66,11 +73,15 @@ def _act(z, kind):
 
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _act_grad(z, kind):
-    """act'(z) for kind IDENTITY, RELU or SILU."""
+def _act_grad(z, y, kind):
+    """act'(z) for kind IDENTITY, RELU or SILU, given also y = act(z).
+
+    SiLU: s = y / z recovers sigmoid(z) from the saved output (s(0) = 1/2), so the
+    backward needs no exp: silu'(z) = s * (1 + z * (1 - s)) = s + y * (1 - s).
+    """
     if kind == SILU:
-        s = _sigmoid(z)
-        return s * (1.0 + z * (1.0 - s))
+        s = y / z if z != 0 else 0.5
+        return s + y * (1.0 - s)
     if kind == RELU:
         return 1.0 if z > 0 else 0.0
     return 1.0
@@ -105,30 +116,31 @@ def _forward(x, gamma, beta, mean, var, eps, kind, training, y, coef):
         scale, shift = coef[0, c], coef[1, c]
         for n in range(N):
             for p in range(P):
-                y[n, c, p] = _act(x[n, c, p] * scale + shift, kind)
+                y[n, c, p] = _act(_affine(x[n, c, p], scale, shift), kind)
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def _backward(x, g, gamma, beta, mean, inv_std, kind, training, gx, sum_gz, sum_gz_xhat):
+def _backward(x, y, g, coef, mean, inv_std, kind, training, gx, sum_gz, sum_gz_xhat):
     """dL/dx into gx and the per-channel sums sum(gz), sum(gz * x_hat) (module docstring).
 
     Pass 1 writes gz = g * act'(z) into gx and sums; pass 2 turns gx into dL/dx in place.
-    The per-channel vectors come in x's dtype, so x_hat and z are computed in x's precision.
+    z is recomputed exactly as the forward computed it (same ``coef``, same expression), so
+    that y / z is sigmoid(z) even where z is nearly 0. Vectors come in x's dtype.
     """
     N, C, P = x.shape
     M = N * P
     for c in prange(C):
-        mu, istd, gam, bet = mean[c], inv_std[c], gamma[c], beta[c]
+        mu, istd, scale, shift = mean[c], inv_std[c], coef[0, c], coef[1, c]
         s_gz, s_gzx = 0.0, 0.0
         for n in range(N):
             for p in range(P):
+                gz = g[n, c, p] * _act_grad(_affine(x[n, c, p], scale, shift), y[n, c, p], kind)
                 x_hat = (x[n, c, p] - mu) * istd
-                gz = g[n, c, p] * _act_grad(gam * x_hat + bet, kind)
                 gx[n, c, p] = gz
                 s_gz += gz
                 s_gzx += gz * x_hat
         sum_gz[c], sum_gz_xhat[c] = s_gz, s_gzx
-        k = gam * istd
+        k = scale  # = gamma * inv_std
         if training:
             a, b = s_gz / M, s_gzx / M
             for n in range(N):
@@ -147,7 +159,8 @@ def _as_ncp(a):
 
 
 def batch_norm_act_forward(x, gamma, beta, eps, activation, training, mean=None, var=None):
-    """y = act(batch_norm(x)) for x (N, C, H, W); returns (y, mean, var) with mean, var float64 (C,).
+    """y = act(batch_norm(x)) for x (N, C, H, W); returns (y, mean, var, coef): mean, var float64 (C,),
+    coef (2, C) each channel's scale and shift in x's dtype (the backward needs them).
 
     training: the batch statistics are computed (``mean``/``var`` ignored); eval: pass them.
     """
@@ -162,17 +175,17 @@ def batch_norm_act_forward(x, gamma, beta, eps, activation, training, mean=None,
     coef = np.empty((2, C), dtype=x3.dtype)
     _forward(x3, gamma.astype(np.float64), beta.astype(np.float64), mean, var, float(eps), kind,
              bool(training), y, coef)
-    return y.reshape(x.shape), mean, var
+    return y.reshape(x.shape), mean, var, coef
 
 
-def batch_norm_act_backward(x, g, gamma, beta, mean, inv_std, activation, training):
-    """(dL/dx, dL/dgamma, dL/dbeta) for y = act(batch_norm(x)); mean, inv_std: float64 (C,)."""
+def batch_norm_act_backward(x, y, g, coef, mean, inv_std, activation, training):
+    """(dL/dx, dL/dgamma, dL/dbeta) for y = act(batch_norm(x)); coef from the forward, mean, inv_std (C,)."""
     kind = ACTIVATIONS[activation]
-    x3, g3 = _as_ncp(x), _as_ncp(g)
+    x3, y3, g3 = _as_ncp(x), _as_ncp(y), _as_ncp(g)
     C = x3.shape[1]
     gx = np.empty_like(x3)
     sum_gz, sum_gz_xhat = np.empty(C), np.empty(C)
     dtype = x3.dtype
-    _backward(x3, g3, gamma.astype(dtype), beta.astype(dtype), mean.astype(dtype), inv_std.astype(dtype),
-              kind, bool(training), gx, sum_gz, sum_gz_xhat)
-    return gx.reshape(x.shape), sum_gz_xhat.astype(gamma.dtype), sum_gz.astype(gamma.dtype)
+    _backward(x3, y3, g3, coef, mean.astype(dtype), inv_std.astype(dtype), kind, bool(training), gx, sum_gz,
+              sum_gz_xhat)
+    return gx.reshape(x.shape), sum_gz_xhat.astype(dtype), sum_gz.astype(dtype)

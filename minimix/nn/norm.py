@@ -157,8 +157,8 @@ def _load_norm_act_kernels():
 class BatchNormAct(Function):
     """y = act(batch_norm(x)) in one node, act in (None, "relu", "silu"): same math as
     ``BatchNorm`` followed by the activation, computed channel by channel by the Numba kernels
-    of ``minimix.kernels.norm_act_numba`` (their docstring has the formulas). Saves only x
-    (by reference) and two (C,) vectors."""
+    of ``minimix.kernels.norm_act_numba`` (their docstring has the formulas). Saves x and y
+    (by reference: no copies) and a few (C,) vectors."""
 
     def forward(self, x, weight, bias, *, running_mean, running_var, training, momentum, eps, activation):
         kernels = _load_norm_act_kernels()
@@ -167,18 +167,19 @@ class BatchNormAct(Function):
             m = x.shape[0] * x.shape[2] * x.shape[3]
             if m < 2:
                 raise ValueError(f"batch_norm: training needs more than one value per channel, got x {x.shape}")
-            y, mean, var = kernels.batch_norm_act_forward(x, weight, bias, eps, activation, True)
+            y, mean, var, self.coef = kernels.batch_norm_act_forward(x, weight, bias, eps, activation, True)
             _update_running_stats(running_mean, running_var, mean, var, m, momentum)
         else:
-            y, mean, var = kernels.batch_norm_act_forward(x, weight, bias, eps, activation, False,
-                                                          running_mean, running_var)
-        self.x, self.weight, self.bias = x, weight, bias
+            y, mean, var, self.coef = kernels.batch_norm_act_forward(x, weight, bias, eps, activation, False,
+                                                                     running_mean, running_var)
+        self.x, self.y, self.weight = x, y, weight
         self.mean, self.inv_std = mean, 1.0 / np.sqrt(var + eps)
         return y
 
     def backward(self, g):
-        return self.kernels.batch_norm_act_backward(self.x, g, self.weight, self.bias, self.mean, self.inv_std,
-                                                    self.activation, self.training)
+        gx, g_weight, g_bias = self.kernels.batch_norm_act_backward(
+            self.x, self.y, g, self.coef, self.mean, self.inv_std, self.activation, self.training)
+        return gx, g_weight.astype(self.weight.dtype), g_bias.astype(self.weight.dtype)
 
 
 def batch_norm_act(x, bn, activation=None):

@@ -12,11 +12,14 @@ returns dL/d(input) for each parent. Leaf tensors accumulate into ``.grad``.
 """
 from __future__ import annotations
 
+import contextlib
 import numbers
+import time
 
 import numpy as np
 
 _GRAD_ENABLED = True
+_PROFILE = None  # while profile_ops() runs: {label: [calls, forward seconds, backward seconds]}
 
 
 class no_grad:
@@ -51,6 +54,29 @@ class no_grad:
 
 def is_grad_enabled() -> bool:
     return _GRAD_ENABLED
+
+
+@contextlib.contextmanager
+def profile_ops():
+    """Time every op's forward and backward inside the block (a teaching profiler).
+
+    Yields a dict filled as ops run: ``{label: [calls, forward_seconds, backward_seconds]}``
+    with ``label = fn.profile_label()`` (the Function's class name unless it says more, e.g.
+    "Conv2d 1x1"). Outside the block the engine only checks one global per op.
+    """
+    global _PROFILE
+    previous, _PROFILE = _PROFILE, {}
+    try:
+        yield _PROFILE
+    finally:
+        _PROFILE = previous
+
+
+def _record(fn, slot, seconds):
+    """Add one forward (slot 1) or backward (slot 2) time of ``fn`` to the running profile."""
+    entry = _PROFILE.setdefault(fn.__dict__.setdefault("_label", fn.profile_label()), [0, 0.0, 0.0])
+    entry[0] += slot == 1
+    entry[slot] += seconds
 
 
 def _to_array(data, dtype=None) -> np.ndarray:
@@ -198,7 +224,12 @@ class Tensor:
                     f"backward: trying to backward through {type(fn).__name__} a second time; "
                     "its saved values were freed. Pass retain_graph=True to the first backward."
                 )
-            parent_grads = fn.backward(g)
+            if _PROFILE is None:
+                parent_grads = fn.backward(g)
+            else:
+                start = time.perf_counter()
+                parent_grads = fn.backward(g)
+                _record(fn, 2, time.perf_counter() - start)
             if not isinstance(parent_grads, tuple):
                 parent_grads = (parent_grads,)
             if not retain_graph:
@@ -274,10 +305,13 @@ class Function:
     def apply(cls, *inputs, **params) -> Tensor:
         tensors = _lift_inputs(inputs)
         fn = cls(tensors)
+        start = time.perf_counter() if _PROFILE is not None else None
         try:
             data = fn.forward(*[t.data for t in tensors], **params)
         except ValueError as error:  # e.g. NumPy's broadcasting error: say which op and which shapes
             raise ValueError(_describe_failure(cls.__name__, tensors, error)) from error
+        if start is not None:
+            _record(fn, 1, time.perf_counter() - start)
         out = Tensor(data)
         if _GRAD_ENABLED and any(t.requires_grad for t in tensors):
             out.requires_grad = True
@@ -289,6 +323,10 @@ class Function:
 
     def backward(self, grad_out):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def profile_label(self) -> str:
+        """How ``profile_ops`` names this op (called after forward; override to say more)."""
+        return type(self).__name__
 
     def release(self):
         """Drop saved arrays once backward has used them (frees activation memory)."""

@@ -165,6 +165,14 @@ def _check_conv(x, weight, bias, groups, stride, padding, dilation):
     return stride, padding, dilation
 
 
+def _kind(weight_shape, groups, x_shape):
+    """A label for profiles: "depthwise", "1x1", "1x1 on 1x1 maps" (squeeze-excite) or "KHxKW"."""
+    if groups > 1 and weight_shape[1] == 1:
+        return "depthwise"
+    kernel = f"{weight_shape[2]}x{weight_shape[3]}"
+    return kernel + " on 1x1 maps" if tuple(x_shape[2:]) == (1, 1) else kernel
+
+
 # -- conv2d -----------------------------------------------------------------------------------
 class Conv2d(Function):
     """y = conv(x, w) + b (see ``minimix.kernels.naive`` for the formula and its gradients)."""
@@ -176,6 +184,9 @@ class Conv2d(Function):
         if bias is not None:
             y += bias.reshape(1, -1, 1, 1)
         return y
+
+    def profile_label(self):
+        return "Conv2d " + _kind(self.weight.shape, self.geometry[3], self.x.shape)
 
     def backward(self, g):
         x_in, w_in = self.parents[0], self.parents[1]
@@ -231,6 +242,9 @@ class MixedConv2d(Function):
             if b is not None:
                 y[:, out_part] += b.reshape(1, -1, 1, 1)
         return y
+
+    def profile_label(self):
+        return "MixedConv2d " + _kind(self.weights[0].shape, self.plans[0][1], self.x.shape)
 
     @staticmethod
     def _bounds(sizes):

@@ -296,7 +296,9 @@ def test_the_shipped_lessons_strip_cleanly(tmp_path):
         solution_cells = [c for c in nb["cells"] if strip_solutions.is_solution(c)]
         assert solution_cells, f"{path.name} has no exercise (no cell tagged 'solution')"
         for cell in solution_cells:
-            assert "raise NotImplementedError" in strip_solutions._text(cell["source"])
+            source = strip_solutions._text(cell["source"])
+            assert "raise NotImplementedError" in source
+            compile(source, f"{path.name} exercise", "exec")  # the learner's stub is valid Python
 
 
 # -- course helpers --------------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 #
 # MixNet (like MobileNet and EfficientNet) replaces most dense 3x3 convolutions by a **depthwise**
 # convolution (one small filter per channel) followed by a **pointwise** 1x1 convolution (mixing the
-# channels). That cuts the arithmetic by an order of magnitude — but, as this lesson measures, the
-# depthwise part does so little arithmetic per byte that it is limited by **memory traffic**, and the
+# channels). That cuts the arithmetic by an order of magnitude — but, as this lesson measures, a 3x3
+# depthwise layer does so little arithmetic per byte that it is limited by **memory traffic**, and the
 # im2col trick of lesson 2 stops paying. minimix runs it with hand-written loops compiled by Numba.
 
 # %%
@@ -60,7 +60,9 @@ print("channel 2 is an independent convolution:", np.allclose(y.data[:, 2:3], y_
 #
 # For a depthwise $k\times k$ convolution, input and output have the same size $NCHW$, so
 # $I \approx \dfrac{2 k^2\, NCHW}{4 \cdot 2\,NCHW} = k^2 / 4$ — about 2 FLOPs per byte for 3x3. A dense
-# $3\times3$ convolution from 64 to 64 channels does $64$ times more work on the same bytes.
+# $3\times3$ convolution from 64 to 64 channels does $64$ times more work on the same bytes. CPUs have
+# ridge points of roughly 5-20 FLOP/byte: the dense layer is far above (compute-bound), the 3x3 depthwise
+# layer far below (memory-bound), and larger depthwise kernels climb towards the ridge.
 
 # %%
 def conv_intensity(n, c_in, c_out, hw, k, groups):
@@ -105,7 +107,7 @@ for name, value in intensity.items():
 plt.xlabel("arithmetic intensity (FLOP/byte)")
 plt.ylabel("attainable GFLOP/s")
 plt.legend(fontsize=8)
-plt.title("every depthwise kernel lies on the memory-bound slope")
+plt.title("the layers on this machine's roofline (left of the kink: memory-bound)")
 plt.show()
 
 # %% [markdown]
@@ -211,8 +213,8 @@ check_depthwise_backward_input(depthwise_backward_input)
 #
 # Forward + both gradients of a depthwise convolution on a MixNet-like map (64 channels, 32x32), for
 # each kernel size. The first call of each Numba kernel compiles it (or loads it from the cache), so we
-# warm up before timing. The last column is the bandwidth the Numba kernels reach, counting the minimum
-# traffic (each of x, y, dL/dy, dL/dx read or written once per pass).
+# warm up before timing. The last columns are what the Numba kernels reach: bandwidth, counting the
+# minimum traffic (x, y, dL/dy, dL/dx each read or written once per pass), and arithmetic rate.
 
 # %%
 n_batch = 8 if FAST else 32
@@ -233,9 +235,11 @@ for k in kernel_sizes:
     for backend in results:
         results[backend].append(best_time(lambda: depthwise_step(x32, wk, backend), repeat=2 if FAST else 3))
     traffic = 6 * x32.nbytes  # forward: read x, write y; input grad: read gy, write gx; weight grad: read x, gy
-    print(f"k={k}:  numba {results['numba'][-1] * 1e3:7.1f} ms   im2col {results['im2col'][-1] * 1e3:7.1f} ms   "
-          f"speed-up {results['im2col'][-1] / results['numba'][-1]:4.1f}x   "
-          f"numba ~{traffic / results['numba'][-1] / 1e9:5.1f} GB/s")
+    flops = 3 * 2 * k * k * x32.size  # three passes of k*k multiply-adds per element
+    seconds = results["numba"][-1]
+    print(f"k={k}:  numba {seconds * 1e3:7.1f} ms   im2col {results['im2col'][-1] * 1e3:7.1f} ms   "
+          f"speed-up {results['im2col'][-1] / seconds:4.1f}x   numba ~{traffic / seconds / 1e9:5.1f} GB/s, "
+          f"~{flops / seconds / 1e9:5.1f} GFLOP/s")
 
 for backend, seconds in results.items():
     plt.plot(kernel_sizes, np.array(seconds) * 1e3, "o-", label=backend)
@@ -251,15 +255,15 @@ plt.show()
 #
 # * im2col's time grows like $k^2$ (its copy is $k^2$ times the input), so its disadvantage grows with the
 #   kernel; the direct kernels keep a plane in cache while all $k^2$ taps are applied.
-# * Compare the GB/s with the copy bandwidth measured above: a depthwise kernel is judged by the bytes it
-#   moves, not by its FLOPs.
+# * Compare the small kernels' GB/s with the copy bandwidth measured above (they are judged by the bytes
+#   they move), and the large kernels' GFLOP/s with the matmul peak.
 # * Timings on a shared or busy machine move a lot (Numba's threads suffer most when other processes
 #   compete for the cores): re-run the cell and compare ratios, not absolute numbers.
 #
 # ## Summary
 #
 # * Depthwise convolution does $k^2$ multiply-adds per output: an arithmetic intensity of about $k^2/4$
-#   FLOP/byte, far below the ridge point, so its speed is set by memory traffic.
+#   FLOP/byte; for 3x3 that is far below the ridge point, so its speed is set by memory traffic.
 # * im2col multiplies the traffic by $k^2$ and gives BLAS nothing to reuse; a direct, compiled loop wins.
 # * Both gradients are again "shifted products" — the weight gradient correlates $x$ with $g$, the input
 #   gradient scatters $g$ back through the kernel.

@@ -3,8 +3,8 @@
 #
 # Tan & Le (2019) asked a simple question about depthwise convolutions: **which kernel size?** Large
 # kernels see more context, small ones keep detail — and in their experiments (MobileNets on ImageNet)
-# accuracy *rose* from 3x3 to about 7x7 and then *fell* again for 9x9 and larger, while the cost kept
-# growing. Their answer, **MixConv**, is to use several sizes at once: split the channels into groups and
+# accuracy *rose* as the kernels grew from 3x3 to about 7x7, then *fell* once they grew beyond about 9x9,
+# while the cost kept growing. Their answer, **MixConv**, is to use several sizes at once: split the channels into groups and
 # give each group its own kernel size.
 #
 # In this lesson: the split rules, the parameter and FLOP arithmetic, minimix's `MixConv2d`, and a

@@ -199,11 +199,11 @@ from minimix.training.plots import plot_confusion_matrix, plot_curves
 from minimix.training.recipe import build_model
 
 if FAST:
-    model_kwargs, epochs = {"width_multiplier": 0.25, "head_channels": 64}, 1
+    model_kwargs, epochs, batch_size = {"width_multiplier": 0.25, "head_channels": 64}, 1, 32
 else:
-    model_kwargs, epochs = {}, 2
-config = TrainConfig(model="mixnet_cifar", model_kwargs=model_kwargs, epochs=epochs, batch_size=32, lr=0.05,
-                     warmup_epochs=0.5)
+    model_kwargs, epochs, batch_size = {}, 2, 64
+config = TrainConfig(model="mixnet_cifar", model_kwargs=model_kwargs, epochs=epochs, batch_size=batch_size,
+                     lr=0.02, warmup_epochs=0.5)
 mm.manual_seed(config.seed)
 model = build_model(config.model, config.model_kwargs)
 run_dir = Path(tempfile.mkdtemp(prefix="lesson6-"))
@@ -216,6 +216,11 @@ history = trainer.fit()
 # The learning curves (`minimix.training.plots.plot_curves` reads the run's `metrics.csv`). Remember that
 # the training loss includes label smoothing (it cannot reach 0) and the training accuracy is measured on
 # augmented images while the weights change.
+#
+# Two things typical of such a short run: the loss starts *above* $\ln 10 \approx 2.3$ (the freshly
+# initialised classifier is over-confident, and the first steps mostly shrink its logits), and after the
+# first epoch the *test* loss can be huge — BatchNorm's running statistics, which the test pass uses, lag
+# behind weights that are still changing fast. Both fade as training goes on.
 
 # %%
 display(Image(filename=plot_curves(read_log(run_dir / "metrics.csv"), run_dir / "curves.png")))

@@ -305,12 +305,13 @@ class _Plan:
 
     def block(self, C):
         """Channels per parallel block: whole planes, about _BLOCK_ELEMENTS elements in all but
-        small enough for the T weight maps to stay in cache, and an equal share per thread."""
+        small enough for the T weight maps to stay in cache."""
         elements = min(_BLOCK_ELEMENTS, _WEIGHT_MAP_ELEMENTS // max(1, self.tap_u.size))
         per_block = max(1, min(C, elements // (self.Hc * self.Wc)))
+        # prange deals the blocks out in equal shares up front: make their count a multiple
+        # of the thread count, so that no thread gets one block more than another
         n_threads = numba.get_num_threads()
-        blocks = -(-C // per_block)
-        blocks = min(C, -(-blocks // n_threads) * n_threads)  # a multiple of the thread count
+        blocks = min(C, -(-C // per_block // n_threads) * n_threads)
         return -(-C // blocks)
 
     def input_canvas(self, x):

@@ -31,7 +31,7 @@ channels, each with its own weight in wm_t: 4x4 or 8x8 planes still give long un
 loops, which is what SIMD hardware needs. The other two kernels are the same idea:
 
 * input gradient: gx_flat += gy_flat[shifted by -s_t] * wm_t (negated shifts, masks of the
-  transposed taps): ``_shifted_sum`` again;
+  transposed taps): ``_shifted_sum`` again, the "flipped kernel" in vector form;
 * weight gradient: acc_t += gy_flat * x_flat[shifted by s_t] over the batch (elementwise,
   so channels stay apart), then gw[c, t] = sum over the plane of acc_t * mask_t:
   ``_tap_products``.
@@ -47,14 +47,17 @@ the *polyphase* split: x[sh*r + a, sw*q + b] is pixel (r, q) of phase plane (a, 
 Masked taps multiply a neighbouring value by 0, so inputs must be finite (an inf would turn
 its neighbours into NaN, where a textbook loop would skip the padding).
 
-Speed (float32, batch 128, 2 cores; benchmarks/bench_depthwise.py measures it against
-PyTorch): forward about torch's speed for 3x3, forward+backward several times faster than
-torch NCHW for k >= 5, whose weight gradient is slow. Two details matter most:
+Speed. benchmarks/bench_depthwise.py compares with PyTorch (float32, batch 128, NCHW). In
+CPU time on one core the forward pass takes 0.2-1.2x torch's time on 16x16 and 32x32 planes
+and 1-4x on 8x8 and 4x4 planes (a masked tap still costs its multiply-add); forward + both
+gradients take 0.3-0.9x torch's time for k = 3 and 0.15-0.35x for k = 5..9, where torch's
+weight gradient is slow. What matters most:
 
-* four taps per sweep (``_madd4``): dst is loaded and stored once for four taps instead of
-  once per tap; the weight gradient likewise sums four images per sweep;
+* few passes over memory: each sweep handles four taps (``_madd4``), so out is loaded and
+  stored once per four taps, and the first (centre) tap sets out instead of a zeroing pass;
+  the weight gradient likewise sums four images per sweep;
 * blocks of whole planes small enough that a block's weight maps (taps x block length)
-  stay in cache, and as many blocks per thread for every thread.
+  stay in cache, in a number that gives every thread an equal share.
 
 Numba rules followed here
 -------------------------

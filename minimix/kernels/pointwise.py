@@ -17,41 +17,68 @@ Why not one big product over all images, ``w @ x_cm`` with x_cm = (C, N*HW)?
 It needs x transposed to channel-major and y transposed back: two full copies
 of memory-bound data for products that are themselves memory-bound (MixNet's
 1x1 convolutions have 4 to 600 channels). Per image, the products are large
-enough (HW = 1024 at 32x32) and the copies are gone. BLAS runs single-threaded
-(``minimix.kernels.threads`` explains why).
+enough (HW = 1024 at 32x32) and the copies are gone.
+
+Threads: BLAS runs single-threaded (``minimix.kernels.threads`` explains why); instead
+the images are split into one chunk per core, each chunk's products run on their own
+Python thread (``threads.run_chunks``), writing disjoint slices of the output.
 """
 import numpy as np
 
 from . import threads
 
 
+_MIN_CHUNK_ELEMENTS = 1 << 16  # below this many input+output values per chunk, threads cost more than they save
+
+
+def _min_chunk(n, per_image):
+    return max(1, _MIN_CHUNK_ELEMENTS // max(1, per_image))
+
+
+def _apply(w, a):
+    """out[n] = w @ a[n] for a (N, K, HW), the images split across threads; returns (N, rows of w, HW)."""
+    threads.configure_blas()
+    n, k, hw = a.shape
+    out = np.empty((n, w.shape[0], hw), dtype=np.result_type(w, a))
+
+    def chunk(start, stop):
+        np.matmul(w, a[start:stop], out=out[start:stop])
+
+    threads.run_chunks(chunk, n, _min_chunk(n, (k + w.shape[0]) * hw))
+    return out
+
+
 def pointwise_forward(x, w):
     """y (N, O, H, W) = 1x1 convolution of x (N, C, H, W) with w (O, C)."""
-    threads.configure_blas()
     n, c, h, width = x.shape
-    return np.matmul(w, x.reshape(n, c, h * width)).reshape(n, w.shape[0], h, width)
+    return _apply(w, x.reshape(n, c, h * width)).reshape(n, w.shape[0], h, width)
 
 
 def pointwise_backward_input(gy, w):
     """dL/dx (N, C, H, W) = w^T @ gy[n] for every image; gy (N, O, H, W), w (O, C)."""
-    threads.configure_blas()
     n, o, h, width = gy.shape
-    return np.matmul(w.T, gy.reshape(n, o, h * width)).reshape(n, w.shape[1], h, width)
+    return _apply(w.T, gy.reshape(n, o, h * width)).reshape(n, w.shape[1], h, width)
 
 
 def pointwise_backward_weight(x, gy):
     """dL/dw (O, C) = sum over images of gy[n] (O, HW) @ x[n]^T (HW, C).
 
     One product per image, accumulated in place (a batched product would
-    materialise N partial (O, C) matrices first).
+    materialise N partial (O, C) matrices first); each thread sums its own
+    chunk of images, and the partial sums are added at the end.
     """
     threads.configure_blas()
     n, c, h, width = x.shape
     o = gy.shape[1]
     x3, g3 = x.reshape(n, c, h * width), gy.reshape(n, o, h * width)
-    gw = np.zeros((o, c), dtype=np.result_type(x, gy))
-    product = np.empty_like(gw)
-    for i in range(n):
-        np.matmul(g3[i], x3[i].T, out=product)
-        gw += product
-    return gw
+    dtype = np.result_type(x, gy)
+
+    def chunk(start, stop):
+        gw = np.zeros((o, c), dtype=dtype)
+        product = np.empty_like(gw)
+        for i in range(start, stop):
+            np.matmul(g3[i], x3[i].T, out=product)
+            gw += product
+        return gw
+
+    return sum(threads.run_chunks(chunk, n, _min_chunk(n, (c + o) * h * width)))

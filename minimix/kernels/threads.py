@@ -12,7 +12,11 @@ activation kernels). Measured on a 2-core machine shared with other work:
 * Numba's default OpenMP pool also spins after a kernel; its ``workqueue`` pool sleeps
   at once, leaving the cores to whatever runs next.
 
-``configure()`` applies both (idempotent, cheap to call again). Environment overrides:
+* To still use every core for the products, ``run_chunks`` splits a batch into one chunk per
+  thread and runs the chunks on a small pool of Python threads (NumPy releases the GIL inside
+  a product): no thread ever spin-waits for another.
+
+``configure()`` applies both settings (idempotent, cheap to call again). Environment overrides:
 ``MINIMIX_BLAS_THREADS`` (an int; unset -> 1, or OpenBLAS's own ``OPENBLAS_NUM_THREADS``
 if that is set) and ``NUMBA_THREADING_LAYER`` / ``NUMBA_NUM_THREADS`` (Numba's own).
 Note that the BLAS setting is process-wide: it also applies to your own NumPy products.
@@ -20,10 +24,13 @@ Note that the BLAS setting is process-wide: it also applies to your own NumPy pr
 import ctypes
 import glob
 import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 _configured = {"blas": False, "numba": False}
+_pool = {}  # thread count -> ThreadPoolExecutor, made on first use
 # symbol names of openblas_set_num_threads in the builds NumPy ships (scipy-openblas, 64-bit ints) and plain ones
 _SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
             "openblas_set_num_threads")
@@ -86,3 +93,30 @@ def configure():
     """Apply every setting above (call before running kernels; later calls do nothing)."""
     configure_blas()
     configure_numba()
+
+
+def num_threads():
+    """Threads to use: Numba's current count once Numba is loaded (``numba.set_num_threads``), else the cores."""
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        return numba.get_num_threads()
+    return os.cpu_count() or 1
+
+
+def run_chunks(fn, n, min_chunk=1):
+    """Call ``fn(start, stop)`` for consecutive chunks covering range(n), one per thread, in parallel.
+
+    Returns the list of results in chunk order. Chunks have at least ``min_chunk`` items, so small
+    jobs run inline on the calling thread. ``fn`` must only release the GIL in NumPy calls
+    (e.g. ``np.matmul``) and write to disjoint outputs.
+    """
+    count = max(1, min(num_threads(), n // max(1, min_chunk)))
+    bounds = [n * i // count for i in range(count + 1)]
+    if count == 1:
+        return [fn(0, n)]
+    pool = _pool.get(count)
+    if pool is None:
+        pool = _pool[count] = ThreadPoolExecutor(count, thread_name_prefix="minimix")
+    futures = [pool.submit(fn, a, b) for a, b in zip(bounds[1:-1], bounds[2:])]
+    results = [fn(bounds[0], bounds[1])]  # the calling thread takes the first chunk itself
+    return results + [f.result() for f in futures]

@@ -35,7 +35,7 @@ rng = np.random.default_rng(0)
 # synthetic stand-in so that the notebook still runs).
 
 # %%
-TRAIN_IMAGES, TEST_IMAGES = (128, 100) if FAST else (2000, 500)
+TRAIN_IMAGES, TEST_IMAGES = (128, 100) if FAST else (4000, 1000)
 data = load_data(train_limit=TRAIN_IMAGES, test_limit=TEST_IMAGES)
 print("images", data.train_images.shape, data.train_images.dtype, "labels", data.train_labels.shape,
       data.train_labels.dtype)
@@ -190,7 +190,7 @@ plt.show()
 # `step`, scheduler step — with a `tqdm` progress bar (loss, accuracy and images per second), evaluates on
 # the test subset after each epoch, and writes a checkpoint and `metrics.csv` into its run directory.
 #
-# Here: two epochs on the subset (fast mode: a much narrower MixNet and a handful of steps). Expect a
+# Here: three epochs on the subset (fast mode: a much narrower MixNet and a handful of steps). Expect a
 # modest accuracy — far from what a full run reaches with 15 epochs over all 50,000 images.
 
 # %%
@@ -201,7 +201,7 @@ from minimix.training.recipe import build_model
 if FAST:
     model_kwargs, epochs, batch_size = {"width_multiplier": 0.25, "head_channels": 64}, 1, 32
 else:
-    model_kwargs, epochs, batch_size = {}, 2, 64
+    model_kwargs, epochs, batch_size = {}, 3, 64
 config = TrainConfig(model="mixnet_cifar", model_kwargs=model_kwargs, epochs=epochs, batch_size=batch_size,
                      lr=0.02, warmup_epochs=0.5)
 mm.manual_seed(config.seed)

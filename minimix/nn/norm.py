@@ -185,12 +185,14 @@ class BatchNormAct(Function):
 def batch_norm_act(x, bn, activation=None):
     """``activation(bn(x))`` as one fused op, for a ``BatchNorm2d`` module ``bn``.
 
-    ``activation``: None, or an ``nn.ReLU`` / ``nn.SiLU`` module (anything else, or no Numba,
-    simply runs ``activation(bn(x))``). Uses and updates ``bn``'s parameters and running
+    ``activation``: None, or an ``nn.ReLU`` / ``nn.SiLU`` module (anything else, no Numba, or
+    modules whose ``forward`` was wrapped on the instance simply run ``activation(bn(x))``). Uses and updates ``bn``'s parameters and running
     statistics exactly as ``bn(x)`` does, so a model keeps its modules and checkpoint keys.
     """
     kind = {type(None): None, ReLU: "relu", SiLU: "silu"}.get(type(activation), "other")
-    if kind == "other" or _load_norm_act_kernels() is None:
+    # a forward replaced on the instance is a hook (e.g. models.summary's): let it see both modules run
+    hooked = "forward" in vars(bn) or "forward" in vars(activation or bn)
+    if kind == "other" or hooked or _load_norm_act_kernels() is None:
         y = bn(x)
         return y if activation is None else activation(y)
     _check_batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.training, "batch_norm_act")

@@ -27,8 +27,11 @@ Memory: the backward recomputes x_hat and z from x (the convolution's output) an
 reads y (the next layer keeps it anyway): both are kept by reference, so the op
 allocates nothing but its output. From y it also gets s = y / z without an exp.
 
-The sigmoid is computed as e = exp(-|z|), s = 1/(1+e) for z >= 0 and e/(1+e)
-otherwise: exp never overflows, so no inf ever appears. Sums run in float64.
+The exp of the SiLU forward is left to NumPy: y = z / (1 + exp(-z)) on cache-sized
+chunks, after the Numba kernel has written z. Numba calls the scalar C library exp
+once per element; NumPy's exp uses SIMD instructions and was 8x faster (float32,
+AVX2), which made the whole forward about 2x faster. For z < -88 (float32) exp(-z)
+overflows to inf and y = z / inf = -0, the correct limit. Sums run in float64.
 
 Numba: ``prange`` over channels (each thread owns whole channels, so no two write
 the same sum); ``fastmath`` without the no-inf/no-NaN assumptions (only
@@ -49,14 +52,6 @@ _FASTMATH = {"contract", "reassoc"}
 
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _sigmoid(z):
-    """1 / (1 + exp(-z)), computed without overflow."""
-    e = math.exp(-abs(z))
-    r = 1.0 / (1.0 + e)
-    return r if z >= 0 else e * r
-
-
-@njit(cache=True, fastmath=_FASTMATH, inline="always")
 def _affine(x, scale, shift):
     """z = x * scale + shift: the BatchNorm output, one expression for forward and backward."""
     return x * scale + shift
@@ -64,9 +59,7 @@ def _affine(x, scale, shift):
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
 def _act(z, kind):
-    """act(z) for kind IDENTITY, RELU or SILU."""
-    if kind == SILU:
-        return z * _sigmoid(z)
+    """act(z) for kind IDENTITY or RELU (SiLU is applied afterwards, see _silu_in_place)."""
     if kind == RELU:
         return z if z > 0 else 0.0 * z
     return z
@@ -173,9 +166,32 @@ def batch_norm_act_forward(x, gamma, beta, eps, activation, training, mean=None,
         mean, var = np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
     y = np.empty_like(x3)
     coef = np.empty((2, C), dtype=x3.dtype)
-    _forward(x3, gamma.astype(np.float64), beta.astype(np.float64), mean, var, float(eps), kind,
-             bool(training), y, coef)
+    _forward(x3, gamma.astype(np.float64), beta.astype(np.float64), mean, var, float(eps),
+             IDENTITY if kind == SILU else kind, bool(training), y, coef)
+    if kind == SILU:
+        _silu_in_place(y.reshape(-1))
     return y.reshape(x.shape), mean, var, coef
+
+
+_CHUNK = 1 << 15  # values per NumPy call in _silu_in_place: 128 KB of float32, stays in the core's cache
+
+
+def _silu_in_place(z):
+    """z <- z / (1 + exp(-z)) = silu(z) for a 1-D array, in cache-sized chunks spread over the threads."""
+    chunks = -(-z.size // _CHUNK)
+
+    def work(first, last):
+        e = np.empty(_CHUNK, dtype=z.dtype)
+        with np.errstate(over="ignore", under="ignore"):  # exp(-z) = inf for z << 0 gives the right limit, -0
+            for i in range(first, last):
+                part = z[i * _CHUNK:(i + 1) * _CHUNK]
+                ep = e[:part.size]
+                np.negative(part, out=ep)
+                np.exp(ep, out=ep)
+                ep += 1
+                part /= ep
+
+    threads.run_chunks(work, chunks)
 
 
 def batch_norm_act_backward(x, y, g, coef, mean, inv_std, activation, training):

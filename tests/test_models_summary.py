@@ -71,3 +71,15 @@ def test_batch_of_inputs_gives_per_image_macs():
 def test_bad_input_shape():
     with pytest.raises(ValueError, match="input_shape"):
         summary(Tiny(), (8, 8), verbose=False)
+
+
+def test_summary_of_a_bare_mixconv_counts_its_macs():
+    """A single layer passed as the model is one row with its own MACs (regression: it was 0)."""
+    import minimix as mm
+    from minimix.models import summary
+
+    layer = mm.nn.MixConv2d(8, (3, 5))  # 4 channels at 3x3, 4 at 5x5
+    result = summary(layer, (8, 16, 16), verbose=False)
+    assert len(result.rows) == 1
+    assert result.rows[0].output_shape == (1, 8, 16, 16)
+    assert result.total_macs == 16 * 16 * (4 * 9 + 4 * 25)

@@ -105,7 +105,12 @@ def _kernel(module) -> str:
 
 
 def _layers(model):
-    """(name, module) of every layer, in definition order, without descending into composite layers."""
+    """(name, module) of every layer, in definition order, without descending into composite layers.
+
+    A model that is itself one layer (a bare ``MixConv2d`` or ``Conv2d``) is its own single row.
+    """
+    if not list(model.named_children()) or isinstance(model, ATOMIC):
+        return [(type(model).__name__, model)]
     out, stack = [], [("", model)]
     while stack:
         name, m = stack.pop()

@@ -254,16 +254,17 @@ def memory_child(args):
     before = rss_mb()
     for _ in range(3):
         runner.train_step(x, y)
+    # VmHWM, not getrusage's ru_maxrss: the latter survives exec, so a child reports its parent's peak
+    train_peak = rss_mb("VmHWM")
     xe, _ = data(args.eval_batch, seed=1)
     runner.infer(xe)
-    # VmHWM, not getrusage's ru_maxrss: the latter survives exec, so a child reports its parent's peak
-    print(json.dumps({"peak_mb": rss_mb("VmHWM"), "before_steps_mb": before}))
+    print(json.dumps({"peak_mb": rss_mb("VmHWM"), "train_peak_mb": train_peak, "before_steps_mb": before}))
 
 
 def memory(args, names):
     print(f"\npeak memory (RSS), each in a fresh process: model built, 3 training steps (batch {args.batch}), "
           f"one inference (batch {args.eval_batch})")
-    print(f"{'':22s} {'peak MB':>9s} {'after build':>12s} {'growth':>9s}")
+    print(f"{'':22s} {'after build':>12s} {'train peak':>11s} {'overall peak':>13s}   (MB)")
     results = {}
     for name in names:
         cmd = [sys.executable, __file__, "--memory-child", name, "--batch", str(args.batch),
@@ -271,10 +272,11 @@ def memory(args, names):
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         r = json.loads(out)
         results[name] = r
-        print(f"{name:22s} {r['peak_mb']:9.0f} {r['before_steps_mb']:12.0f} {r['peak_mb'] - r['before_steps_mb']:9.0f}")
-    torch_peaks = [r["peak_mb"] for n, r in results.items() if n != "minimix"]
-    if "minimix" in results and torch_peaks:
-        print(f"minimix peak / smallest PyTorch peak: {results['minimix']['peak_mb'] / min(torch_peaks):.2f}x")
+        print(f"{name:22s} {r['before_steps_mb']:12.0f} {r['train_peak_mb']:11.0f} {r['peak_mb']:13.0f}")
+    for key, what in (("train_peak_mb", "training"), ("peak_mb", "overall")):
+        torch_peaks = [r[key] for n, r in results.items() if n != "minimix"]
+        if "minimix" in results and torch_peaks:
+            print(f"minimix {what} peak / smallest PyTorch {what} peak: {results['minimix'][key] / min(torch_peaks):.2f}x")
 
 
 def main(argv=None):

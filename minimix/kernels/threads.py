@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 _configured = {"blas": False, "numba": False}
-_pool = {}  # thread count -> ThreadPoolExecutor, made on first use
+_pool = {}  # (process id, thread count) -> ThreadPoolExecutor, made on first use (a forked child makes its own)
 # symbol names of openblas_set_num_threads in the builds NumPy ships (scipy-openblas, 64-bit ints) and plain ones
 _SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads", "openblas_set_num_threads64_",
             "openblas_set_num_threads")
@@ -114,9 +114,10 @@ def run_chunks(fn, n, min_chunk=1):
     bounds = [n * i // count for i in range(count + 1)]
     if count == 1:
         return [fn(0, n)]
-    pool = _pool.get(count)
+    key = (os.getpid(), count)
+    pool = _pool.get(key)
     if pool is None:
-        pool = _pool[count] = ThreadPoolExecutor(count, thread_name_prefix="minimix")
+        pool = _pool[key] = ThreadPoolExecutor(count - 1, thread_name_prefix="minimix")
     futures = [pool.submit(fn, a, b) for a, b in zip(bounds[1:-1], bounds[2:])]
     results = [fn(bounds[0], bounds[1])]  # the calling thread takes the first chunk itself
     return results + [f.result() for f in futures]

@@ -1,0 +1,36 @@
+"""Thread helpers of minimix.kernels.threads, and the threaded 1x1 convolution against torch."""
+import numpy as np
+import pytest
+from parity import DTYPES, check_parity, randn, torch
+
+import minimix.nn.functional as F
+from minimix.kernels import pointwise, threads
+
+
+@pytest.mark.parametrize("n, min_chunk", [(1, 1), (7, 1), (7, 3), (100, 1000)])
+def test_run_chunks_covers_the_range_in_order(n, min_chunk):
+    parts = threads.run_chunks(lambda a, b: list(range(a, b)), n, min_chunk)
+    assert sum(parts, []) == list(range(n))
+    assert all(len(p) >= min(n, min_chunk) for p in parts)
+
+
+def test_blas_threads_can_be_set():
+    assert threads.set_blas_threads(1) in (True, False)  # False only without OpenBLAS (e.g. MKL builds)
+
+
+@DTYPES
+@pytest.mark.parametrize("shape, out_channels", [((8, 16, 32, 32), 24), ((9, 7, 40, 33), 3)])
+def test_pointwise_conv_split_over_threads_matches_torch(shape, out_channels, dtype):
+    per_image = (shape[1] + out_channels) * shape[2] * shape[3]
+    assert shape[0] // max(1, pointwise._MIN_CHUNK_ELEMENTS // per_image) >= 2  # really runs in chunks
+    inputs = [randn(*shape), randn(out_channels, shape[1], 1, 1, seed=1)]
+    check_parity(lambda x, w: F.conv2d(x, w), lambda x, w: torch.nn.functional.conv2d(x, w), inputs, dtype)
+
+
+def test_pointwise_reads_channel_slices_in_place():
+    """MixNet's grouped 1x1 convolutions pass channel slices of a larger array: same result as a copy."""
+    x = randn(6, 10, 9, 9).astype(np.float32)
+    w = randn(4, 3, seed=2).astype(np.float32)
+    part = x[:, 5:8]
+    np.testing.assert_allclose(pointwise.pointwise_forward(part, w),
+                               pointwise.pointwise_forward(np.ascontiguousarray(part), w), rtol=1e-6)

@@ -49,13 +49,12 @@ class MinimixRunner:
     name = "minimix"
 
     def __init__(self, args):
-        import numba
-
         import minimix as mm
+        from minimix.kernels import threads
         from minimix.models import mixnet_cifar
         from minimix.optim import SGD, weight_decay_groups
 
-        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+        threads.set_num_threads(args.threads)
         self.mm = mm
         mm.manual_seed(0)
         self.model = mixnet_cifar()
@@ -180,7 +179,7 @@ LOAD = [fmt_load()]
 CATEGORIES = [  # (category, test on the op label), first match wins
     ("conv 1x1", lambda k: k.endswith(" 1x1")),
     ("depthwise / MixConv", lambda k: "depthwise" in k),
-    ("squeeze-excite", lambda k: k in ("Mean", "Mul", "Sigmoid") or "on 1x1 maps" in k),
+    ("squeeze-excite", lambda k: k in ("Mean", "Excite", "Sigmoid") or "on 1x1 maps" in k),
     ("BN (+act, fused)", lambda k: k.startswith("BatchNorm")),
     ("activations", lambda k: k in ("ReLU", "SiLU", "Tanh")),
     ("stem 3x3 conv", lambda k: k.startswith("Conv2d")),
@@ -276,7 +275,8 @@ def memory(args, names):
     for key, what in (("train_peak_mb", "training"), ("peak_mb", "overall")):
         torch_peaks = [r[key] for n, r in results.items() if n != "minimix"]
         if "minimix" in results and torch_peaks:
-            print(f"minimix {what} peak / smallest PyTorch {what} peak: {results['minimix'][key] / min(torch_peaks):.2f}x")
+            ratio = results["minimix"][key] / min(torch_peaks)
+            print(f"minimix {what} peak / smallest PyTorch {what} peak: {ratio:.2f}x")
 
 
 def main(argv=None):

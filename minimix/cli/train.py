@@ -52,7 +52,7 @@ def add_arguments(parser):
     arg("--data", help="dataset root (default: $MINIMIX_DATA)")
     arg("--out", type=Path, help="run directory (default runs/<model>-<date>-<time>)")
     arg("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (or from a checkpoint .json/.npz)")
-    arg("--threads", type=int, help="threads for NumPy's BLAS and the Numba kernels")
+    arg("--threads", type=int, help="threads for the kernels (Numba, chunked NumPy; BLAS stays single-threaded)")
     arg("--no-progress", action="store_true", help="no progress bar (e.g. when logging to a file)")
 
 
@@ -137,26 +137,9 @@ def _refuse_changes(config, given: dict, model_kwargs: dict):
 
 
 def set_threads(n: int):
-    """Use ``n`` threads in the Numba kernels and in NumPy's OpenBLAS (if it can be found)."""
-    import ctypes
-    import glob
-    import os
-    import warnings
-
-    import numba
-    import numpy
+    """Use ``n`` threads in the kernels (Numba, chunked NumPy work); see minimix.kernels.threads."""
+    from ..kernels import threads
 
     if n < 1:
         raise ValueError(f"--threads must be >= 1, got {n}")
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    site = os.path.dirname(os.path.dirname(numpy.__file__))
-    for lib in glob.glob(os.path.join(site, "numpy.libs", "*openblas*")) + \
-            glob.glob(os.path.join(os.path.dirname(numpy.__file__), ".dylibs", "*openblas*")):
-        blas = ctypes.CDLL(lib)
-        for symbol in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                       "openblas_set_num_threads64_", "openblas_set_num_threads"):
-            if hasattr(blas, symbol):
-                getattr(blas, symbol)(ctypes.c_int(n))
-                return
-    warnings.warn("--threads: could not find NumPy's OpenBLAS; set OPENBLAS_NUM_THREADS before starting "
-                  "Python to limit its threads", stacklevel=2)
+    threads.set_num_threads(n)

@@ -95,6 +95,21 @@ def configure():
     configure_numba()
 
 
+def set_num_threads(count):
+    """Use ``count`` threads for the kernels (Numba and the chunked NumPy work); BLAS stays single-threaded.
+
+    Use this rather than calling ``numba.set_num_threads`` first: that call starts Numba's
+    thread pool, and a pool started before ``configure`` is the spinning OpenMP one (measured:
+    a mixnet_cifar training step 3x slower on a busy 2-core machine).
+    """
+    if int(count) < 1:
+        raise ValueError(f"set_num_threads: count must be >= 1, got {count}")
+    configure()
+    import numba
+
+    numba.set_num_threads(min(int(count), numba.config.NUMBA_NUM_THREADS))
+
+
 def num_threads():
     """Threads to use: Numba's current count once Numba is loaded (``numba.set_num_threads``), else the cores."""
     numba = sys.modules.get("numba")

@@ -186,8 +186,9 @@ def batch_norm_act(x, bn, activation=None):
     """``activation(bn(x))`` as one fused op, for a ``BatchNorm2d`` module ``bn``.
 
     ``activation``: None, or an ``nn.ReLU`` / ``nn.SiLU`` module (anything else, no Numba, or
-    modules whose ``forward`` was wrapped on the instance simply run ``activation(bn(x))``). Uses and updates ``bn``'s parameters and running
-    statistics exactly as ``bn(x)`` does, so a model keeps its modules and checkpoint keys.
+    modules whose ``forward`` was wrapped on the instance simply run ``activation(bn(x))``).
+    Uses and updates ``bn``'s parameters and running statistics exactly as ``bn(x)`` does, so
+    a model keeps its modules and checkpoint keys.
     """
     kind = {type(None): None, ReLU: "relu", SiLU: "silu"}.get(type(activation), "other")
     # a forward replaced on the instance is a hook (e.g. models.summary's): let it see both modules run

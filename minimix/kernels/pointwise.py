@@ -37,7 +37,7 @@ def _min_chunk(n, per_image):
 
 def _apply(w, a):
     """out[n] = w @ a[n] for a (N, K, HW), the images split across threads; returns (N, rows of w, HW)."""
-    threads.configure_blas()
+    threads.configure_numpy()
     n, k, hw = a.shape
     out = np.empty((n, w.shape[0], hw), dtype=np.result_type(w, a))
 
@@ -67,7 +67,7 @@ def pointwise_backward_weight(x, gy):
     materialise N partial (O, C) matrices first); each thread sums its own
     chunk of images, and the partial sums are added at the end.
     """
-    threads.configure_blas()
+    threads.configure_numpy()
     n, c, h, width = x.shape
     o = gy.shape[1]
     x3, g3 = x.reshape(n, c, h * width), gy.reshape(n, o, h * width)

@@ -143,3 +143,26 @@ def test_table_is_the_reference_s_table():
     # the stage boundaries are where the output width changes, as timm groups them
     outs = [[s.split("_o")[1].split("_")[0] for s in stage] for stage in MIXNET_S]
     assert all(len(set(o)) == 1 for o in outs)
+
+
+def test_init_knob_selects_reference_or_pytorch_defaults():
+    import numpy as np
+    import pytest
+
+    import minimix as mm
+    from minimix.models import mixnet_cifar
+
+    mm.manual_seed(0)
+    ref = mixnet_cifar()
+    mm.manual_seed(0)
+    torch_like = mixnet_cifar(init="pytorch")
+    # reference: classifier uniform in +-1/sqrt(num_classes); PyTorch default: +-1/sqrt(in_features)
+    assert np.abs(ref.classifier.weight.data).max() > 1 / np.sqrt(1024)
+    assert np.abs(torch_like.classifier.weight.data).max() <= 1 / np.sqrt(1024)
+    assert np.abs(ref.classifier.weight.data).max() <= 1 / np.sqrt(10)
+    # reference depthwise std sqrt(2/9) vs PyTorch's bound 1/sqrt(9) (std 1/sqrt(27))
+    dw_ref = ref.blocks[0][0].conv_dw.convs[0].weight.data
+    dw_torch = torch_like.blocks[0][0].conv_dw.convs[0].weight.data
+    assert dw_ref.std() > 2 * dw_torch.std()
+    with pytest.raises(ValueError, match="init"):
+        mixnet_cifar(init="xavier")

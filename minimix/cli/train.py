@@ -28,7 +28,7 @@ from pathlib import Path
 RECIPE_OPTIONS = ("model", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "warmup_epochs",
                   "seed", "cutout", "tta", "limit", "test_limit")
 # CLI option -> keyword argument of the model builder (passed only when given).
-MODEL_OPTIONS = {"width": "width_multiplier", "head": "head_channels", "kernels": "kernel_sizes"}
+MODEL_OPTIONS = {"width": "width_multiplier", "head": "head_channels", "kernels": "kernel_sizes", "init": "init"}
 
 
 def add_arguments(parser):
@@ -38,6 +38,8 @@ def add_arguments(parser):
     arg("--width", type=float, help="width multiplier of the model's channels")
     arg("--head", type=int, help="channels of the final 1x1 'head' convolution")
     arg("--kernels", type=_kernel_list, help='kernel sizes of every MixConv, e.g. "3" or "3,5,7,9"')
+    arg("--init", choices=("reference", "pytorch"),
+        help="weight initialisation: the paper's code (default) or PyTorch's layer defaults")
     arg("--epochs", type=int, help=f"default {defaults.epochs}")
     arg("--batch-size", type=int, help=f"default {defaults.batch_size}")
     arg("--lr", type=float, help=f"peak learning rate (default {defaults.lr})")

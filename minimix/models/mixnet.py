@@ -56,6 +56,9 @@ class MixNet(nn.Module):
             (e.g. ``(3,)`` for a plain 3x3 depthwise network to compare with MixConv).
         first_downsample_stride: if given, the first block group with stride 2 uses this stride
             instead (1 for CIFAR, where an early stride-2 would throw away too much of 32x32).
+        init: "reference" (default) re-initialises the weights as the paper's code does
+            (``models.init``); "pytorch" keeps each layer's PyTorch-style default (Conv2d and Linear
+            uniform in +-1/sqrt(fan_in), BatchNorm 1 and 0), as a plain PyTorch model would start.
         bn_eps, bn_momentum: BatchNorm settings (PyTorch convention; timm's are 1e-5, 0.1; the
             TensorFlow reference uses eps 1e-3 and a decay of 0.99, i.e. momentum 0.01).
 
@@ -65,8 +68,10 @@ class MixNet(nn.Module):
 
     def __init__(self, stages, num_classes=1000, width_multiplier=1.0, stem_channels=16, stem_stride=2,
                  head_channels=1536, dropout=0.2, kernel_sizes=None, first_downsample_stride=None,
-                 in_channels=3, bn_eps=1e-5, bn_momentum=0.1):
+                 in_channels=3, bn_eps=1e-5, bn_momentum=0.1, init="reference"):
         super().__init__()
+        if init not in ("reference", "pytorch"):
+            raise ValueError(f"MixNet: init must be 'reference' or 'pytorch', got {init!r}")
         self.stage_args = _prepare_table(stages, width_multiplier, kernel_sizes, first_downsample_stride)
         stem_out = round_filters(stem_channels, width_multiplier)
         _check_chaining(self.stage_args, stem_out)
@@ -88,7 +93,8 @@ class MixNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(head_channels, num_classes)
         self.num_classes, self.head_channels = num_classes, head_channels
-        init_mixnet_weights(self)
+        if init == "reference":
+            init_mixnet_weights(self)
 
     def forward_features(self, x):
         """(N, 3, H, W) -> (N, head_channels, H/32, W/32) (before pooling)."""

@@ -34,3 +34,11 @@ def test_pointwise_reads_channel_slices_in_place():
     part = x[:, 5:8]
     np.testing.assert_allclose(pointwise.pointwise_forward(part, w),
                                pointwise.pointwise_forward(np.ascontiguousarray(part), w), rtol=1e-6)
+
+
+@DTYPES
+def test_pointwise_conv_on_1x1_maps_matches_torch(dtype):
+    """Squeeze-excite's convolutions see (N, C, 1, 1): their weight gradient is one product over the images."""
+    inputs = [randn(5, 7, 1, 1), randn(3, 7, 1, 1, seed=1), randn(3, seed=2)]
+    check_parity(lambda x, w, b: F.conv2d(x, w, b), lambda x, w, b: torch.nn.functional.conv2d(x, w, b),
+                 inputs, dtype)

@@ -70,6 +70,8 @@ def pointwise_backward_weight(x, gy):
     threads.configure_numpy()
     n, c, h, width = x.shape
     o = gy.shape[1]
+    if h * width == 1:  # 1x1 maps (squeeze-excite): the images are the inner dimension of ONE product
+        return gy.reshape(n, o).T @ x.reshape(n, c)
     x3, g3 = x.reshape(n, c, h * width), gy.reshape(n, o, h * width)
     dtype = np.result_type(x, gy)
 

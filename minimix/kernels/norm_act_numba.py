@@ -66,18 +66,20 @@ def _act(z, kind):
 
 
 @njit(cache=True, fastmath=_FASTMATH, inline="always")
-def _act_grad(z, y, kind):
-    """act'(z) for kind IDENTITY, RELU or SILU, given also y = act(z).
+def _act_grad(z, y, kind, one):
+    """act'(z) for kind IDENTITY, RELU or SILU, given also y = act(z); ``one`` is 1 in x's dtype.
 
     SiLU: s = y / z recovers sigmoid(z) from the saved output (s(0) = 1/2), so the
     backward needs no exp: silu'(z) = s * (1 + z * (1 - s)) = s + y * (1 - s).
+    Constants are built from ``one``: a float literal such as 0.5 is float64 in Numba
+    and would turn the whole float32 computation into float64 (measured 1.1-1.6x slower).
     """
     if kind == SILU:
-        s = y / z if z != 0 else 0.5
-        return s + y * (1.0 - s)
+        s = y / z if z != 0 else one / (one + one)
+        return s + y * (one - s)
     if kind == RELU:
-        return 1.0 if z > 0 else 0.0
-    return 1.0
+        return one if z > 0 else one - one
+    return one
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
@@ -113,12 +115,14 @@ def _forward(x, gamma, beta, mean, var, eps, kind, training, y, coef):
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def _backward(x, y, g, coef, mean, inv_std, kind, training, gx, sum_gz, sum_gz_xhat):
+def _backward(x, y, g, coef, mean, inv_std, kind, training, gx, sum_gz, sum_gz_xhat, one):
     """dL/dx into gx and the per-channel sums sum(gz), sum(gz * x_hat) (module docstring).
 
     Pass 1 writes gz = g * act'(z) into gx and sums; pass 2 turns gx into dL/dx in place.
     z is recomputed exactly as the forward computed it (same ``coef``, same expression), so
-    that y / z is sigmoid(z) even where z is nearly 0. Vectors come in x's dtype.
+    that y / z is sigmoid(z) even where z is nearly 0. Vectors come in x's dtype, and so
+    does ``one``; each plane's sums are taken in x's dtype (so they vectorize), then
+    added up in float64.
     """
     N, C, P = x.shape
     M = N * P
@@ -126,16 +130,18 @@ def _backward(x, y, g, coef, mean, inv_std, kind, training, gx, sum_gz, sum_gz_x
         mu, istd, scale, shift = mean[c], inv_std[c], coef[0, c], coef[1, c]
         s_gz, s_gzx = 0.0, 0.0
         for n in range(N):
+            plane_gz, plane_gzx = one - one, one - one
             for p in range(P):
-                gz = g[n, c, p] * _act_grad(_affine(x[n, c, p], scale, shift), y[n, c, p], kind)
-                x_hat = (x[n, c, p] - mu) * istd
+                gz = g[n, c, p] * _act_grad(_affine(x[n, c, p], scale, shift), y[n, c, p], kind, one)
                 gx[n, c, p] = gz
-                s_gz += gz
-                s_gzx += gz * x_hat
+                plane_gz += gz
+                plane_gzx += gz * ((x[n, c, p] - mu) * istd)  # gz * x_hat
+            s_gz += plane_gz
+            s_gzx += plane_gzx
         sum_gz[c], sum_gz_xhat[c] = s_gz, s_gzx
         k = scale  # = gamma * inv_std
         if training:
-            a, b = s_gz / M, s_gzx / M
+            a, b = one * (s_gz / M), one * (s_gzx / M)  # in x's dtype
             for n in range(N):
                 for p in range(P):
                     gx[n, c, p] = k * (gx[n, c, p] - a - (x[n, c, p] - mu) * istd * b)
@@ -203,5 +209,5 @@ def batch_norm_act_backward(x, y, g, coef, mean, inv_std, activation, training):
     sum_gz, sum_gz_xhat = np.empty(C), np.empty(C)
     dtype = x3.dtype
     _backward(x3, y3, g3, coef, mean.astype(dtype), inv_std.astype(dtype), kind, bool(training), gx, sum_gz,
-              sum_gz_xhat)
+              sum_gz_xhat, dtype.type(1))
     return gx.reshape(x.shape), sum_gz_xhat.astype(dtype), sum_gz.astype(dtype)

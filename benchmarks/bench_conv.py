@@ -1,6 +1,6 @@
 """Convolution speed: minimix vs PyTorch CPU in one process (float32, batch 128, 2 threads).
 
-    python benchmarks/bench_conv.py [--batch 128] [--repeat 5]
+    python benchmarks/bench_conv.py [--batch 128] [--repeat 5] [--only conv3x3]
 
 Each line prints the median time of minimix and of torch (NCHW) and their ratio
 (> 1: minimix is slower). Both run the same computation on the same numbers;
@@ -10,6 +10,8 @@ On a machine shared with other busy processes wall times swing several-fold.
 A steadier comparison of the work itself is single-threaded CPU time:
 
     OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/bench_conv.py --threads 1 --cpu-time
+
+``--threads`` sets both torch's threads and minimix's (``minimix.kernels.threads.set_num_threads``).
 """
 import argparse
 import os
@@ -22,9 +24,11 @@ import torch
 import minimix as mm
 import minimix.nn as nn
 import minimix.nn.functional as F
+from minimix.kernels import threads as mm_threads
 
 
 PAUSE_SECONDS = 0.3
+BENCHMARKS = ("conv3x3", "mixconv", "pointwise")
 clock = time.perf_counter
 
 
@@ -121,18 +125,23 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads (set OPENBLAS_NUM_THREADS / NUMBA_NUM_THREADS to match)")
     parser.add_argument("--cpu-time", action="store_true", help="process CPU time instead of wall time")
+    parser.add_argument("--only", choices=BENCHMARKS, help="run one group of benchmarks")
     args = parser.parse_args(argv)
     global clock
     if args.cpu_time:
         clock = time.process_time
     torch.set_num_threads(args.threads)
+    mm_threads.set_num_threads(args.threads)
     print(f"batch {args.batch}, float32, torch {torch.__version__} with {torch.get_num_threads()} threads, "
           f"numpy {np.__version__}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
           f"{'CPU' if args.cpu_time else 'wall'} time")
-    bench_conv3x3(args.batch, args.repeat)
-    bench_mixconv(args.batch, 96, 16, (3, 5, 7, 9), args.repeat)
-    bench_mixconv(args.batch, 192, 8, (3, 5, 7, 9), args.repeat)
-    bench_pointwise(args.batch, args.repeat)
+    if args.only in (None, "conv3x3"):
+        bench_conv3x3(args.batch, args.repeat)
+    if args.only in (None, "mixconv"):
+        bench_mixconv(args.batch, 96, 16, (3, 5, 7, 9), args.repeat)
+        bench_mixconv(args.batch, 192, 8, (3, 5, 7, 9), args.repeat)
+    if args.only in (None, "pointwise"):
+        bench_pointwise(args.batch, args.repeat)
 
 
 if __name__ == "__main__":

@@ -40,29 +40,40 @@ Groups (G): the channels form G independent convolutions. With Cg = C/G and
 Og = O/G the matrices get a leading group axis, w -> (G, Og, Cg*KH*KW) and
 cols -> (G, Cg*KH*KW, N*OH*OW), and ``np.matmul`` runs one product per group.
 
-Memory: cols is KH*KW times the input (150 MB for a 3x3 convolution of 128
-images of 32 channels at 32x32), so the batch is processed a few images at a
-time through one reused buffer, and the backward recomputes cols rather than
-keeping it. All buffers keep the input's dtype (float32 stays float32).
+Memory and speed: cols is KH*KW times the input (150 MB for a 3x3 convolution
+of 128 images of 32 channels at 32x32), so the batch is processed a few images
+at a time through a reused buffer, and the backward recomputes cols rather than
+keeping it. The chunks are small on purpose (about ``CHUNK_BYTES`` of cols): a
+chunk's cols, written by the copy, is still in the CPU cache when the product
+reads it. Measured (3x3, 32->32 channels, 32x32, batch 128, float32, one core):
+forward + both gradients took ~195 ms with 32 MB chunks and ~155 ms with 1-4 MB
+chunks; the copies and products themselves are unchanged, only memory traffic.
+All buffers keep the input's dtype (float32 stays float32).
+
+Threads: BLAS runs single-threaded (``minimix.kernels.threads`` explains why);
+the images are split into one contiguous share per thread (``threads.run_chunks``),
+and every thread works through its own chunks with its own buffers.
 """
+import threading
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import pointwise
+from . import pointwise, threads
 
 # Images per chunk are chosen so that one chunk's cols (or output) is about this many bytes:
-# few, large matrix products (each BLAS call wakes its threads) without a huge buffer.
-CHUNK_BYTES = 32 * 2**20
+# small enough to stay in cache between the copy and the product (see the module docstring).
+CHUNK_BYTES = 2 * 2**20
 _scratch_buffers = {}
 
 
 def _scratch(purpose, shape, dtype):
     """A work array for ``purpose`` ("cols", "padded"), reused across calls (fresh memory costs page faults).
 
-    One buffer per purpose and dtype for the whole process: convolutions must not run concurrently in threads.
+    One buffer per purpose, dtype and thread: ``run_chunks`` threads each fill their own.
     """
     size = int(np.prod(shape))
-    key = (purpose, np.dtype(dtype))
+    key = (purpose, np.dtype(dtype), threading.get_ident())
     buffer = _scratch_buffers.get(key)
     if buffer is None or buffer.size < size:
         buffer = _scratch_buffers[key] = np.empty(size, dtype=dtype)
@@ -131,8 +142,16 @@ class _Geometry:
         self.ow = output_size(w, kw, stride[1], padding[1], dilation[1])
         self.rows = cg * kh * kw  # rows of cols per group
         per_image = itemsize * self.oh * self.ow * max(c * kh * kw, o)
-        step = max(1, CHUNK_BYTES // per_image)
-        self.chunks = [slice(s, min(s + step, n)) for s in range(0, n, step)]
+        self.step = max(1, CHUNK_BYTES // per_image)
+
+    def map_chunks(self, fn):
+        """[fn(batch) for every chunk ``batch`` (a slice of images)], the images shared out over the threads."""
+        threads.configure_numpy()
+
+        def share(start, stop):
+            return [fn(slice(s, min(s + self.step, stop))) for s in range(start, stop, self.step)]
+
+        return [r for results in threads.run_chunks(share, self.n, self.step) for r in results]
 
     def cols(self, x, batch):
         """im2col of the images ``batch`` as (G, Cg*KH*KW, m*OH*OW), written into a reused buffer."""
@@ -165,12 +184,15 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     og = geo.o // groups
     w_t = w.reshape(groups, og, geo.rows).transpose(0, 2, 1)  # (G, Kg, Og)
     y = np.empty((geo.n, geo.o, geo.oh, geo.ow), dtype=np.result_type(x, w))
-    for batch in geo.chunks:
+
+    def chunk(batch):
         m = batch.stop - batch.start
         y_rows = np.matmul(geo.cols(x, batch).transpose(0, 2, 1), w_t)  # (G, m*OH*OW, Og)
         # (G, m, OH, OW, Og) -> (m, G, Og, OH, OW), written straight into y
         y[batch].reshape(m, groups, og, geo.oh, geo.ow)[...] = (
             y_rows.reshape(groups, m, geo.oh, geo.ow, og).transpose(1, 0, 4, 2, 3))
+
+    geo.map_chunks(chunk)
     return y
 
 
@@ -189,10 +211,13 @@ def conv2d_backward_input(gy, w, input_hw, stride, padding, dilation, groups):
     geo = _Geometry((n, cg * groups) + tuple(input_hw), w.shape, stride, padding, dilation, groups, gy.itemsize)
     wt = w.reshape(groups, o // groups, geo.rows).transpose(0, 2, 1)  # (G, Kg, Og)
     gx = np.empty((n, geo.c) + tuple(input_hw), dtype=np.result_type(gy, w))
-    for batch in geo.chunks:
+
+    def chunk(batch):
         m = batch.stop - batch.start
         gcols = np.matmul(wt, geo.grad_matrix(gy, batch))  # (G, Kg, m*OH*OW)
         gx[batch] = col2im(gcols.reshape(geo.c, kh, kw, m, geo.oh, geo.ow), input_hw, stride, padding, dilation)
+
+    geo.map_chunks(chunk)
     return gx
 
 
@@ -207,7 +232,9 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
     if _is_pointwise(w_shape, stride, padding, groups):
         return pointwise.pointwise_backward_weight(x, gy).reshape(w_shape)
     geo = _Geometry(x.shape, w_shape, stride, padding, dilation, groups, x.itemsize)
-    gw_t = np.zeros((groups, geo.rows, o // groups), dtype=np.result_type(x, gy))
-    for batch in geo.chunks:
-        gw_t += np.matmul(geo.cols(x, batch), geo.grad_matrix(gy, batch).transpose(0, 2, 1))
+
+    def chunk(batch):  # (G, Kg, Og): this chunk's share of the sum
+        return np.matmul(geo.cols(x, batch), geo.grad_matrix(gy, batch).transpose(0, 2, 1))
+
+    gw_t = sum(geo.map_chunks(chunk))
     return gw_t.transpose(0, 2, 1).reshape(w_shape)

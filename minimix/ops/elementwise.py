@@ -172,9 +172,13 @@ class Tanh(Function):
 
 
 def _sigmoid(x):
-    """Numerically stable logistic function (no overflow for large |x|)."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    """1 / (1 + exp(-x)) in one buffer. For x very negative exp(-x) overflows to inf and the
+    result is 1 / inf = 0, the right limit, so the overflow warning is silenced."""
+    s = np.negative(x, out=np.empty_like(x))  # out=: an array even for 0-d x
+    with np.errstate(over="ignore"):
+        np.exp(s, out=s)
+    s += 1
+    return np.reciprocal(s, out=s)
 
 
 @tensor_method("neg", "__neg__")

@@ -7,4 +7,8 @@ imports Numba:
 
 * ``minimix.kernels.depthwise_numba``: Numba depthwise convolution (forward,
   input gradient, weight gradient).
+* ``minimix.kernels.norm_act_numba``: batch norm fused with ReLU/SiLU (Numba).
+* ``minimix.kernels.im2col`` / ``minimix.kernels.pointwise``: convolutions as BLAS
+  products (NumPy); ``minimix.kernels.naive``: the readable loops.
+* ``minimix.kernels.threads``: thread and allocator settings, in one place.
 """

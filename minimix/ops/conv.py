@@ -259,8 +259,10 @@ class MixedConv2d(Function):
         want_x = self.parents[0].requires_grad
         gx = np.empty_like(x) if want_x else None
         gws, gbs = [], []
-        # contiguous once here, rather than once inside each of the two gradient kernels
-        g_parts = [np.ascontiguousarray(p) for p in self._parts(g, [w.shape[0] for w in weights])]
+        # the Numba kernels need contiguous arrays: copy once here, rather than once inside each of
+        # the two gradient kernels (the BLAS products read channel slices in place)
+        g_parts = [np.ascontiguousarray(p) if isinstance(kernels, _DepthwiseNumba) else p
+                   for p, (_, _, kernels) in zip(self._parts(g, [w.shape[0] for w in weights]), plans)]
         for i, (x_part, in_part, g_part, w, (padding, groups, kernels)) in enumerate(
                 zip(self._parts(x, self.in_splits), self._bounds(self.in_splits), g_parts, weights, plans)):
             geometry = (self.stride, padding, self.dilation, groups)

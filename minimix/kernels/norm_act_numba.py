@@ -141,7 +141,7 @@ def _backward(x, y, g, coef, mean, inv_std, kind, training, gx, sum_gz, sum_gz_x
         sum_gz[c], sum_gz_xhat[c] = s_gz, s_gzx
         k = scale  # = gamma * inv_std
         if training:
-            a, b = one * (s_gz / M), one * (s_gzx / M)  # in x's dtype
+            a, b = s_gz / M, s_gzx / M
             for n in range(N):
                 for p in range(P):
                     gx[n, c, p] = k * (gx[n, c, p] - a - (x[n, c, p] - mu) * istd * b)

@@ -44,23 +44,34 @@ def _pad(x, padding):
     return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
 
 
-def conv2d_forward(x, w, stride, padding, dilation, groups):
-    """y[n, o, i, j] = sum(w[o] * window(n, group of o, i, j)); see the module docstring."""
-    n_batch, _, h, wd = x.shape
-    n_out, cg, kh, kw = w.shape
+def _every_window(n_batch, n_out, groups, cg, out_hw, kernel_hw, stride, dilation):
+    """Yield (n, o, i, j, channels, rows, cols): each output position and the input window it reads.
+
+    Output channel ``o`` belongs to group ``o // (n_out / groups)`` and reads that group's ``cg``
+    input channels. All three loops below walk exactly these windows.
+    """
     out_per_group = n_out // groups
-    oh = output_size(h, kh, stride[0], padding[0], dilation[0])
-    ow = output_size(wd, kw, stride[1], padding[1], dilation[1])
-    xp = _pad(x, padding)
-    y = np.zeros((n_batch, n_out, oh, ow), dtype=x.dtype)
     for n in range(n_batch):
         for o in range(n_out):
             g = o // out_per_group
             channels = slice(g * cg, (g + 1) * cg)
-            for i in range(oh):
-                for j in range(ow):
-                    rows, cols = _window(i, j, (kh, kw), stride, dilation)
-                    y[n, o, i, j] = np.sum(w[o] * xp[n, channels, rows, cols])
+            for i in range(out_hw[0]):
+                for j in range(out_hw[1]):
+                    rows, cols = _window(i, j, kernel_hw, stride, dilation)
+                    yield n, o, i, j, channels, rows, cols
+
+
+def conv2d_forward(x, w, stride, padding, dilation, groups):
+    """y[n, o, i, j] = sum(w[o] * window(n, group of o, i, j)); see the module docstring."""
+    n_batch, _, h, wd = x.shape
+    n_out, cg, kh, kw = w.shape
+    oh = output_size(h, kh, stride[0], padding[0], dilation[0])
+    ow = output_size(wd, kw, stride[1], padding[1], dilation[1])
+    xp = _pad(x, padding)
+    y = np.zeros((n_batch, n_out, oh, ow), dtype=x.dtype)
+    for n, o, i, j, channels, rows, cols in _every_window(n_batch, n_out, groups, cg, (oh, ow), (kh, kw),
+                                                           stride, dilation):
+        y[n, o, i, j] = np.sum(w[o] * xp[n, channels, rows, cols])
     return y
 
 
@@ -68,17 +79,11 @@ def conv2d_backward_input(gy, w, input_hw, stride, padding, dilation, groups):
     """dL/dx: every output gradient gy[n, o, i, j] adds gy * w[o] into the window it came from."""
     n_batch, n_out, oh, ow = gy.shape
     _, cg, kh, kw = w.shape
-    out_per_group = n_out // groups
     (h, wd), (ph, pw) = input_hw, padding
     gxp = np.zeros((n_batch, cg * groups, h + 2 * ph, wd + 2 * pw), dtype=gy.dtype)
-    for n in range(n_batch):
-        for o in range(n_out):
-            g = o // out_per_group
-            channels = slice(g * cg, (g + 1) * cg)
-            for i in range(oh):
-                for j in range(ow):
-                    rows, cols = _window(i, j, (kh, kw), stride, dilation)
-                    gxp[n, channels, rows, cols] += gy[n, o, i, j] * w[o]
+    for n, o, i, j, channels, rows, cols in _every_window(n_batch, n_out, groups, cg, (oh, ow), (kh, kw),
+                                                           stride, dilation):
+        gxp[n, channels, rows, cols] += gy[n, o, i, j] * w[o]
     return gxp[:, :, ph:ph + h, pw:pw + wd]
 
 
@@ -86,15 +91,9 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
     """dL/dw[o] = sum over (n, i, j) of gy[n, o, i, j] * window(n, group of o, i, j)."""
     n_batch, n_out, oh, ow = gy.shape
     cg = x.shape[1] // groups
-    out_per_group = n_out // groups
     xp = _pad(x, padding)
     gw = np.zeros((n_out, cg) + tuple(kernel_hw), dtype=gy.dtype)
-    for n in range(n_batch):
-        for o in range(n_out):
-            g = o // out_per_group
-            channels = slice(g * cg, (g + 1) * cg)
-            for i in range(oh):
-                for j in range(ow):
-                    rows, cols = _window(i, j, kernel_hw, stride, dilation)
-                    gw[o] += gy[n, o, i, j] * xp[n, channels, rows, cols]
+    for n, o, i, j, channels, rows, cols in _every_window(n_batch, n_out, groups, cg, (oh, ow), kernel_hw,
+                                                           stride, dilation):
+        gw[o] += gy[n, o, i, j] * xp[n, channels, rows, cols]
     return gw

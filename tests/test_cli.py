@@ -179,5 +179,7 @@ def test_train_the_real_mixnet_cifar_briefly(dataset, tmp_path):
                  "--epochs", "1", "--batch-size", "10", "--width", "0.25", "--head", "64", "--kernels", "3,5"]) == 0
     state = json.loads((run / "last.json").read_text())["state"]
     assert state["config"]["model"] == "mixnet_cifar"
-    assert state["config"]["model_kwargs"] == {"width_multiplier": 0.25, "head_channels": 64, "kernel_sizes": [3, 5]}
+    # the recipe's initialisation is recorded in the run, so --resume rebuilds the same model
+    assert state["config"]["model_kwargs"] == {"width_multiplier": 0.25, "head_channels": 64, "kernel_sizes": [3, 5],
+                                               "init": "pytorch"}
     assert np.isfinite(state["history"][0]["train_loss"])

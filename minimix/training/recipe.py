@@ -34,6 +34,15 @@ def build_model(name: str, model_kwargs: dict | None = None, num_classes: int = 
     return builder(num_classes=num_classes, **model_kwargs)
 
 
+def builder_accepts(name: str, kwarg: str) -> bool:
+    """Whether ``MODELS[name]`` takes the keyword ``kwarg`` (directly or through ``**knobs``)."""
+    builder = model_builders().get(name)
+    if builder is None:
+        return False
+    params = inspect.signature(builder).parameters
+    return kwarg in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
 def load_split(data_root, train: bool):
     """``(images uint8 (N, 32, 32, 3), labels int64 (N,), classes)`` of CIFAR-10's train or test split."""
     from ..data import CIFAR10

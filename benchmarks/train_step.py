@@ -34,7 +34,7 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds first (compilation, caches)")
     p.add_argument("--threads", type=int, default=2, help="threads for Numba and PyTorch (default 2)")
     p.add_argument("--quick", action="store_true", help="3 timed rounds, 1 warm-up")
-    p.add_argument("--profile", action="store_true", help="per-layer-type breakdown of one minimix step")
+    p.add_argument("--profile", action="store_true", help="per-layer-type breakdown of the minimix step (mean of --steps steps)")
     p.add_argument("--no-torch", action="store_true", help="minimix only")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--memory-child", choices=["minimix", "torch", "torch_cl"], help=argparse.SUPPRESS)
@@ -192,10 +192,11 @@ def profile(args):
 
     runner = MinimixRunner(args)
     x, y = data(args.batch)
-    runner.train_step(x, y)  # compile and warm up
+    for _ in range(max(args.warmup, 2)):  # compile, and let the allocator reach its steady state
+        runner.train_step(x, y)
     rows = {}
     parts = {"forward": 0.0, "backward": 0.0, "optimizer": 0.0}
-    rounds = 3
+    rounds = args.steps
     for _ in range(rounds):
         import minimix.nn.functional as F
         with profile_ops() as ops:

@@ -232,9 +232,10 @@ class Tensor:
                 _record(fn, 2, time.perf_counter() - start)
             if not isinstance(parent_grads, tuple):
                 parent_grads = (parent_grads,)
+            parents = fn.parents
             if not retain_graph:
                 fn.release()
-            for parent, pg in zip(fn.parents, parent_grads):
+            for parent, pg in zip(parents, parent_grads):
                 if pg is None or not parent.requires_grad:
                     continue
                 if pg.shape != parent.shape:
@@ -329,8 +330,15 @@ class Function:
         return type(self).__name__
 
     def release(self):
-        """Drop saved arrays once backward has used them (frees activation memory)."""
+        """Drop saved arrays and the links to the inputs once backward has used them.
+
+        Cutting ``parents`` matters as much as the saved arrays: while the loss tensor
+        lives (say until the next step's ``loss = ...``), every tensor it links back to
+        keeps its ``.data``, i.e. all of the step's activations (measured on mixnet_cifar:
+        a second copy of them during the next forward, and that step up to 4x slower).
+        """
         self.__dict__.clear()
+        self.parents = ()
         self.freed = True
 
 

@@ -158,6 +158,24 @@ def test_second_backward_through_a_freed_graph_raises():
         y.backward()
 
 
+def test_backward_frees_intermediate_tensors_while_the_output_lives():
+    """A kept ``loss`` must not keep the step's activations alive (they are most of the memory)."""
+    import gc
+    import weakref
+
+    x = mm.Tensor(np.ones(4), requires_grad=True)
+    hidden = x.exp() * 2
+    alive = weakref.ref(hidden)
+    loss = hidden.sum()
+    del hidden
+    gc.collect()
+    assert alive() is not None  # before backward the graph needs it
+    loss.backward()
+    gc.collect()
+    assert alive() is None, "after backward the loss still links to its inputs"
+    assert loss.item() == pytest.approx(8 * np.e)
+
+
 def test_retain_graph_allows_a_second_backward():
     x = mm.Tensor(np.array([1.0, 2.0]), requires_grad=True)
     y = (x * x).sum()

@@ -179,7 +179,7 @@ LOAD = [fmt_load()]
 CATEGORIES = [  # (category, test on the op label), first match wins
     ("conv 1x1", lambda k: k.endswith(" 1x1")),
     ("depthwise / MixConv", lambda k: "depthwise" in k),
-    ("squeeze-excite", lambda k: k in ("Mean", "Excite", "Sigmoid") or "on 1x1 maps" in k),
+    ("squeeze-excite", lambda k: k in ("GlobalAvgPool", "Excite", "Sigmoid") or "on 1x1 maps" in k),
     ("BN (+act, fused)", lambda k: k.startswith("BatchNorm")),
     ("activations", lambda k: k in ("ReLU", "SiLU", "Tanh")),
     ("stem 3x3 conv", lambda k: k.startswith("Conv2d")),

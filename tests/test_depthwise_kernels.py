@@ -146,7 +146,40 @@ def test_non_contiguous_input_and_int_geometry():
     _close("forward", depthwise_forward(x, w, stride=1, padding=1, dilation=1), y_ref.numpy(), np.float64)
 
 
+@DTYPES
+@pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2)], ids=["s1", "s2", "d2"])
+def test_channel_groups_work_in_place_on_whole_arrays(stride, dilation, dtype):
+    """MixConv's groups: channels=slice(a, b) reads and writes channels [a, b) of whole-layer arrays,
+    leaving every other channel of out untouched; equal to the kernels on the group's own slices."""
+    rng = np.random.default_rng(7)
+    N, C, H, W = 3, 7, 9, 6
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    groups = [(slice(0, 3), 3), (slice(3, 5), 5), (slice(5, 7), 7)]  # 7 channels: 3 + 2 + 2
+    y = np.full((N, C, -(-H // stride), -(-W // stride)), np.nan, dtype=dtype)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gx = np.full_like(x, np.nan)
+    for channels, k in groups:
+        w = rng.standard_normal((channels.stop - channels.start, k, k)).astype(dtype)
+        geometry = dict(stride=stride, padding=dilation * (k - 1) // 2, dilation=dilation)
+        assert depthwise_forward(x, w, **geometry, channels=channels, out=y) is y
+        depthwise_backward_input(gy, w, (H, W), **geometry, channels=channels, out=gx)
+        gw = depthwise_backward_weight(x, gy, (k, k), **geometry, channels=channels)
+        y_ref, gx_ref, gw_ref = _torch_reference(x[:, channels], w, gy[:, channels], _pair(stride),
+                                                 _pair(geometry["padding"]), _pair(dilation))
+        _close(f"forward {channels}", y[:, channels], y_ref, dtype)
+        _close(f"grad input {channels}", gx[:, channels], gx_ref, dtype)
+        _close(f"grad weight {channels}", gw, gw_ref, dtype)
+    assert np.isfinite(y).all() and np.isfinite(gx).all()  # every group wrote exactly its channels
+
+
 @pytest.mark.parametrize("call, message", [
+    (lambda: depthwise_forward(np.zeros((1, 4, 4, 4)), np.zeros((2, 3, 3)), channels=slice(1, 4)), "w has 2"),
+    (lambda: depthwise_forward(np.zeros((1, 4, 4, 4)), np.zeros((2, 3, 3)), channels=slice(3, 5)), "within"),
+    (lambda: depthwise_forward(np.zeros((1, 4, 4, 4)), np.zeros((2, 3, 3)), channels=(0, 2)), "slice"),
+    (lambda: depthwise_forward(np.zeros((1, 4, 4, 4)), np.zeros((2, 3, 3)), padding=1, channels=slice(0, 2),
+                               out=np.zeros((1, 2, 4, 4))), "out must be"),
+    (lambda: depthwise_forward(np.zeros((1, 2, 4, 4)), np.zeros((2, 3, 3)), padding=1,
+                               out=np.zeros((1, 2, 4, 4), np.float32)), "out must be"),
     (lambda: depthwise_forward(np.zeros((1, 2, 4, 4)), np.zeros((3, 3, 3))), "channels"),
     (lambda: depthwise_forward(np.zeros((1, 2, 4, 4)), np.zeros((2, 3, 3), np.float32)), "dtype"),
     (lambda: depthwise_forward(np.zeros((2, 4, 4)), np.zeros((2, 3, 3))), "4-d"),

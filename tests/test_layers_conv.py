@@ -55,7 +55,7 @@ def test_conv2d_module_matches_torch(kw, dtype):
 
 
 @DTYPES
-def test_adaptive_avg_pool_matches_torch(dtype):
+def test_adaptive_avg_pool_matches_torch(dtype, se_kernels):
     check_parity(lambda x: nn.AdaptiveAvgPool2d(1)(x), lambda x: torch.nn.functional.adaptive_avg_pool2d(x, 1),
                  [randn(2, 5, 3, 4)], dtype)
     check_parity(lambda x: F.adaptive_avg_pool2d(x, (1, 1)),
@@ -69,10 +69,24 @@ def test_adaptive_avg_pool_only_output_one():
         F.adaptive_avg_pool2d(mm.Tensor(np.zeros((2, 3), np.float32)))
 
 
+@pytest.fixture(params=["numba", "numpy"])
+def se_kernels(request, monkeypatch):
+    """Run squeeze-excite's full-size passes on the Numba kernels, then on their NumPy definitions."""
+    import minimix.nn.pooling
+    import minimix.nn.squeeze_excite
+
+    if request.param == "numba":
+        pytest.importorskip("numba", reason="the squeeze-excite kernels are written in Numba")
+    else:
+        for module in (minimix.nn.pooling, minimix.nn.squeeze_excite):
+            monkeypatch.setattr(module, "optional", lambda name: None)
+    return request.param
+
+
 @DTYPES
 @pytest.mark.parametrize("activation, torch_act", [(nn.SiLU, torch.nn.functional.silu),
                                                    (nn.ReLU, torch.nn.functional.relu)])
-def test_squeeze_excite_matches_torch(activation, torch_act, dtype):
+def test_squeeze_excite_matches_torch(activation, torch_act, dtype, se_kernels):
     se = nn.SqueezeExcite(6, 2, activation=activation)
     assert se.conv_reduce.weight.shape == (2, 6, 1, 1) and se.conv_expand.weight.shape == (6, 2, 1, 1)
 

@@ -8,7 +8,19 @@ imports Numba:
 * ``minimix.kernels.depthwise_numba``: Numba depthwise convolution (forward,
   input gradient, weight gradient).
 * ``minimix.kernels.norm_act_numba``: batch norm fused with ReLU/SiLU (Numba).
+* ``minimix.kernels.excite_numba``: squeeze-and-excitation's plane means and gate (Numba).
 * ``minimix.kernels.im2col`` / ``minimix.kernels.pointwise``: convolutions as BLAS
   products (NumPy); ``minimix.kernels.naive``: the readable loops.
 * ``minimix.kernels.threads``: thread and allocator settings, in one place.
 """
+
+import importlib
+
+
+def optional(name):
+    """The kernel module ``minimix.kernels.<name>``, or None when it cannot be imported (no Numba):
+    callers then run their NumPy definition instead."""
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ImportError:
+        return None

@@ -152,15 +152,17 @@ def _tap_ranges(shift, base, E, L):
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _shifted_sum(src, dst, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
-    """dst[n, p] = sum_t src[tap_phase[t], n, p + u_t*Wc + v_t] * w[c, tap_k[t]], where the tap
-    stays inside the plane of p (channel c).
+def _shifted_sum(src, src0, dst, dst0, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
+    """dst[n, dst0 + p] = sum_t src[tap_phase[t], n, src0 + p + u_t*Wc + v_t] * w[c, tap_k[t]], where
+    the tap stays inside the plane of p (channel c), for p in [0, C*Hc*Wc).
 
-    src: (phases, N, C*Hc*Wc); dst: (N, C*Hc*Wc); w: (C, KH*KW); taps: 1-D int arrays.
-    One parallel iteration handles a block of ``cb`` channels for all N images.
+    src: (phases, N, >= src0 + C*Hc*Wc); dst: (N, >= dst0 + C*Hc*Wc); w: (C, KH*KW); taps: 1-D
+    int arrays. The offsets src0, dst0 let a MixConv group read and write its channels of
+    whole-layer arrays in place. One parallel iteration handles ``cb`` channels for all N images.
     """
-    N, L = dst.shape
+    N = dst.shape[0]
     C, T, P = w.shape[0], tap_u.size, Hc * Wc
+    L = C * P
     shift = tap_u * Wc + tap_v
     mask = _tap_masks(tap_u, tap_v, Hc, Wc, w)
     for blk in prange((C + cb - 1) // cb):
@@ -174,7 +176,7 @@ def _shifted_sum(src, dst, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
                     wm[t, cc * P + p] = mask[t, p] * w[c0 + cc, tap_k[t]]
         tap_lo, tap_hi = _tap_ranges(shift, base, E, L)
         for n in range(N):
-            out = dst[n, base:base + E]
+            out = dst[n, dst0 + base:dst0 + base + E]
             if T == 0:
                 out[:] = 0
                 continue
@@ -182,30 +184,32 @@ def _shifted_sum(src, dst, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
             lo, hi = tap_lo[0], tap_hi[0]
             out[:lo] = 0
             out[hi:] = 0
-            _mul(out[lo:hi], src[tap_phase[0], n, base + shift[0] + lo:base + shift[0] + hi], wm[0, lo:hi])
+            a = src0 + base + shift[0]
+            _mul(out[lo:hi], src[tap_phase[0], n, a + lo:a + hi], wm[0, lo:hi])
             for t0 in range(1, T - 3, 4):  # four taps per sweep over out
                 lo = max(tap_lo[t0], tap_lo[t0 + 1], tap_lo[t0 + 2], tap_lo[t0 + 3])
                 hi = max(lo, min(tap_hi[t0], tap_hi[t0 + 1], tap_hi[t0 + 2], tap_hi[t0 + 3]))
-                a0, a1, a2, a3 = base + shift[t0] + lo, base + shift[t0 + 1] + lo, \
-                    base + shift[t0 + 2] + lo, base + shift[t0 + 3] + lo
+                a0, a1, a2, a3 = (src0 + base + lo + shift[t0], src0 + base + lo + shift[t0 + 1],
+                                  src0 + base + lo + shift[t0 + 2], src0 + base + lo + shift[t0 + 3])
                 m = hi - lo  # the positions [lo, hi) all four taps can read
                 _madd4(out[lo:hi], src[tap_phase[t0], n, a0:a0 + m], src[tap_phase[t0 + 1], n, a1:a1 + m],
                        src[tap_phase[t0 + 2], n, a2:a2 + m], src[tap_phase[t0 + 3], n, a3:a3 + m],
                        wm[t0, lo:hi], wm[t0 + 1, lo:hi], wm[t0 + 2, lo:hi], wm[t0 + 3, lo:hi])
                 for t in range(t0, t0 + 4):  # first and last block: what only some taps reach
                     if tap_lo[t] < lo or tap_hi[t] > hi:
-                        _madd_outside(out, src[tap_phase[t], n], wm[t], base + shift[t],
+                        _madd_outside(out, src[tap_phase[t], n], wm[t], src0 + base + shift[t],
                                       tap_lo[t], tap_hi[t], lo, hi)
             for t in range(T - (T - 1) % 4, T):  # the remaining taps one by one
-                _madd_outside(out, src[tap_phase[t], n], wm[t], base + shift[t], tap_lo[t], tap_hi[t], 0, 0)
+                _madd_outside(out, src[tap_phase[t], n], wm[t], src0 + base + shift[t], tap_lo[t], tap_hi[t], 0, 0)
 
 
 @njit(parallel=True, cache=True, fastmath=True)
-def _tap_products(src, gy, gw, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
-    """gw[c, tap_k[t]] = sum_{n, p in plane c} gy[n, p] * src[tap_phase[t], n, p + u_t*Wc + v_t],
+def _tap_products(src, src0, gy, gy0, gw, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
+    """gw[c, tap_k[t]] = sum_{n, p in plane c} gy[n, gy0 + p] * src[tap_phase[t], n, src0 + p + u_t*Wc + v_t],
     over the positions p where the tap stays inside the plane. Shapes as in _shifted_sum."""
-    N, L = gy.shape
+    N = gy.shape[0]
     C, T, P = gw.shape[0], tap_u.size, Hc * Wc
+    L = C * P
     shift = tap_u * Wc + tap_v
     mask = _tap_masks(tap_u, tap_v, Hc, Wc, gw)
     for blk in prange((C + cb - 1) // cb):
@@ -216,14 +220,15 @@ def _tap_products(src, gy, gw, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
         acc = np.zeros((T, E), dtype=gw.dtype)  # acc[t, e]: sum over images of gy * shifted x
         for n in range(0, N - N % 4, 4):  # four images per sweep over acc
             for t in range(T):
-                a, b = base + tap_lo[t], base + tap_hi[t]
-                x, s = src[tap_phase[t]], shift[t]
+                a, b = gy0 + base + tap_lo[t], gy0 + base + tap_hi[t]  # in gy
+                x, s = src[tap_phase[t]], src0 - gy0 + shift[t]  # x[., a + s] is the tap's input for gy[., a]
                 _madd4(acc[t, tap_lo[t]:tap_hi[t]], gy[n, a:b], gy[n + 1, a:b], gy[n + 2, a:b], gy[n + 3, a:b],
                        x[n, a + s:b + s], x[n + 1, a + s:b + s], x[n + 2, a + s:b + s], x[n + 3, a + s:b + s])
         for n in range(N - N % 4, N):
             for t in range(T):
-                a, b = base + tap_lo[t], base + tap_hi[t]
-                _madd(acc[t, tap_lo[t]:tap_hi[t]], gy[n, a:b], src[tap_phase[t], n, a + shift[t]:b + shift[t]])
+                a, b = gy0 + base + tap_lo[t], gy0 + base + tap_hi[t]
+                s = src0 - gy0 + shift[t]
+                _madd(acc[t, tap_lo[t]:tap_hi[t]], gy[n, a:b], src[tap_phase[t], n, a + s:b + s])
         for cc in range(cn):
             for t in range(T):
                 total = gw.dtype.type(0)
@@ -317,35 +322,29 @@ class _Plan:
         blocks = min(C, -(-C // per_block // n_threads) * n_threads)
         return -(-C // blocks)
 
-    def input_canvas(self, x):
-        """x (N, C, H, W) -> polyphase canvas (sh*sw, N, C*Hc*Wc), zero-filled (no copy if trivial)."""
-        N, C = x.shape[:2]
+    def input_canvas(self, x, start, C):
+        """Channels [start, start + C) of x (N, Cx, H, W) as the kernels read them: (canvas, offset).
+
+        The canvas is (sh*sw, N, rows) with channel c of phase plane a at row elements
+        offset + c*Hc*Wc. When no canvas is needed that is x itself (offset start*H*W, no
+        copy); else a zero-filled polyphase canvas of the C channels (offset 0).
+        """
+        N = x.shape[0]
         if self.in_place_input:
-            return x.reshape(1, N, -1)
+            return x.reshape(1, N, -1), start * self.H * self.W
         xq = np.empty((self.sh * self.sw, N, C * self.Hc * self.Wc), dtype=x.dtype)
-        _phases(x, xq, self.sh, self.sw, self.Hc, self.Wc, True)
-        return xq
+        _phases(x[:, start:start + C], xq, self.sh, self.sw, self.Hc, self.Wc, True)
+        return xq, 0
 
-    def from_input_canvas(self, xq, N, C):
-        """Inverse of input_canvas: interleave the phase planes back into (N, C, H, W)."""
-        if self.in_place_input:
-            return xq.reshape(N, C, self.H, self.W)
-        x = np.empty((N, C, self.H, self.W), dtype=xq.dtype)
-        _phases(x, xq, self.sh, self.sw, self.Hc, self.Wc, False)
-        return x
-
-    def output_canvas(self, gy):
-        """gy (N, C, OH, OW) -> (N, C*Hc*Wc), zero outside the OH x OW corner."""
-        N, C = gy.shape[:2]
+    def output_canvas(self, gy, start, C):
+        """Channels [start, start + C) of gy (N, Cy, OH, OW) as (N, rows) and an offset, as input_canvas:
+        gy itself, or a copy zero outside the OH x OW corner of each Hc x Wc plane."""
+        N = gy.shape[0]
         if self.in_place_output:
-            return gy.reshape(N, -1)
+            return gy.reshape(N, -1), start * self.OH * self.OW
         gc = np.zeros((N, C, self.Hc, self.Wc), dtype=gy.dtype)
-        gc[:, :, :self.OH, :self.OW] = gy
-        return gc.reshape(N, -1)
-
-    def crop_output(self, yc, N, C):
-        y = yc.reshape(N, C, self.Hc, self.Wc)
-        return y if self.in_place_output else np.ascontiguousarray(y[:, :, :self.OH, :self.OW])
+        gc[:, :, :self.OH, :self.OW] = gy[:, start:start + C]
+        return gc.reshape(N, -1), 0
 
 
 # ----------------------------------------------------------------------------- public API
@@ -360,61 +359,112 @@ def _array(name, a, ndim, dtype=None):
     return np.ascontiguousarray(a)
 
 
-def _weights(w, C, dtype):
-    w = _array("w", w, 3, dtype)
-    if w.shape[0] != C:
-        raise ValueError(f"w (C, KH, KW)={w.shape} must have C={C} channels")
-    return w
-
-
-def depthwise_forward(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
-    """y (N, C, OH, OW) = depthwise convolution of x (N, C, H, W) with w (C, KH, KW)."""
-    x = _array("x", x, 4)
-    N, C, H, W = x.shape
-    w = _weights(w, C, x.dtype)
-    plan = _Plan(H, W, w.shape[1], w.shape[2], stride, padding, dilation)
-    src = plan.input_canvas(x)
-    if plan.in_place_output:
-        y = np.empty((N, C, plan.OH, plan.OW), dtype=x.dtype)
-        dst = y.reshape(N, -1)
+def _channel_range(channels, total, C, name):
+    """(start, C) of the channel group: all ``total`` channels of array ``name`` (channels=None), or
+    ``channels`` = slice(start, stop) of them; C (the weight's channels) must match when given."""
+    if channels is None:
+        start, stop = 0, total
+    elif isinstance(channels, slice) and channels.step in (None, 1) and channels.start is not None \
+            and channels.stop is not None and 0 <= channels.start < channels.stop <= total:
+        start, stop = channels.start, channels.stop
     else:
-        dst = np.empty((N, C * plan.Hc * plan.Wc), dtype=x.dtype)
-    _shifted_sum(src, dst, w.reshape(C, -1), plan.tap_phase, plan.tap_u, plan.tap_v, plan.tap_k,
+        raise ValueError(f"channels must be None or slice(start, stop) within the {total} channels of "
+                         f"{name}, got {channels!r}")
+    if C is not None and stop - start != C:
+        raise ValueError(f"w has {C} channels, but {name} has {stop - start} channels to convolve "
+                         f"({name} shape {total} channels, channels={channels!r})")
+    return start, stop - start
+
+
+def _result(out, N, channels, OH, OW, dtype, name="out"):
+    """The array to write into: ``out`` after checking it, else a new (N, channels, OH, OW) array."""
+    if out is None:
+        return np.empty((N, channels, OH, OW), dtype=dtype)
+    if not isinstance(out, np.ndarray) or out.shape != (N, channels, OH, OW) or out.dtype != dtype \
+            or not out.flags.c_contiguous:
+        raise ValueError(f"{name} must be a C-contiguous {np.dtype(dtype)} array of shape {(N, channels, OH, OW)}, "
+                         f"got {type(out).__name__} {getattr(out, 'shape', '')} {getattr(out, 'dtype', '')}")
+    return out
+
+
+def _weights(w, dtype):
+    return _array("w", w, 3, dtype)
+
+
+def depthwise_forward(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), *, channels=None, out=None):
+    """y (N, C, OH, OW) = depthwise convolution of x (N, C, H, W) with w (C, KH, KW).
+
+    One group of a MixConv: ``channels=slice(a, b)`` convolves channels [a, b) of x with w
+    (b - a channels) and writes channels [a, b) of ``out`` (N, x's channels, OH, OW), which is
+    returned. Stride 1 with size-keeping padding (every MixConv layer) then copies nothing.
+    """
+    x = _array("x", x, 4)
+    N, Cx, H, W = x.shape
+    w = _weights(w, x.dtype)
+    start, C = _channel_range(channels, Cx, w.shape[0], "x")
+    plan = _Plan(H, W, w.shape[1], w.shape[2], stride, padding, dilation)
+    y = _result(out, N, Cx if channels is not None else C, plan.OH, plan.OW, x.dtype)
+    src, src0 = plan.input_canvas(x, start, C)
+    if plan.in_place_output:
+        dst, dst0 = y.reshape(N, -1), start * plan.OH * plan.OW
+    else:
+        dst, dst0 = np.empty((N, C * plan.Hc * plan.Wc), dtype=x.dtype), 0
+    _shifted_sum(src, src0, dst, dst0, w.reshape(C, -1), plan.tap_phase, plan.tap_u, plan.tap_v, plan.tap_k,
                  plan.Hc, plan.Wc, plan.block(C))
-    return plan.crop_output(dst, N, C)
+    if not plan.in_place_output:
+        y[:, start:start + C] = dst.reshape(N, C, plan.Hc, plan.Wc)[:, :, :plan.OH, :plan.OW]
+    return y
 
 
-def depthwise_backward_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
-    """gx (N, C, H, W): gradient of the loss w.r.t. x, given gy = dL/dy (N, C, OH, OW)."""
+def depthwise_backward_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0), dilation=(1, 1), *, channels=None,
+                             out=None):
+    """gx (N, C, H, W): gradient of the loss w.r.t. x, given gy = dL/dy (N, C, OH, OW).
+
+    ``channels=slice(a, b)``: gy holds more channels, [a, b) are this w's; the result goes to
+    channels [a, b) of ``out`` (N, gy's channels, H, W), which is returned (see depthwise_forward).
+    """
     gy = _array("gy", gy, 4)
-    N, C = gy.shape[:2]
-    w = _weights(w, C, gy.dtype)
+    N, Cy = gy.shape[:2]
+    w = _weights(w, gy.dtype)
+    start, C = _channel_range(channels, Cy, w.shape[0], "gy")
     H, W = _pair(input_hw, "input_hw")
     plan = _Plan(H, W, w.shape[1], w.shape[2], stride, padding, dilation)
     if gy.shape[2:] != (plan.OH, plan.OW):
         raise ValueError(f"gy {gy.shape} does not match input {H}x{W} with kernel {w.shape[1:]}: "
                          f"expected (N, C, {plan.OH}, {plan.OW})")
-    src = plan.output_canvas(gy)[None]
-    phases = plan.sh * plan.sw
-    gxq = np.empty((phases, N, C * plan.Hc * plan.Wc), dtype=gy.dtype)
-    for phase in range(phases):  # each phase plane of gx collects the taps that read it
+    gx = _result(out, N, Cy if channels is not None else C, H, W, gy.dtype)
+    src, src0 = plan.output_canvas(gy, start, C)
+    if plan.in_place_input:  # one phase, the size of gx: write straight into it
+        gxq, gx0 = gx.reshape(1, N, -1), start * H * W
+    else:
+        gxq, gx0 = np.empty((plan.sh * plan.sw, N, C * plan.Hc * plan.Wc), dtype=gy.dtype), 0
+    for phase in range(plan.sh * plan.sw):  # each phase plane of gx collects the taps that read it
         sel = plan.tap_phase == phase
-        _shifted_sum(src, gxq[phase], w.reshape(C, -1), np.zeros(sel.sum(), np.int64),
+        _shifted_sum(src[None], src0, gxq[phase], gx0, w.reshape(C, -1), np.zeros(sel.sum(), np.int64),
                      -plan.tap_u[sel], -plan.tap_v[sel], plan.tap_k[sel], plan.Hc, plan.Wc, plan.block(C))
-    return plan.from_input_canvas(gxq, N, C)
+    if not plan.in_place_input:
+        gx_view = gx[:, start:start + C]
+        _phases(gx_view, gxq, plan.sh, plan.sw, plan.Hc, plan.Wc, False)
+    return gx
 
 
-def depthwise_backward_weight(x, gy, kernel_hw, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
-    """gw (C, KH, KW): gradient of the loss w.r.t. w, given x and gy = dL/dy."""
+def depthwise_backward_weight(x, gy, kernel_hw, stride=(1, 1), padding=(0, 0), dilation=(1, 1), *, channels=None):
+    """gw (C, KH, KW): gradient of the loss w.r.t. w, given x and gy = dL/dy.
+
+    ``channels=slice(a, b)``: x and gy hold more channels; gw is that of the group [a, b).
+    """
     x = _array("x", x, 4)
     gy = _array("gy", gy, 4, x.dtype)
-    N, C, H, W = x.shape
+    N, Cx, H, W = x.shape
+    start, C = _channel_range(channels, Cx, None, "x")
     KH, KW = _pair(kernel_hw, "kernel_hw")
     plan = _Plan(H, W, KH, KW, stride, padding, dilation)
-    if gy.shape != (N, C, plan.OH, plan.OW):
+    if gy.shape != (N, Cx, plan.OH, plan.OW):
         raise ValueError(f"gy {gy.shape} does not match x {x.shape} with kernel ({KH}, {KW}): "
-                         f"expected {(N, C, plan.OH, plan.OW)}")
+                         f"expected {(N, Cx, plan.OH, plan.OW)}")
     gw = np.zeros((C, KH * KW), dtype=x.dtype)
-    _tap_products(plan.input_canvas(x), plan.output_canvas(gy), gw, plan.tap_phase, plan.tap_u,
-                  plan.tap_v, plan.tap_k, plan.Hc, plan.Wc, plan.block(C))
+    src, src0 = plan.input_canvas(x, start, C)
+    g, g0 = plan.output_canvas(gy, start, C)
+    _tap_products(src, src0, g, g0, gw, plan.tap_phase, plan.tap_u, plan.tap_v, plan.tap_k, plan.Hc, plan.Wc,
+                  plan.block(C))
     return gw.reshape(C, KH, KW)

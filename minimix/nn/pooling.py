@@ -1,6 +1,25 @@
 """Global average pooling: (N, C, H, W) -> (N, C, 1, 1), the mean of each channel plane."""
-from .. import ops
+import numpy as np
+
+from ..kernels import optional
+from ..tensor import Function
 from .module import Module
+
+
+class GlobalAvgPool(Function):
+    """y[n, c, 0, 0] = mean over (h, w) of x[n, c, h, w];  dL/dx[n, c, h, w] = g[n, c] / (H*W).
+
+    Same result as ``ops.mean(x, axis=(2, 3), keepdims=True)``; with Numba the planes are
+    averaged on every core. The gradient is a broadcast view: no full-size array is made.
+    """
+
+    def forward(self, x):
+        self.shape = x.shape
+        kernels = optional("excite_numba") if x.dtype in (np.float32, np.float64) else None
+        return kernels.plane_means(x) if kernels else x.mean(axis=(2, 3), keepdims=True)
+
+    def backward(self, g):
+        return np.broadcast_to(g / (self.shape[2] * self.shape[3]), self.shape)
 
 
 def adaptive_avg_pool2d(x, output_size=1):
@@ -12,7 +31,7 @@ def adaptive_avg_pool2d(x, output_size=1):
         raise ValueError(f"adaptive_avg_pool2d: only output_size=1 is implemented, got {output_size!r}")
     if len(x.shape) != 4:
         raise ValueError(f"adaptive_avg_pool2d: x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
-    return ops.mean(x, axis=(2, 3), keepdims=True)
+    return GlobalAvgPool.apply(x)
 
 
 class AdaptiveAvgPool2d(Module):

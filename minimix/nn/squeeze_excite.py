@@ -9,11 +9,13 @@ Each channel gets a gate in (0, 1) computed from the whole image::
 
 The excite step is one op (``Excite``) rather than a broadcasting multiply: its gradient
 w.r.t. the gate, sum over (H, W) of g * x, is then a single contraction instead of a
-full-size product followed by a sum.
+full-size product followed by a sum. With Numba both gradients come from one pass over g
+and x, on every core (``minimix.kernels.excite_numba``).
 """
 import numpy as np
 
 from .. import ops
+from ..kernels import optional
 from ..tensor import Function
 from .conv import Conv2d
 from .layers import SiLU
@@ -29,9 +31,12 @@ class Excite(Function):
 
     def forward(self, x, gate):
         self.x, self.gate = x, gate
-        return x * gate
+        self.kernels = optional("excite_numba") if x.dtype in (np.float32, np.float64) else None
+        return self.kernels.excite_forward(x, gate) if self.kernels else x * gate
 
     def backward(self, g):
+        if self.kernels:
+            return self.kernels.excite_backward(self.x, self.gate, g)
         g_gate = np.einsum("nchw,nchw->nc", g, self.x)[:, :, None, None]
         return g * self.gate, g_gate
 

@@ -54,19 +54,28 @@ def _check_backend(name):
 
 
 class _DepthwiseNumba:
-    """Adapts the Numba depthwise kernels (weight (C, KH, KW)) to the backend interface (weight (C, 1, KH, KW))."""
+    """Adapts the Numba depthwise kernels (weight (C, KH, KW)) to the backend interface (weight (C, 1, KH, KW)).
+
+    Its kernels also take ``channels=slice(a, b)`` (and ``out=``): convolve channels [a, b) of
+    whole-layer arrays and write channels [a, b) of a preallocated result, which is how
+    ``MixedConv2d`` runs its depthwise groups without copying channel slices.
+    """
+
+    channel_groups = True
 
     def __init__(self, kernels):
         self.kernels = kernels
 
-    def conv2d_forward(self, x, w, stride, padding, dilation, groups):
-        return self.kernels.depthwise_forward(x, w[:, 0], stride, padding, dilation)
+    def conv2d_forward(self, x, w, stride, padding, dilation, groups, channels=None, out=None):
+        return self.kernels.depthwise_forward(x, w[:, 0], stride, padding, dilation, channels=channels, out=out)
 
-    def conv2d_backward_input(self, gy, w, input_hw, stride, padding, dilation, groups):
-        return self.kernels.depthwise_backward_input(gy, w[:, 0], input_hw, stride, padding, dilation)
+    def conv2d_backward_input(self, gy, w, input_hw, stride, padding, dilation, groups, channels=None, out=None):
+        return self.kernels.depthwise_backward_input(gy, w[:, 0], input_hw, stride, padding, dilation,
+                                                     channels=channels, out=out)
 
-    def conv2d_backward_weight(self, x, gy, kernel_hw, stride, padding, dilation, groups):
-        return self.kernels.depthwise_backward_weight(x, gy, kernel_hw, stride, padding, dilation)[:, None]
+    def conv2d_backward_weight(self, x, gy, kernel_hw, stride, padding, dilation, groups, channels=None):
+        return self.kernels.depthwise_backward_weight(x, gy, kernel_hw, stride, padding, dilation,
+                                                      channels=channels)[:, None]
 
 
 _numba_backend = None  # not tried yet; False once the import failed
@@ -220,9 +229,11 @@ class MixedConv2d(Function):
     """Split the channels into consecutive groups and convolve each with its own weight, in ONE node.
 
     Group i reads input channels [a_i, a_i + in_i) and writes output channels
-    [b_i, b_i + out_i) of one preallocated output: no split/concatenate copies,
-    and the backward writes every group's dL/dx into one preallocated array.
-    Each group is an ordinary convolution (its own backend, padding, groups).
+    [b_i, b_i + out_i) of one preallocated output, and the backward writes every
+    group's dL/dx into one preallocated array: no split/concatenate copies. Each
+    group is an ordinary convolution (its own backend, padding, groups); a depthwise
+    group on the Numba kernels even reads and writes its channels in place
+    (``channels=``), other backends get the group's slices and their result is copied in.
     """
 
     def forward(self, x, *weights_and_biases, in_splits, plans, stride, dilation, has_bias):
@@ -232,16 +243,23 @@ class MixedConv2d(Function):
         self.x, self.weights, self.in_splits, self.plans = x, weights, in_splits, plans
         self.stride, self.dilation, self.has_bias = stride, dilation, has_bias
         outs = [w.shape[0] for w in weights]
-        y = None
-        for x_part, out_part, w, b, (padding, groups, kernels) in zip(
-                self._parts(x, in_splits), self._bounds(outs), weights, biases, plans):
-            y_part = kernels.conv2d_forward(x_part, w, stride, padding, dilation, groups)
-            if y is None:
-                y = np.empty((x.shape[0], sum(outs)) + y_part.shape[2:], dtype=y_part.dtype)
-            y[:, out_part] = y_part
+        w0, padding0 = weights[0], plans[0][0]  # every group gives the same output size
+        out_hw = [_naive.output_size(*args) for args in zip(x.shape[2:], w0.shape[2:], stride, padding0, dilation)]
+        y = np.empty((x.shape[0], sum(outs), *out_hw), dtype=x.dtype)
+        for in_part, out_part, w, b, (padding, groups, kernels) in zip(
+                self._bounds(in_splits), self._bounds(outs), weights, biases, plans):
+            if self._in_place(kernels, in_part, out_part):
+                kernels.conv2d_forward(x, w, stride, padding, dilation, groups, channels=in_part, out=y)
+            else:
+                y[:, out_part] = kernels.conv2d_forward(x[:, in_part], w, stride, padding, dilation, groups)
             if b is not None:
                 y[:, out_part] += b.reshape(1, -1, 1, 1)
         return y
+
+    @staticmethod
+    def _in_place(kernels, in_part, out_part):
+        """Can this group's kernels work on the whole arrays? (depthwise Numba groups: in == out channels)"""
+        return getattr(kernels, "channel_groups", False) and in_part == out_part
 
     def profile_label(self):
         return "MixedConv2d " + _kind(self.weights[0].shape, self.plans[0][1], self.x.shape)
@@ -251,29 +269,28 @@ class MixedConv2d(Function):
         starts = np.cumsum([0] + list(sizes))
         return [slice(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
 
-    def _parts(self, array, sizes):
-        return [array[:, s] for s in self._bounds(sizes)]
-
     def backward(self, g):
         x, weights, plans = self.x, self.weights, self.plans
         want_x = self.parents[0].requires_grad
         gx = np.empty_like(x) if want_x else None
         gws, gbs = [], []
-        # the Numba kernels need contiguous arrays: copy once here, rather than once inside each of
-        # the two gradient kernels (the BLAS products read channel slices in place)
-        g_parts = [np.ascontiguousarray(p) if isinstance(kernels, _DepthwiseNumba) else p
-                   for p, (_, _, kernels) in zip(self._parts(g, [w.shape[0] for w in weights]), plans)]
-        for i, (x_part, in_part, g_part, w, (padding, groups, kernels)) in enumerate(
-                zip(self._parts(x, self.in_splits), self._bounds(self.in_splits), g_parts, weights, plans)):
+        g = np.ascontiguousarray(g)  # the Numba kernels need it contiguous: copy (if at all) once, not per group
+        for i, (in_part, out_part, w, (padding, groups, kernels)) in enumerate(
+                zip(self._bounds(self.in_splits), self._bounds([w.shape[0] for w in weights]), weights, plans)):
             geometry = (self.stride, padding, self.dilation, groups)
-            if want_x:
-                gx[:, in_part] = kernels.conv2d_backward_input(g_part, w, x.shape[2:], *geometry)
+            in_place = self._in_place(kernels, in_part, out_part)
+            if want_x and in_place:
+                kernels.conv2d_backward_input(g, w, x.shape[2:], *geometry, channels=in_part, out=gx)
+            elif want_x:
+                gx[:, in_part] = kernels.conv2d_backward_input(g[:, out_part], w, x.shape[2:], *geometry)
             gw = None
-            if self.parents[1 + i].requires_grad:
-                gw = kernels.conv2d_backward_weight(x_part, g_part, w.shape[2:], *geometry)
+            if self.parents[1 + i].requires_grad and in_place:
+                gw = kernels.conv2d_backward_weight(x, g, w.shape[2:], *geometry, channels=in_part)
+            elif self.parents[1 + i].requires_grad:
+                gw = kernels.conv2d_backward_weight(x[:, in_part], g[:, out_part], w.shape[2:], *geometry)
             gws.append(gw)
             if self.has_bias:
-                gbs.append(g_part.sum(axis=(0, 2, 3)))
+                gbs.append(g[:, out_part].sum(axis=(0, 2, 3)))
         return (gx, *gws, *gbs)
 
 

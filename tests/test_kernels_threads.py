@@ -36,6 +36,24 @@ def test_pointwise_reads_channel_slices_in_place():
                                pointwise.pointwise_forward(np.ascontiguousarray(part), w), rtol=1e-6)
 
 
+def test_pointwise_writes_into_channel_slices():
+    """out=: a group's result lands in its channels of the layer's output; nothing else is touched."""
+    x = randn(6, 10, 9, 9).astype(np.float32)
+    w = randn(4, 3, seed=2).astype(np.float32)
+    gy = randn(6, 4, 9, 9, seed=3).astype(np.float32)
+    y = np.full((6, 7, 9, 9), np.nan, np.float32)
+    gx = np.full_like(x, np.nan)
+    assert pointwise.pointwise_forward(x[:, 5:8], w, out=y[:, 2:6]) is not None
+    pointwise.pointwise_backward_input(gy, w, out=gx[:, 5:8])
+    np.testing.assert_allclose(y[:, 2:6], pointwise.pointwise_forward(np.ascontiguousarray(x[:, 5:8]), w), rtol=1e-6)
+    np.testing.assert_allclose(gx[:, 5:8], pointwise.pointwise_backward_input(gy, w), rtol=1e-6)
+    assert np.isnan(y[:, [0, 1, 6]]).all() and np.isnan(gx[:, :5]).all() and np.isnan(gx[:, 8:]).all()
+    with pytest.raises(ValueError, match="shape"):
+        pointwise.pointwise_forward(x[:, 5:8], w, out=y[:, 2:5])
+    with pytest.raises(ValueError, match="contiguous"):
+        pointwise.pointwise_forward(x[:, 5:8], w, out=y.transpose(0, 1, 3, 2)[:, 2:6])
+
+
 @DTYPES
 def test_pointwise_conv_on_1x1_maps_matches_torch(dtype):
     """Squeeze-excite's convolutions see (N, C, 1, 1): their weight gradient is one product over the images."""

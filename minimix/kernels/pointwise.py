@@ -11,7 +11,8 @@ No im2col copy and no transposes: ``np.matmul`` of w against the stack
 (N, C, HW) runs one BLAS product per image and writes the result straight in
 NCHW order. The inputs may be channel slices of a larger NCHW array (MixNet's
 grouped 1x1 convolutions): each image's slice is still a matrix with row
-stride H*W, which BLAS reads in place.
+stride H*W, which BLAS reads in place. So may the outputs (``out=``): a group
+writes its channels of the layer's output directly, no copy afterwards.
 
 Why not one big product over all images, ``w @ x_cm`` with x_cm = (C, N*HW)?
 It needs x transposed to channel-major and y transposed back: two full copies
@@ -35,11 +36,27 @@ def _min_chunk(n, per_image):
     return max(1, _MIN_CHUNK_ELEMENTS // max(1, per_image))
 
 
-def _apply(w, a):
-    """out[n] = w @ a[n] for a (N, K, HW), the images split across threads; returns (N, rows of w, HW)."""
+def _planes(out, shape):
+    """``out`` (N, O, H, W), e.g. a channel slice of a bigger array, viewed as (N, O, H*W) without a copy."""
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray) or out.shape != shape:
+        raise ValueError(f"out must be an array of shape {shape}, got {type(out).__name__} {getattr(out, 'shape', '')}")
+    view = out.view()
+    try:
+        view.shape = (shape[0], shape[1], shape[2] * shape[3])  # raises where a reshape would have to copy
+    except AttributeError:
+        raise ValueError(f"out (strides {out.strides}) must keep each (H, W) plane contiguous") from None
+    return view
+
+
+def _apply(w, a, out=None):
+    """out[n] = w @ a[n] for a (N, K, HW), the images split across threads; returns out (N, rows of w, HW),
+    allocated when None."""
     threads.configure_numpy()
     n, k, hw = a.shape
-    out = np.empty((n, w.shape[0], hw), dtype=np.result_type(w, a))
+    if out is None:
+        out = np.empty((n, w.shape[0], hw), dtype=np.result_type(w, a))
 
     def chunk(start, stop):
         np.matmul(w, a[start:stop], out=out[start:stop])
@@ -48,16 +65,18 @@ def _apply(w, a):
     return out
 
 
-def pointwise_forward(x, w):
-    """y (N, O, H, W) = 1x1 convolution of x (N, C, H, W) with w (O, C)."""
+def pointwise_forward(x, w, out=None):
+    """y (N, O, H, W) = 1x1 convolution of x (N, C, H, W) with w (O, C); written into ``out`` if given."""
     n, c, h, width = x.shape
-    return _apply(w, x.reshape(n, c, h * width)).reshape(n, w.shape[0], h, width)
+    y = _apply(w, x.reshape(n, c, h * width), _planes(out, (n, w.shape[0], h, width)))
+    return y.reshape(n, w.shape[0], h, width) if out is None else out
 
 
-def pointwise_backward_input(gy, w):
-    """dL/dx (N, C, H, W) = w^T @ gy[n] for every image; gy (N, O, H, W), w (O, C)."""
+def pointwise_backward_input(gy, w, out=None):
+    """dL/dx (N, C, H, W) = w^T @ gy[n] for every image; gy (N, O, H, W), w (O, C); into ``out`` if given."""
     n, o, h, width = gy.shape
-    return _apply(w.T, gy.reshape(n, o, h * width)).reshape(n, w.shape[1], h, width)
+    gx = _apply(w.T, gy.reshape(n, o, h * width), _planes(out, (n, w.shape[1], h, width)))
+    return gx.reshape(n, w.shape[1], h, width) if out is None else out
 
 
 def pointwise_backward_weight(x, gy):

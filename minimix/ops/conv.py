@@ -30,6 +30,7 @@ import numpy as np
 
 from ..kernels import im2col as _im2col
 from ..kernels import naive as _naive
+from ..kernels import pointwise as _pointwise
 from ..tensor import Function
 
 BACKENDS = ("auto", "naive", "im2col", "numba")
@@ -230,10 +231,12 @@ class MixedConv2d(Function):
 
     Group i reads input channels [a_i, a_i + in_i) and writes output channels
     [b_i, b_i + out_i) of one preallocated output, and the backward writes every
-    group's dL/dx into one preallocated array: no split/concatenate copies. Each
-    group is an ordinary convolution (its own backend, padding, groups); a depthwise
-    group on the Numba kernels even reads and writes its channels in place
-    (``channels=``), other backends get the group's slices and their result is copied in.
+    group's dL/dx into one preallocated array. Each group is an ordinary convolution
+    (its own backend, padding, groups). The two kinds MixNet uses write in place,
+    no split/concatenate copies: a depthwise group on the Numba kernels works on its
+    channels of the whole arrays (``channels=``); a 1x1 group is a product per image
+    written into its channels (``out=``). Other groups are computed on channel slices
+    and copied in.
     """
 
     def forward(self, x, *weights_and_biases, in_splits, plans, stride, dilation, has_bias):
@@ -248,18 +251,28 @@ class MixedConv2d(Function):
         y = np.empty((x.shape[0], sum(outs), *out_hw), dtype=x.dtype)
         for in_part, out_part, w, b, (padding, groups, kernels) in zip(
                 self._bounds(in_splits), self._bounds(outs), weights, biases, plans):
-            if self._in_place(kernels, in_part, out_part):
-                kernels.conv2d_forward(x, w, stride, padding, dilation, groups, channels=in_part, out=y)
+            geometry = (stride, padding, dilation, groups)
+            how = self._in_place(kernels, in_part, out_part, w, geometry)
+            if how == "channels":
+                kernels.conv2d_forward(x, w, *geometry, channels=in_part, out=y)
+            elif how == "pointwise":
+                _pointwise.pointwise_forward(x[:, in_part], w[:, :, 0, 0], out=y[:, out_part])
             else:
-                y[:, out_part] = kernels.conv2d_forward(x[:, in_part], w, stride, padding, dilation, groups)
+                y[:, out_part] = kernels.conv2d_forward(x[:, in_part], w, *geometry)
             if b is not None:
                 y[:, out_part] += b.reshape(1, -1, 1, 1)
         return y
 
     @staticmethod
-    def _in_place(kernels, in_part, out_part):
-        """Can this group's kernels work on the whole arrays? (depthwise Numba groups: in == out channels)"""
-        return getattr(kernels, "channel_groups", False) and in_part == out_part
+    def _in_place(kernels, in_part, out_part, w, geometry):
+        """How a group can work on the whole arrays: "channels" (depthwise Numba kernels, in == out
+        channels), "pointwise" (a 1x1 convolution on im2col's per-image products) or None (slices)."""
+        if getattr(kernels, "channel_groups", False) and in_part == out_part:
+            return "channels"
+        stride, padding, _, groups = geometry
+        if kernels is _im2col and _im2col._is_pointwise(w.shape, stride, padding, groups):
+            return "pointwise"
+        return None
 
     def profile_label(self):
         return "MixedConv2d " + _kind(self.weights[0].shape, self.plans[0][1], self.x.shape)
@@ -278,13 +291,15 @@ class MixedConv2d(Function):
         for i, (in_part, out_part, w, (padding, groups, kernels)) in enumerate(
                 zip(self._bounds(self.in_splits), self._bounds([w.shape[0] for w in weights]), weights, plans)):
             geometry = (self.stride, padding, self.dilation, groups)
-            in_place = self._in_place(kernels, in_part, out_part)
-            if want_x and in_place:
+            how = self._in_place(kernels, in_part, out_part, w, geometry)
+            if want_x and how == "channels":
                 kernels.conv2d_backward_input(g, w, x.shape[2:], *geometry, channels=in_part, out=gx)
+            elif want_x and how == "pointwise":
+                _pointwise.pointwise_backward_input(g[:, out_part], w[:, :, 0, 0], out=gx[:, in_part])
             elif want_x:
                 gx[:, in_part] = kernels.conv2d_backward_input(g[:, out_part], w, x.shape[2:], *geometry)
             gw = None
-            if self.parents[1 + i].requires_grad and in_place:
+            if self.parents[1 + i].requires_grad and how == "channels":
                 gw = kernels.conv2d_backward_weight(x, g, w.shape[2:], *geometry, channels=in_part)
             elif self.parents[1 + i].requires_grad:
                 gw = kernels.conv2d_backward_weight(x[:, in_part], g[:, out_part], w.shape[2:], *geometry)

@@ -19,8 +19,9 @@ def test_blas_threads_can_be_set():
 
 
 @DTYPES
-@pytest.mark.parametrize("shape, out_channels", [((8, 16, 32, 32), 24), ((9, 7, 40, 33), 3)])
+@pytest.mark.parametrize("shape, out_channels", [((8, 16, 32, 32), 24), ((9, 7, 40, 33), 3), ((13, 96, 4, 4), 700)])
 def test_pointwise_conv_split_over_threads_matches_torch(shape, out_channels, dtype):
+    """The last case has so many channels that the weight gradient takes its images a few at a time."""
     per_image = (shape[1] + out_channels) * shape[2] * shape[3]
     assert shape[0] // max(1, pointwise._MIN_CHUNK_ELEMENTS // per_image) >= 2  # really runs in chunks
     inputs = [randn(*shape), randn(out_channels, shape[1], 1, 1, seed=1)]

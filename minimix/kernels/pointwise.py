@@ -79,12 +79,17 @@ def pointwise_backward_input(gy, w, out=None):
     return gx.reshape(n, w.shape[1], h, width) if out is None else out
 
 
+_PARTIAL_ELEMENTS = 1 << 18  # (O, C) partial products made at once by pointwise_backward_weight: 1 MB of float32
+
+
 def pointwise_backward_weight(x, gy):
     """dL/dw (O, C) = sum over images of gy[n] (O, HW) @ x[n]^T (HW, C).
 
-    One product per image, accumulated in place (a batched product would
-    materialise N partial (O, C) matrices first); each thread sums its own
-    chunk of images, and the partial sums are added at the end.
+    Each thread sums its own chunk of images; the chunks' sums are added at the end.
+    Within a chunk, a batched product makes the (O, C) products of a few images at once
+    (as many as fit in _PARTIAL_ELEMENTS, at most 32), which are then summed: one NumPy
+    call per image instead kept the two threads waiting for each other's Python loop
+    (measured 1.2-2.2x slower with 2 threads on mixnet_cifar's shapes).
     """
     threads.configure_numpy()
     n, c, h, width = x.shape
@@ -94,12 +99,13 @@ def pointwise_backward_weight(x, gy):
     x3, g3 = x.reshape(n, c, h * width), gy.reshape(n, o, h * width)
     dtype = np.result_type(x, gy)
 
+    group = max(1, min(32, _PARTIAL_ELEMENTS // (o * c)))
+
     def chunk(start, stop):
         gw = np.zeros((o, c), dtype=dtype)
-        product = np.empty_like(gw)
-        for i in range(start, stop):
-            np.matmul(g3[i], x3[i].T, out=product)
-            gw += product
+        for first in range(start, stop, group):
+            last = min(stop, first + group)
+            gw += np.matmul(g3[first:last], x3[first:last].transpose(0, 2, 1)).sum(axis=0)
         return gw
 
     return sum(threads.run_chunks(chunk, n, _min_chunk(n, (c + o) * h * width)))

@@ -34,7 +34,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-_FASTMATH = {"contract"}  # fused multiply-adds only: reassociating would break t - floor(t)
+_FASTMATH = {"contract"}  # fused multiply-adds only: reassociating would undo (x - n*C1) - n*C2
 
 
 @intrinsic

@@ -14,12 +14,15 @@ imports Numba:
 * ``minimix.kernels.threads``: thread and allocator settings, in one place.
 """
 
+import functools
 import importlib
 
 
+@functools.lru_cache(maxsize=None)
 def optional(name):
     """The kernel module ``minimix.kernels.<name>``, or None when it cannot be imported (no Numba):
-    callers then run their NumPy definition instead."""
+    callers then run their NumPy definition instead. The answer is kept, so a missing Numba
+    costs one failed import, not one per op."""
     try:
         return importlib.import_module(f"{__name__}.{name}")
     except ImportError:

@@ -22,6 +22,7 @@ and only x_hat (training) or x (eval) is kept for the backward.
 """
 import numpy as np
 
+from ..kernels import optional
 from ..tensor import Function
 from .layers import ReLU, SiLU
 from .module import Module, Parameter
@@ -140,19 +141,6 @@ class BatchNorm2d(Module):
 
 
 # -- batch norm fused with its activation (used by the MixNet blocks) ----------------------------
-_norm_act_kernels = None  # minimix.kernels.norm_act_numba once imported; False if Numba is missing
-
-
-def _load_norm_act_kernels():
-    global _norm_act_kernels
-    if _norm_act_kernels is None:
-        try:
-            from ..kernels import norm_act_numba
-            _norm_act_kernels = norm_act_numba
-        except ImportError:
-            _norm_act_kernels = False
-    return _norm_act_kernels or None
-
 
 class BatchNormAct(Function):
     """y = act(batch_norm(x)) in one node, act in (None, "relu", "silu"): same math as
@@ -161,7 +149,7 @@ class BatchNormAct(Function):
     (by reference: no copies) and a few (C,) vectors."""
 
     def forward(self, x, weight, bias, *, running_mean, running_var, training, momentum, eps, activation):
-        kernels = _load_norm_act_kernels()
+        kernels = optional("norm_act_numba")
         self.training, self.activation, self.kernels = training, activation, kernels
         if training:
             m = x.shape[0] * x.shape[2] * x.shape[3]
@@ -193,7 +181,7 @@ def batch_norm_act(x, bn, activation=None):
     kind = {type(None): None, ReLU: "relu", SiLU: "silu"}.get(type(activation), "other")
     # a forward replaced on the instance is a hook (e.g. models.summary's): let it see both modules run
     hooked = "forward" in vars(bn) or "forward" in vars(activation or bn)
-    if kind == "other" or hooked or _load_norm_act_kernels() is None:
+    if kind == "other" or hooked or optional("norm_act_numba") is None:
         y = bn(x)
         return y if activation is None else activation(y)
     _check_batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.training, "batch_norm_act")

@@ -24,11 +24,12 @@ gradients: dL/dx (a "transposed convolution" of dL/dy with w), dL/dw (a
 correlation of x with dL/dy) and dL/db = dL/dy summed over (N, OH, OW).
 """
 import contextlib
-import importlib
+import functools
 
 import numpy as np
 
 from ..kernels import im2col as _im2col
+from ..kernels import optional
 from ..kernels import naive as _naive
 from ..kernels import pointwise as _pointwise
 from ..tensor import Function
@@ -79,18 +80,11 @@ class _DepthwiseNumba:
                                                       channels=channels)[:, None]
 
 
-_numba_backend = None  # not tried yet; False once the import failed
-
-
+@functools.lru_cache(maxsize=None)
 def _load_numba():
     """The Numba backend, imported on first use (None when Numba or the kernels are missing)."""
-    global _numba_backend
-    if _numba_backend is None:
-        try:
-            _numba_backend = _DepthwiseNumba(importlib.import_module("minimix.kernels.depthwise_numba"))
-        except ImportError:
-            _numba_backend = False
-    return _numba_backend or None
+    kernels = optional("depthwise_numba")
+    return None if kernels is None else _DepthwiseNumba(kernels)
 
 
 def _select(backend, in_channels, weight_shape, groups):

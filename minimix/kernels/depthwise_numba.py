@@ -372,23 +372,19 @@ def _channel_range(channels, total, C, name):
                          f"{name}, got {channels!r}")
     if C is not None and stop - start != C:
         raise ValueError(f"w has {C} channels, but {name} has {stop - start} channels to convolve "
-                         f"({name} shape {total} channels, channels={channels!r})")
+                         f"({total} channels in all, channels={channels!r})")
     return start, stop - start
 
 
-def _result(out, N, channels, OH, OW, dtype, name="out"):
+def _result(out, N, channels, OH, OW, dtype):
     """The array to write into: ``out`` after checking it, else a new (N, channels, OH, OW) array."""
     if out is None:
         return np.empty((N, channels, OH, OW), dtype=dtype)
     if not isinstance(out, np.ndarray) or out.shape != (N, channels, OH, OW) or out.dtype != dtype \
             or not out.flags.c_contiguous:
-        raise ValueError(f"{name} must be a C-contiguous {np.dtype(dtype)} array of shape {(N, channels, OH, OW)}, "
+        raise ValueError(f"out must be a C-contiguous {np.dtype(dtype)} array of shape {(N, channels, OH, OW)}, "
                          f"got {type(out).__name__} {getattr(out, 'shape', '')} {getattr(out, 'dtype', '')}")
     return out
-
-
-def _weights(w, dtype):
-    return _array("w", w, 3, dtype)
 
 
 def depthwise_forward(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), *, channels=None, out=None):
@@ -400,10 +396,10 @@ def depthwise_forward(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), *, c
     """
     x = _array("x", x, 4)
     N, Cx, H, W = x.shape
-    w = _weights(w, x.dtype)
+    w = _array("w", w, 3, x.dtype)
     start, C = _channel_range(channels, Cx, w.shape[0], "x")
     plan = _Plan(H, W, w.shape[1], w.shape[2], stride, padding, dilation)
-    y = _result(out, N, Cx if channels is not None else C, plan.OH, plan.OW, x.dtype)
+    y = _result(out, N, Cx, plan.OH, plan.OW, x.dtype)
     src, src0 = plan.input_canvas(x, start, C)
     if plan.in_place_output:
         dst, dst0 = y.reshape(N, -1), start * plan.OH * plan.OW
@@ -425,14 +421,14 @@ def depthwise_backward_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0), dil
     """
     gy = _array("gy", gy, 4)
     N, Cy = gy.shape[:2]
-    w = _weights(w, gy.dtype)
+    w = _array("w", w, 3, gy.dtype)
     start, C = _channel_range(channels, Cy, w.shape[0], "gy")
     H, W = _pair(input_hw, "input_hw")
     plan = _Plan(H, W, w.shape[1], w.shape[2], stride, padding, dilation)
     if gy.shape[2:] != (plan.OH, plan.OW):
         raise ValueError(f"gy {gy.shape} does not match input {H}x{W} with kernel {w.shape[1:]}: "
                          f"expected (N, C, {plan.OH}, {plan.OW})")
-    gx = _result(out, N, Cy if channels is not None else C, H, W, gy.dtype)
+    gx = _result(out, N, Cy, H, W, gy.dtype)
     src, src0 = plan.output_canvas(gy, start, C)
     if plan.in_place_input:  # one phase, the size of gx: write straight into it
         gxq, gx0 = gx.reshape(1, N, -1), start * H * W
@@ -443,8 +439,7 @@ def depthwise_backward_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0), dil
         _shifted_sum(src[None], src0, gxq[phase], gx0, w.reshape(C, -1), np.zeros(sel.sum(), np.int64),
                      -plan.tap_u[sel], -plan.tap_v[sel], plan.tap_k[sel], plan.Hc, plan.Wc, plan.block(C))
     if not plan.in_place_input:
-        gx_view = gx[:, start:start + C]
-        _phases(gx_view, gxq, plan.sh, plan.sw, plan.Hc, plan.Wc, False)
+        _phases(gx[:, start:start + C], gxq, plan.sh, plan.sw, plan.Hc, plan.Wc, False)
     return gx
 
 

@@ -32,11 +32,11 @@ from . import threads
 _MIN_CHUNK_ELEMENTS = 1 << 16  # below this many input+output values per chunk, threads cost more than they save
 
 
-def _min_chunk(n, per_image):
+def _min_chunk(per_image):
     return max(1, _MIN_CHUNK_ELEMENTS // max(1, per_image))
 
 
-def _planes(out, shape):
+def _out_planes(out, shape):
     """``out`` (N, O, H, W), e.g. a channel slice of a bigger array, viewed as (N, O, H*W) without a copy."""
     if out is None:
         return None
@@ -61,21 +61,21 @@ def _apply(w, a, out=None):
     def chunk(start, stop):
         np.matmul(w, a[start:stop], out=out[start:stop])
 
-    threads.run_chunks(chunk, n, _min_chunk(n, (k + w.shape[0]) * hw))
+    threads.run_chunks(chunk, n, _min_chunk((k + w.shape[0]) * hw))
     return out
 
 
 def pointwise_forward(x, w, out=None):
     """y (N, O, H, W) = 1x1 convolution of x (N, C, H, W) with w (O, C); written into ``out`` if given."""
     n, c, h, width = x.shape
-    y = _apply(w, x.reshape(n, c, h * width), _planes(out, (n, w.shape[0], h, width)))
+    y = _apply(w, x.reshape(n, c, h * width), _out_planes(out, (n, w.shape[0], h, width)))
     return y.reshape(n, w.shape[0], h, width) if out is None else out
 
 
 def pointwise_backward_input(gy, w, out=None):
     """dL/dx (N, C, H, W) = w^T @ gy[n] for every image; gy (N, O, H, W), w (O, C); into ``out`` if given."""
     n, o, h, width = gy.shape
-    gx = _apply(w.T, gy.reshape(n, o, h * width), _planes(out, (n, w.shape[1], h, width)))
+    gx = _apply(w.T, gy.reshape(n, o, h * width), _out_planes(out, (n, w.shape[1], h, width)))
     return gx.reshape(n, w.shape[1], h, width) if out is None else out
 
 
@@ -108,4 +108,4 @@ def pointwise_backward_weight(x, gy):
             gw += np.matmul(g3[first:last], x3[first:last].transpose(0, 2, 1)).sum(axis=0)
         return gw
 
-    return sum(threads.run_chunks(chunk, n, _min_chunk(n, (c + o) * h * width)))
+    return sum(threads.run_chunks(chunk, n, _min_chunk((c + o) * h * width)))

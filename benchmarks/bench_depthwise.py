@@ -123,9 +123,10 @@ def main(argv=None):
     import torch
 
     from minimix.kernels import depthwise_numba as dw
+    from minimix.kernels import threads
 
     torch.set_num_threads(args.threads)
-    numba.set_num_threads(args.threads)
+    threads.set_num_threads(args.threads)
     grid = QUICK_GRID if args.quick else FULL_GRID
     kernels = QUICK_KERNELS if args.quick else FULL_KERNELS
     cases = [(C, H, k) for C, H in grid for k in kernels]
@@ -133,7 +134,7 @@ def main(argv=None):
     start = time.perf_counter()
     bench_case(torch, dw, 2, 4, 8, 3, 1)  # compile (or load from the cache) before timing
     print(f"compile/load: {time.perf_counter() - start:.1f} s; torch {torch.__version__}, numba "
-          f"{numba.__version__} ({numba.config.THREADING_LAYER} pool), threads {args.threads}, batch "
+          f"{numba.__version__} ({numba.threading_layer()} pool), threads {args.threads}, batch "
           f"{args.batch}, float32, NCHW, stride 1, padding k//2, {'CPU' if args.cpu_time else 'wall'} time")
     print(f"load average before: {os.getloadavg()[0]:.2f} (the machine has {os.cpu_count()} cores)")
     results = {case: [] for case in cases}

@@ -289,7 +289,10 @@ def main(argv=None):
     names = ["minimix"] + ([] if args.no_torch else ["torch", "torch_cl"])
     runners = make_runners(args, names)
     x, y = data(args.batch)
-    print(f"mixnet_cifar, float32, {args.threads} threads; {args.steps} timed rounds after {args.warmup} warm-up")
+    import numba
+
+    print(f"mixnet_cifar, float32, {args.threads} threads (Numba's {numba.threading_layer()} pool); "
+          f"{args.steps} timed rounds after {args.warmup} warm-up")
     train = interleaved(runners, lambda r: r.train_step(x, y), args.steps, args.warmup)
     report(f"training step (batch {args.batch}: forward, loss, backward, SGD nesterov)", train, args.batch)
     LOAD[0] = fmt_load()

@@ -61,3 +61,21 @@ def test_pointwise_conv_on_1x1_maps_matches_torch(dtype):
     inputs = [randn(5, 7, 1, 1), randn(3, 7, 1, 1, seed=1), randn(3, seed=2)]
     check_parity(lambda x, w, b: F.conv2d(x, w, b), lambda x, w, b: torch.nn.functional.conv2d(x, w, b),
                  inputs, dtype)
+
+
+def test_numba_runs_on_the_tbb_pool_when_tbb_is_installed():
+    """pyproject installs tbb on Linux x86-64; threads.configure must make Numba find it (its
+    library sits outside the loader's path) and choose it over workqueue."""
+    import importlib.metadata
+    import os
+
+    import numba
+
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        pytest.skip("NUMBA_THREADING_LAYER is set: the user chose the pool")
+    try:
+        importlib.metadata.distribution("tbb")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("the tbb package is not installed (minimix depends on it on Linux x86-64 only)")
+    threads.set_num_threads(threads.num_threads())  # configures, then starts the pool
+    assert numba.threading_layer() == "tbb"

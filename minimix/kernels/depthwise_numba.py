@@ -75,15 +75,11 @@ Numba rules followed here
 5. Kernels see only arrays and integers: the Python wrappers check shapes and dtypes and
    build the small tap tables (phase, row shift, column shift) with NumPy.
 6. Threads: ``prange`` runs on Numba's pool, one thread per core unless
-   ``numba.set_num_threads`` says otherwise; blocks are dealt out evenly. NumPy's OpenBLAS
-   (the 1x1 convolutions) has its own pool, and training alternates between the two. Numba's
-   default OpenMP pool keeps its threads spinning after each kernel, stealing the cores from
-   the next matrix product (and vice versa): measured on 2 cores, a product after a kernel
-   took 20% longer and, on a busy machine, a kernel took 5x longer than with the
-   ``workqueue`` pool, whose threads sleep as soon as they are done. So this module selects
-   ``workqueue`` unless NUMBA_THREADING_LAYER is set (it must be chosen before the first
-   parallel kernel runs; ``minimix.kernels.threads`` holds all thread settings). Its one
-   limit: two Python threads must not run kernels at the same time.
+   ``numba.set_num_threads`` says otherwise; blocks are dealt out evenly. The 1x1
+   convolutions run on other threads (NumPy products), and training alternates between
+   the two, so the pool must start kernels quickly and leave the cores alone in between:
+   ``minimix.kernels.threads`` picks TBB's pool for that (measured there against Numba's
+   workqueue and OpenMP pools) before the first parallel kernel runs.
 """
 import numba
 import numpy as np
@@ -91,7 +87,7 @@ from numba import njit, prange
 
 from . import threads
 
-threads.configure()  # Numba's workqueue pool and single-threaded BLAS (see minimix.kernels.threads)
+threads.configure()  # Numba's TBB pool and single-threaded BLAS (see minimix.kernels.threads)
 
 _BLOCK_ELEMENTS = 4096  # target length of the flat vectors one block of channels works on
 _WEIGHT_MAP_ELEMENTS = 65536  # cap on taps x block length: a block's weight maps, 256 KB in float32

@@ -9,9 +9,20 @@ activation kernels). Measured on a 2-core machine shared with other work:
   memory-bound 1x1-convolution shapes took 10-300x longer than with 1 thread; with 1
   thread the whole set of 1x1 products was 3-10x faster in total. So minimix runs BLAS
   single-threaded and gets its parallelism from the Numba kernels instead.
-* Numba's default OpenMP pool also spins after a kernel; its ``workqueue`` pool sleeps
-  at once, leaving the cores to whatever runs next.
-
+* Numba's thread pool (its "threading layer") is TBB's when the ``tbb`` package is
+  installed (a dependency of minimix on Linux x86-64), else ``workqueue``; not the OpenMP
+  one. A training step runs ~330 parallel kernels (inference ~130), so what a pool costs
+  per kernel adds up. Starting an empty kernel takes ~3 us with TBB and ~100 us with
+  workqueue, whose threads wait by polling with short naps (``benchmarks/thread_pools.py``);
+  inside a mixnet_cifar step the difference was larger still: depthwise kernels 440 -> 335
+  ms, batch norm + activation 240 -> 200 ms per step (``benchmarks/train_step.py
+  --profile``), and in three interleaved pairs of full runs the step took 0.77-0.88 s with
+  TBB against 1.00-1.18 s with workqueue (inference 0.95-0.99 s against 1.01-1.16 s). Next
+  to a busy process the two were alike. The OpenMP pool starts kernels as fast, but GNU
+  libgomp's threads spin after every kernel, stealing the cores from the matrix products
+  that follow (+20%; kernels up to 5x slower on a busy machine), and its passive wait
+  policy, being process-wide, would also change PyTorch's OpenMP threads in the same
+  process (they share the library).
 * To still use every core for the products, ``run_chunks`` splits a batch into one chunk per
   thread and runs the chunks on a small pool of Python threads (NumPy releases the GIL inside
   a product): no thread ever spin-waits for another.
@@ -32,6 +43,7 @@ Note that the BLAS setting is process-wide: it also applies to your own NumPy pr
 import ctypes
 import ctypes.util
 import glob
+import importlib.metadata
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -87,15 +99,47 @@ def configure_blas():
     set_blas_threads(int(count or 1))
 
 
+def _load_tbb():
+    """True if TBB's library is loaded, so that Numba's ``tbb`` layer can start (Linux).
+
+    Numba opens ``libtbb.so.12`` by name. The ``tbb`` wheel puts that file in
+    ``<environment>/lib``, where the dynamic loader does not look; loaded once by its full
+    path (RTLD_GLOBAL), the name resolves to it.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        ctypes.CDLL("libtbb.so.12")  # on the loader's path already (conda, a system package)
+        return True
+    except OSError:
+        pass
+    try:
+        files = importlib.metadata.files("tbb") or []
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    for file in files:
+        if file.name == "libtbb.so.12":
+            try:
+                ctypes.CDLL(str(file.locate()), mode=ctypes.RTLD_GLOBAL)
+                return True
+            except OSError:
+                return False
+    return False
+
+
 def configure_numba():
-    """Select Numba's sleeping ``workqueue`` pool unless NUMBA_THREADING_LAYER is set (before the first kernel)."""
+    """Choose Numba's pool: TBB if it loads, else ``workqueue`` (see the module docstring), before the
+    first kernel. NUMBA_THREADING_LAYER, if set, decides instead."""
     if _configured["numba"]:
         return
     _configured["numba"] = True
     import numba
 
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        numba.config.THREADING_LAYER = "workqueue"
+    _load_tbb()  # also for NUMBA_THREADING_LAYER=tbb
+    if "NUMBA_THREADING_LAYER" in os.environ:
+        return
+    numba.config.THREADING_LAYER = "default"  # the first layer of this list that loads
+    numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
 
 
 def configure_allocator(threshold=1 << 30):
@@ -131,8 +175,9 @@ def set_num_threads(count):
     """Use ``count`` threads for the kernels (Numba and the chunked NumPy work); BLAS stays single-threaded.
 
     Use this rather than calling ``numba.set_num_threads`` first: that call starts Numba's
-    thread pool, and a pool started before ``configure`` is the spinning OpenMP one (measured:
-    a mixnet_cifar training step 3x slower on a busy 2-core machine).
+    thread pool, and a pool started before ``configure`` is Numba's own choice: without the
+    TBB set-up in ``configure``, the spinning OpenMP one (measured: a mixnet_cifar training
+    step 3x slower on a busy 2-core machine).
     """
     if int(count) < 1:
         raise ValueError(f"set_num_threads: count must be >= 1, got {count}")
@@ -146,6 +191,7 @@ def num_threads():
     """Threads to use: Numba's current count once Numba is loaded (``numba.set_num_threads``), else the cores."""
     numba = sys.modules.get("numba")
     if numba is not None:
+        configure_numba()  # get_num_threads starts Numba's pool: choose it first
         return numba.get_num_threads()
     return os.cpu_count() or 1
 

@@ -86,9 +86,12 @@ import numpy as np
 from numba import njit, prange
 
 from . import threads
+from .norm_act_numba import ACTIVATIONS, affine_act
+from .vector_math import exp_constants
 
 threads.configure()  # Numba's TBB pool and single-threaded BLAS (see minimix.kernels.threads)
 
+_FASTMATH = {"contract", "reassoc"}  # no no-NaN/no-inf assumptions: the epilogue's exp clamps
 _BLOCK_ELEMENTS = 4096  # target length of the flat vectors one block of channels works on
 _WEIGHT_MAP_ELEMENTS = 65536  # cap on taps x block length: a block's weight maps, 256 KB in float32
 
@@ -147,14 +150,49 @@ def _tap_ranges(shift, base, E, L):
     return lo, hi
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def _shifted_sum(src, src0, dst, dst0, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
+@njit(cache=True, fastmath=True)
+def _sum_taps(out, src, n, start, wm, shift, tap_phase, tap_lo, tap_hi):
+    """out[e] = sum_t src[tap_phase[t], n, start + e + shift[t]] * wm[t, e] for one image and one block of
+    channels (see _shifted_sum), tap t adding only on its range [tap_lo[t], tap_hi[t])."""
+    T = shift.size
+    if T == 0:
+        out[:] = 0
+        return
+    # the first tap (the centre one, see _Plan) sets out, the others are added
+    lo, hi = tap_lo[0], tap_hi[0]
+    out[:lo] = 0
+    out[hi:] = 0
+    a = start + shift[0]
+    _mul(out[lo:hi], src[tap_phase[0], n, a + lo:a + hi], wm[0, lo:hi])
+    for t0 in range(1, T - 3, 4):  # four taps per sweep over out
+        lo = max(tap_lo[t0], tap_lo[t0 + 1], tap_lo[t0 + 2], tap_lo[t0 + 3])
+        hi = max(lo, min(tap_hi[t0], tap_hi[t0 + 1], tap_hi[t0 + 2], tap_hi[t0 + 3]))
+        a0, a1, a2, a3 = (start + lo + shift[t0], start + lo + shift[t0 + 1],
+                          start + lo + shift[t0 + 2], start + lo + shift[t0 + 3])
+        m = hi - lo  # the positions [lo, hi) all four taps can read
+        _madd4(out[lo:hi], src[tap_phase[t0], n, a0:a0 + m], src[tap_phase[t0 + 1], n, a1:a1 + m],
+               src[tap_phase[t0 + 2], n, a2:a2 + m], src[tap_phase[t0 + 3], n, a3:a3 + m],
+               wm[t0, lo:hi], wm[t0 + 1, lo:hi], wm[t0 + 2, lo:hi], wm[t0 + 3, lo:hi])
+        for t in range(t0, t0 + 4):  # first and last block: what only some taps reach
+            if tap_lo[t] < lo or tap_hi[t] > hi:
+                _madd_outside(out, src[tap_phase[t], n], wm[t], start + shift[t], tap_lo[t], tap_hi[t], lo, hi)
+    for t in range(T - (T - 1) % 4, T):  # the remaining taps one by one
+        _madd_outside(out, src[tap_phase[t], n], wm[t], start + shift[t], tap_lo[t], tap_hi[t], 0, 0)
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
+def _shifted_sum(src, src0, dst, dst0, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb, coef, kind, consts):
     """dst[n, dst0 + p] = sum_t src[tap_phase[t], n, src0 + p + u_t*Wc + v_t] * w[c, tap_k[t]], where
     the tap stays inside the plane of p (channel c), for p in [0, C*Hc*Wc).
 
     src: (phases, N, >= src0 + C*Hc*Wc); dst: (N, >= dst0 + C*Hc*Wc); w: (C, KH*KW); taps: 1-D
     int arrays. The offsets src0, dst0 let a MixConv group read and write its channels of
     whole-layer arrays in place. One parallel iteration handles ``cb`` channels for all N images.
+
+    Epilogue (inference): with ``kind`` an activation of ``norm_act_numba`` (>= 0), each channel's
+    result then becomes act(result * coef[0, c] + coef[1, c]), an eval-mode BatchNorm and its
+    activation, applied to each block while it is still in cache (``consts``: ``exp_constants``).
+    kind = -1: no epilogue.
     """
     N = dst.shape[0]
     C, T, P = w.shape[0], tap_u.size, Hc * Wc
@@ -173,30 +211,11 @@ def _shifted_sum(src, src0, dst, dst0, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc
         tap_lo, tap_hi = _tap_ranges(shift, base, E, L)
         for n in range(N):
             out = dst[n, dst0 + base:dst0 + base + E]
-            if T == 0:
-                out[:] = 0
-                continue
-            # the first tap (the centre one, see _Plan) sets out, the others are added
-            lo, hi = tap_lo[0], tap_hi[0]
-            out[:lo] = 0
-            out[hi:] = 0
-            a = src0 + base + shift[0]
-            _mul(out[lo:hi], src[tap_phase[0], n, a + lo:a + hi], wm[0, lo:hi])
-            for t0 in range(1, T - 3, 4):  # four taps per sweep over out
-                lo = max(tap_lo[t0], tap_lo[t0 + 1], tap_lo[t0 + 2], tap_lo[t0 + 3])
-                hi = max(lo, min(tap_hi[t0], tap_hi[t0 + 1], tap_hi[t0 + 2], tap_hi[t0 + 3]))
-                a0, a1, a2, a3 = (src0 + base + lo + shift[t0], src0 + base + lo + shift[t0 + 1],
-                                  src0 + base + lo + shift[t0 + 2], src0 + base + lo + shift[t0 + 3])
-                m = hi - lo  # the positions [lo, hi) all four taps can read
-                _madd4(out[lo:hi], src[tap_phase[t0], n, a0:a0 + m], src[tap_phase[t0 + 1], n, a1:a1 + m],
-                       src[tap_phase[t0 + 2], n, a2:a2 + m], src[tap_phase[t0 + 3], n, a3:a3 + m],
-                       wm[t0, lo:hi], wm[t0 + 1, lo:hi], wm[t0 + 2, lo:hi], wm[t0 + 3, lo:hi])
-                for t in range(t0, t0 + 4):  # first and last block: what only some taps reach
-                    if tap_lo[t] < lo or tap_hi[t] > hi:
-                        _madd_outside(out, src[tap_phase[t], n], wm[t], src0 + base + shift[t],
-                                      tap_lo[t], tap_hi[t], lo, hi)
-            for t in range(T - (T - 1) % 4, T):  # the remaining taps one by one
-                _madd_outside(out, src[tap_phase[t], n], wm[t], src0 + base + shift[t], tap_lo[t], tap_hi[t], 0, 0)
+            _sum_taps(out, src, n, src0 + base, wm, shift, tap_phase, tap_lo, tap_hi)
+            if kind >= 0:
+                for cc in range(cn):
+                    plane = out[cc * P:(cc + 1) * P]
+                    affine_act(plane, plane, coef[0, c0 + cc], coef[1, c0 + cc], kind, consts)
 
 
 @njit(parallel=True, cache=True, fastmath=True)
@@ -392,17 +411,40 @@ def _result(out, N, channels, OH, OW, dtype):
     return out
 
 
-def depthwise_forward(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), *, channels=None, out=None):
+_NO_EPILOGUE = {np.dtype(np.float32): np.empty((2, 0), np.float32), np.dtype(np.float64): np.empty((2, 0))}
+
+
+def _epilogue(epilogue, C, dtype):
+    """(coef, kind, consts) for _shifted_sum from ``epilogue`` = None or (coef (2, C), activation)."""
+    if epilogue is None:
+        return _NO_EPILOGUE[dtype], -1, exp_constants(dtype)
+    coef, activation = epilogue
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"epilogue activation must be one of {sorted(map(str, ACTIVATIONS))}, got {activation!r}")
+    if not isinstance(coef, np.ndarray) or coef.shape != (2, C):
+        raise ValueError(f"epilogue coef must be a (2, {C}) array (scale and shift per channel), got "
+                         f"{type(coef).__name__} {getattr(coef, 'shape', '')}")
+    return np.ascontiguousarray(coef, dtype=dtype), ACTIVATIONS[activation], exp_constants(dtype)
+
+
+def depthwise_forward(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), *, channels=None, out=None,
+                      epilogue=None):
     """y (N, C, OH, OW) = depthwise convolution of x (N, C, H, W) with w (C, KH, KW).
 
     One group of a MixConv: ``channels=slice(a, b)`` convolves channels [a, b) of x with w
     (b - a channels) and writes channels [a, b) of ``out`` (N, x's channels, OH, OW), which is
     returned. Stride 1 with size-keeping padding (every MixConv layer) then copies nothing.
+
+    ``epilogue=(coef, activation)`` (inference): y[:, c] = activation(conv[:, c] * coef[0, c] +
+    coef[1, c]) for the C channels of w, an eval-mode BatchNorm folded into a scale and a shift,
+    then None, "relu" or "silu": computed on each block of output while it is in cache, which
+    saves the separate pass over memory that the batch norm would take.
     """
     x = _array("x", x, 4)
     N, Cx, H, W = x.shape
     w = _array("w", w, 3, x.dtype)
     start, C = _channel_range(channels, Cx, w.shape[0], "x")
+    coef, kind, consts = _epilogue(epilogue, C, x.dtype)
     plan = _Plan(H, W, w.shape[1], w.shape[2], stride, padding, dilation)
     y = _result(out, N, Cx, plan.OH, plan.OW, x.dtype)
     src, src0 = plan.input_canvas(x, start, C)
@@ -411,7 +453,7 @@ def depthwise_forward(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), *, c
     else:
         dst, dst0 = np.empty((N, C * plan.Hc * plan.Wc), dtype=x.dtype), 0
     _shifted_sum(src, src0, dst, dst0, w.reshape(C, -1), plan.tap_phase, plan.tap_u, plan.tap_v, plan.tap_k,
-                 plan.Hc, plan.Wc, plan.block(C))
+                 plan.Hc, plan.Wc, plan.block(C), coef, kind, consts)
     if not plan.in_place_output:
         y[:, start:start + C] = dst.reshape(N, C, plan.Hc, plan.Wc)[:, :, :plan.OH, :plan.OW]
     return y
@@ -439,10 +481,12 @@ def depthwise_backward_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0), dil
         gxq, gx0 = gx.reshape(1, N, -1), start * H * W
     else:
         gxq, gx0 = np.empty((plan.sh * plan.sw, N, C * plan.Hc * plan.Wc), dtype=gy.dtype), 0
+    no_epilogue = _epilogue(None, C, gy.dtype)
     for phase in range(plan.sh * plan.sw):  # each phase plane of gx collects the taps that read it
         sel = plan.tap_phase == phase
         _shifted_sum(src[None], src0, gxq[phase], gx0, w.reshape(C, -1), np.zeros(sel.sum(), np.int64),
-                     -plan.tap_u[sel], -plan.tap_v[sel], plan.tap_k[sel], plan.Hc, plan.Wc, plan.block(C))
+                     -plan.tap_u[sel], -plan.tap_v[sel], plan.tap_k[sel], plan.Hc, plan.Wc, plan.block(C),
+                     *no_epilogue)
     if not plan.in_place_input:
         _phases(gx, start, gxq, plan.sh, plan.sw, plan.Hc, plan.Wc, False)
     return gx

@@ -87,6 +87,15 @@ def _act_grad(z, y, kind, one):
     return one
 
 
+@njit(cache=True, fastmath=_FASTMATH, error_model="numpy", inline="always")
+def affine_act(src, dst, scale, shift, kind, consts):
+    """dst = act(src * scale + shift) over 1-D arrays of one length (dst may be src): the elementwise
+    part of the forward, shared with the depthwise kernels' inference epilogue. Inlined into its
+    callers: called as a function, its loop was not vectorized (SiLU measured 8x slower)."""
+    for p in range(src.size):
+        dst[p] = _act(_affine(src[p], scale, shift), kind, consts)
+
+
 @njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
 def _forward(x, gamma, beta, mean, var, eps, kind, training, y, coef, consts):
     """y = act(gamma * (x - mean) * inv_std + beta) per channel; x, y: (N, C, P).
@@ -117,10 +126,8 @@ def _forward(x, gamma, beta, mean, var, eps, kind, training, y, coef, consts):
             var[c] = max(squares / M - (total / M) ** 2, 0.0)
         coef[0, c] = gamma[c] / math.sqrt(var[c] + eps)
         coef[1, c] = beta[c] - mean[c] * coef[0, c]
-        scale, shift = coef[0, c], coef[1, c]
         for n in range(N):
-            for p in range(P):
-                y[n, c, p] = _act(_affine(x[n, c, p], scale, shift), kind, consts)
+            affine_act(x[n, c], y[n, c], coef[0, c], coef[1, c], kind, consts)
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")

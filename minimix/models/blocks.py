@@ -20,6 +20,7 @@ block's activation too. Attribute names follow timm (``conv_pw``, ``bn1``, ``con
 keeps the checkpoint mapping in :mod:`minimix.models.timm` a one-line rule.
 """
 from .. import nn
+from ..nn.fused import mixconv_bn_act
 from ..nn.norm import batch_norm_act
 from .blockstring import BlockArgs
 
@@ -81,7 +82,7 @@ class DepthwiseSeparable(_Block):
         self.bn2 = nn.BatchNorm2d(a.out_channels, eps=bn_eps, momentum=bn_momentum)
 
     def forward(self, x):
-        y = batch_norm_act(self.conv_dw(x), self.bn1, self.act1)  # = act1(bn1(conv_dw(x))), fused
+        y = mixconv_bn_act(self.conv_dw, x, self.bn1, self.act1)  # = act1(bn1(conv_dw(x))), fused
         if self.se is not None:
             y = self.se(y)
         y = batch_norm_act(self.conv_pw(y), self.bn2)
@@ -109,7 +110,7 @@ class InvertedResidual(_Block):
 
     def forward(self, x):
         y = batch_norm_act(self.conv_pw(x), self.bn1, self.act1)  # = act1(bn1(conv_pw(x))), fused
-        y = batch_norm_act(self.conv_dw(y), self.bn2, self.act2)
+        y = mixconv_bn_act(self.conv_dw, y, self.bn2, self.act2)  # in inference: one pass
         if self.se is not None:
             y = self.se(y)
         y = batch_norm_act(self.conv_pwl(y), self.bn3)

@@ -11,8 +11,8 @@ activation kernels). Measured on a 2-core machine shared with other work:
   single-threaded and gets its parallelism from the Numba kernels instead.
 * Numba's thread pool (its "threading layer") is TBB's when the ``tbb`` package is
   installed (a dependency of minimix on Linux x86-64), else ``workqueue``; not the OpenMP
-  one. A training step runs ~330 parallel kernels (inference ~130), so what a pool costs
-  per kernel adds up. Starting an empty kernel takes ~3 us with TBB and ~100 us with
+  one. A training step runs ~330 parallel kernels (inference over 100), so what a pool costs
+  per kernel adds up. Starting an empty kernel takes 2-7 us with TBB and 90-140 us with
   workqueue, whose threads wait by polling with short naps (``benchmarks/thread_pools.py``);
   inside a mixnet_cifar step the difference was larger still: depthwise kernels 440 -> 335
   ms, batch norm + activation 240 -> 200 ms per step (``benchmarks/train_step.py

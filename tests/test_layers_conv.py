@@ -79,7 +79,7 @@ def se_kernels(request, monkeypatch):
         pytest.importorskip("numba", reason="the squeeze-excite kernels are written in Numba")
     else:
         for module in (minimix.nn.pooling, minimix.nn.squeeze_excite):
-            monkeypatch.setattr(module, "optional", lambda name: None)
+            monkeypatch.setattr(module, "for_dtype", lambda name, dtype: None)
     return request.param
 
 

@@ -17,6 +17,8 @@ imports Numba:
 import functools
 import importlib
 
+import numpy as np
+
 
 @functools.lru_cache(maxsize=None)
 def optional(name):
@@ -27,3 +29,9 @@ def optional(name):
         return importlib.import_module(f"{__name__}.{name}")
     except ImportError:
         return None
+
+
+def for_dtype(name, dtype):
+    """``optional(name)`` for float32 and float64 data, the dtypes the Numba kernels are written for;
+    None for any other dtype (the caller's NumPy definition handles it)."""
+    return optional(name) if dtype in (np.float32, np.float64) else None

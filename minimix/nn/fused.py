@@ -18,25 +18,19 @@ calls it unconditionally.
 """
 import numpy as np
 
-from ..kernels import optional
+from ..kernels import for_dtype, optional
 from ..tensor import Function, is_grad_enabled
-from .layers import ReLU, SiLU
-from .norm import batch_norm_act
-
-_ACTIVATIONS = {type(None): None, ReLU: "relu", SiLU: "silu"}
+from .norm import activation_kind, batch_norm_act, hooked
 
 
 class MixedDepthwiseBatchNormAct(Function):
     """act(batch_norm_eval(mixconv(x))) in one node, forward only (used under ``no_grad``)."""
 
-    def forward(self, x, *weights, splits, stride, dilation, coef, activation):
+    def forward(self, x, *weights, splits, paddings, stride, dilation, coef, activation):
         kernels = optional("depthwise_numba")
-        self.weights = weights
         y = None
         start = 0
-        for w, size in zip(weights, splits):
-            k = w.shape[2:]
-            padding = tuple(d * (kk - 1) // 2 for d, kk in zip(dilation, k))
+        for w, size, padding in zip(weights, splits, paddings):
             part = slice(start, start + size)
             y = kernels.depthwise_forward(x, w[:, 0], stride, padding, dilation, channels=part, out=y,
                                           epilogue=(coef[:, part], activation))
@@ -51,11 +45,6 @@ class MixedDepthwiseBatchNormAct(Function):
         return "MixedConv2d depthwise + BN + act (inference)"
 
 
-def _hooked(*modules):
-    """True if a module's ``forward`` was replaced on the instance (a summary or tracing hook)."""
-    return any(m is not None and "forward" in vars(m) for m in modules)
-
-
 def mixconv_bn_act(conv, x, bn, activation=None):
     """``activation(bn(conv(x)))`` for a ``MixConv2d`` conv and a ``BatchNorm2d`` bn.
 
@@ -65,13 +54,14 @@ def mixconv_bn_act(conv, x, bn, activation=None):
     """
     fusable = (not conv.training and not bn.training and not is_grad_enabled()
                and len(x.shape) == 4 and x.shape[1] == conv.channels
-               and type(activation) in _ACTIVATIONS and not _hooked(conv, bn, activation, *conv.convs)
-               and optional("depthwise_numba") is not None and x.dtype in (np.float32, np.float64))
+               and activation_kind(activation) != "other" and not hooked(conv, bn, activation, *conv.convs)
+               and for_dtype("depthwise_numba", x.dtype) is not None)
     if not fusable:
         return batch_norm_act(conv(x), bn, activation)
     scale = bn.weight.data.astype(np.float64) / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
     shift = bn.bias.data.astype(np.float64) - bn.running_mean.astype(np.float64) * scale
-    first = conv.convs[0]
+    first = conv.convs[0]  # every group has the MixConv's stride and dilation
     return MixedDepthwiseBatchNormAct.apply(
-        x, *[c.weight for c in conv.convs], splits=tuple(conv.splits), stride=first.stride,
-        dilation=first.dilation, coef=np.stack([scale, shift]).astype(x.dtype), activation=_ACTIVATIONS[type(activation)])
+        x, *[c.weight for c in conv.convs], splits=tuple(conv.splits), paddings=tuple(c.padding for c in conv.convs),
+        stride=first.stride, dilation=first.dilation, coef=np.stack([scale, shift]).astype(x.dtype),
+        activation=activation_kind(activation))

@@ -170,6 +170,18 @@ class BatchNormAct(Function):
         return gx, g_weight.astype(self.weight.dtype), g_bias.astype(self.weight.dtype)
 
 
+def activation_kind(activation):
+    """The fused kernels' name for an activation module: None (no activation), "relu", "silu",
+    or "other" (anything the kernels cannot do)."""
+    return {type(None): None, ReLU: "relu", SiLU: "silu"}.get(type(activation), "other")
+
+
+def hooked(*modules):
+    """True if a module's ``forward`` was replaced on the instance (e.g. a models.summary or
+    viz.tracing hook): fused paths then run the modules themselves, so the hook sees them run."""
+    return any(m is not None and "forward" in vars(m) for m in modules)
+
+
 def batch_norm_act(x, bn, activation=None):
     """``activation(bn(x))`` as one fused op, for a ``BatchNorm2d`` module ``bn``.
 
@@ -178,10 +190,8 @@ def batch_norm_act(x, bn, activation=None):
     Uses and updates ``bn``'s parameters and running statistics exactly as ``bn(x)`` does, so
     a model keeps its modules and checkpoint keys.
     """
-    kind = {type(None): None, ReLU: "relu", SiLU: "silu"}.get(type(activation), "other")
-    # a forward replaced on the instance is a hook (e.g. models.summary's): let it see both modules run
-    hooked = "forward" in vars(bn) or "forward" in vars(activation or bn)
-    if kind == "other" or hooked or optional("norm_act_numba") is None:
+    kind = activation_kind(activation)
+    if kind == "other" or hooked(bn, activation) or optional("norm_act_numba") is None:
         y = bn(x)
         return y if activation is None else activation(y)
     _check_batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.training, "batch_norm_act")

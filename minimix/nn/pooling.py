@@ -1,7 +1,7 @@
 """Global average pooling: (N, C, H, W) -> (N, C, 1, 1), the mean of each channel plane."""
 import numpy as np
 
-from ..kernels import optional
+from ..kernels import for_dtype
 from ..tensor import Function
 from .module import Module
 
@@ -15,7 +15,7 @@ class GlobalAvgPool(Function):
 
     def forward(self, x):
         self.shape = x.shape
-        kernels = optional("excite_numba") if x.dtype in (np.float32, np.float64) else None
+        kernels = for_dtype("excite_numba", x.dtype)
         return kernels.plane_means(x) if kernels else x.mean(axis=(2, 3), keepdims=True)
 
     def backward(self, g):

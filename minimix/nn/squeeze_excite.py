@@ -15,7 +15,7 @@ and x, on every core (``minimix.kernels.excite_numba``).
 import numpy as np
 
 from .. import ops
-from ..kernels import optional
+from ..kernels import for_dtype
 from ..tensor import Function
 from .conv import Conv2d
 from .layers import SiLU
@@ -31,7 +31,7 @@ class Excite(Function):
 
     def forward(self, x, gate):
         self.x, self.gate = x, gate
-        self.kernels = optional("excite_numba") if x.dtype in (np.float32, np.float64) else None
+        self.kernels = for_dtype("excite_numba", x.dtype)
         return self.kernels.excite_forward(x, gate) if self.kernels else x * gate
 
     def backward(self, g):

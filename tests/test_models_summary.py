@@ -57,6 +57,7 @@ def test_mixnet_cifar_totals_and_printout(capsys):
     # the model is left as it was: modes, state, and its own forward methods
     assert all(m.training for m in model.modules())
     assert all("forward" not in m.__dict__ for m in model.modules())
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()), "hooks are removed"
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
 
@@ -83,3 +84,36 @@ def test_summary_of_a_bare_mixconv_counts_its_macs():
     assert len(result.rows) == 1
     assert result.rows[0].output_shape == (1, 8, 16, 16)
     assert result.total_macs == 16 * 16 * (4 * 9 + 4 * 25)
+
+
+class BatchNormReLU(nn.BatchNorm2d):
+    """A BatchNorm holding its activation as a child (as timm's BatchNormAct2d)."""
+
+    def __init__(self, channels):
+        super().__init__(channels)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.act(super().forward(x))
+
+
+def test_a_module_with_its_own_parameters_and_a_child_is_one_layer():
+    s = summary(nn.Sequential(nn.Conv2d(3, 4, 3), BatchNormReLU(4)), (3, 8, 8), verbose=False)
+    assert [(r.name, r.type, r.output_shape, r.params) for r in s.rows][1:] == [("1", "BatchNormReLU", (1, 4, 6, 6), 8)]
+    assert sum(r.params for r in s.rows) == s.total_params
+
+
+def test_hooks_are_removed_when_the_forward_fails():
+    class Fails(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            self.conv(x)
+            raise ArithmeticError("boom")
+
+    model = Fails()
+    with pytest.raises(ArithmeticError):
+        summary(model, (3, 8, 8), verbose=False)
+    assert not model.conv._forward_hooks and model.conv.training

@@ -1,11 +1,11 @@
-"""Module: parameter discovery and naming, state_dict round trips and errors, modes, repr, layers."""
+"""Module: parameter discovery and naming, state_dict round trips and errors, modes, repr, forward hooks, layers."""
 import numpy as np
 import pytest
 from parity import DTYPES, check_parity, randn, torch
 
 import minimix as mm
 from minimix import nn
-from minimix.nn.module import StateDictError
+from minimix.nn.module import RemovableHandle, StateDictError
 
 
 class Block(nn.Module):
@@ -176,6 +176,206 @@ def test_forgetting_super_init_is_explained():
 
     with pytest.raises(RuntimeError, match="super\\(\\).__init__"):
         Broken().parameters()
+
+
+def _x(*shape, seed=0):
+    return mm.Tensor(np.random.default_rng(seed).standard_normal(shape))
+
+
+class Scale(nn.Module):
+    """forward(x, factor=1.0): a keyword argument, to check that hooks leave keywords alone."""
+
+    def forward(self, x, factor=1.0):
+        return x * factor
+
+
+def test_forward_pre_hook_replaces_the_positional_args():
+    layer = Scale()
+    x = _x(2, 3)
+    seen = []
+    with layer.register_forward_pre_hook(lambda m, args: seen.append(args)):  # None: args unchanged
+        np.testing.assert_array_equal(layer(x, factor=3.0).data, 3 * x.data)
+    assert seen == [(x,)], "pre-hooks see the positional args as a tuple, keywords go to forward unchanged"
+    with layer.register_forward_pre_hook(lambda m, args: args[0] + 1):  # a non-tuple becomes a 1-tuple
+        np.testing.assert_array_equal(layer(x, factor=2.0).data, 2 * (x.data + 1))
+    with layer.register_forward_pre_hook(lambda m, args: (args[0] * 10,)):
+        np.testing.assert_array_equal(layer(x).data, 10 * x.data)
+    np.testing.assert_array_equal(layer(x).data, x.data)
+
+
+def test_forward_hook_sees_args_and_output_and_may_replace_the_output():
+    layer = Scale()
+    x = _x(2, 3)
+    seen = []
+
+    def watch(module, args, output):
+        seen.append((module, args, output))
+
+    with layer.register_forward_hook(watch):
+        out = layer(x, factor=2.0)
+    ((module, args, output),) = seen
+    assert module is layer and args == (x,) and output is out
+    with layer.register_forward_pre_hook(lambda m, args: args[0] * 0), layer.register_forward_hook(watch):
+        layer(x)
+    assert not seen[-1][1][0].data.any(), "a forward hook sees the args the pre-hooks produced"
+    with layer.register_forward_hook(lambda m, args, out: out - 1):
+        np.testing.assert_array_equal(layer(x).data, x.data - 1)
+
+
+def test_hooks_run_in_registration_order():
+    layer = Scale()
+    calls = []
+    pre_a = layer.register_forward_pre_hook(lambda m, args: calls.append("pre a") or args[0] + 1)
+    post_a = layer.register_forward_hook(lambda m, args, out: calls.append("post a") or out * 10)
+    layer.register_forward_pre_hook(lambda m, args: calls.append("pre b") or args[0] * 2)
+    layer.register_forward_hook(lambda m, args, out: calls.append("post b") or out + 5)
+    out = layer(mm.Tensor(np.array([1.0])))
+    assert calls == ["pre a", "pre b", "post a", "post b"]
+    assert out.data[0] == ((1 + 1) * 2) * 10 + 5
+    pre_a.remove()
+    post_a.remove()
+    calls.clear()
+    assert layer(mm.Tensor(np.array([1.0]))).data[0] == 1 * 2 + 5 and calls == ["pre b", "post b"]
+
+
+def test_handle_remove_is_idempotent_and_removes_only_its_hook():
+    layer = Scale()
+    calls = []
+    first = layer.register_forward_hook(lambda m, a, o: calls.append("first"))
+    second = layer.register_forward_hook(lambda m, a, o: calls.append("second"))
+    assert isinstance(first, RemovableHandle) and first.id != second.id
+    first.remove()
+    first.remove()  # again: nothing happens
+    layer(_x(2))
+    assert calls == ["second"]
+    second.remove()
+    assert not layer._forward_hooks and not layer._forward_pre_hooks
+    layer(_x(2))
+    assert calls == ["second"]
+
+
+def test_a_hook_may_remove_itself_while_running():
+    layer = Scale()
+    calls = []
+    handles = []
+
+    def once(module, args, output):
+        calls.append("once")
+        handles[0].remove()
+
+    handles.append(layer.register_forward_hook(once))
+    layer.register_forward_hook(lambda m, a, o: calls.append("always"))
+    layer(_x(2))
+    layer(_x(2))
+    assert calls == ["once", "always", "always"]
+
+
+def test_handle_as_context_manager_removes_the_hook_even_on_error():
+    layer = Scale()
+    with layer.register_forward_hook(lambda m, a, o: o * 0) as handle:
+        assert isinstance(handle, RemovableHandle) and len(layer._forward_hooks) == 1
+        assert not layer(_x(3)).data.any()
+    assert not layer._forward_hooks
+
+    def fail(module, args, output):
+        raise KeyError("stop")
+
+    with pytest.raises(KeyError), layer.register_forward_hook(fail):
+        layer(_x(3))
+    assert not layer._forward_hooks
+    np.testing.assert_array_equal(layer(_x(3)).data, _x(3).data)
+
+
+def test_hooks_are_not_state_parameters_children_or_repr():
+    net = Net()
+    expected_state, expected_repr = list(net.state_dict()), repr(net)
+    expected_modules = [n for n, _ in net.named_modules()]
+    net.register_forward_hook(lambda m, a, o: None)
+    net.blocks[0].register_forward_pre_hook(lambda m, a: None)
+    net.blocks[0].fc.register_forward_hook(lambda m, a, o: None)
+    assert list(net.state_dict()) == expected_state
+    assert [(n, p.shape) for n, p in net.named_parameters()] == EXPECTED_PARAMETERS
+    assert [n for n, _ in net.named_modules()] == expected_modules
+    assert repr(net) == expected_repr
+    Net().load_state_dict(net.state_dict())  # strict: no extra keys
+
+
+def test_hooks_observe_the_activations_of_calling_the_layers_by_hand():
+    """A hook on every module of a model sees exactly what running its layers one by one gives."""
+    mm.manual_seed(0)
+    net = Net().eval()
+    x = mm.Tensor(randn(3, 4).astype(np.float32))
+    seen = {}
+
+    def record(name):
+        def hook(module, args, output):
+            seen[name] = (args[0], output)  # returns None: the output is kept
+        return hook
+
+    handles = [m.register_forward_hook(record(name)) for name, m in net.named_modules()]
+    try:
+        out = net(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert not any(m._forward_hooks for m in net.modules())
+
+    expected = {}
+    h = x
+    for i, block in enumerate(net.blocks):
+        expected[f"blocks.{i}.fc"] = (h, block.fc(h))
+        expected[f"blocks.{i}.act"] = (expected[f"blocks.{i}.fc"][1], block.act(expected[f"blocks.{i}.fc"][1]))
+        expected[f"blocks.{i}"] = (h, expected[f"blocks.{i}.act"][1])
+        h = expected[f"blocks.{i}"][1]
+    h = h * net.scale
+    head_in = h
+    for j, layer in enumerate(net.head.layers):
+        expected[f"head.{j}"] = (h, layer(h))
+        h = expected[f"head.{j}"][1]
+    expected["head"] = (head_in, h)
+    expected[""] = (x, h)
+    assert set(seen) == set(expected)
+    for name, (inp, output) in expected.items():
+        np.testing.assert_array_equal(seen[name][0].data, inp.data, err_msg=f"{name} input")
+        np.testing.assert_array_equal(seen[name][1].data, output.data, err_msg=f"{name} output")
+    np.testing.assert_array_equal(out.data, h.data)
+
+
+def test_hook_semantics_match_torch():
+    """The same hooks on a minimix and a torch Linear change the result, and its gradients, alike."""
+    mm.manual_seed(0)
+    layer = nn.Linear(4, 3)
+    for p in layer.parameters():
+        p.data = p.data.astype(np.float64)
+    reference = torch.nn.Linear(4, 3).double()
+    reference.load_state_dict({k: torch.from_numpy(v) for k, v in layer.state_dict().items()})
+    calls = {"minimix": [], "torch": []}
+
+    def install(module, log):
+        return [
+            module.register_forward_pre_hook(lambda m, args: log.append("pre 1") or args[0] * 2),
+            module.register_forward_pre_hook(lambda m, args: log.append("pre 2")),
+            module.register_forward_hook(lambda m, args, out: log.append("post 1") or out * args[0].sum()),
+            module.register_forward_hook(lambda m, args, out: log.append("post 2") or out.tanh()),
+        ]
+
+    mm_handles, torch_handles = install(layer, calls["minimix"]), install(reference, calls["torch"])
+    x = randn(5, 4)
+    check_parity(layer, reference, [x], np.float64)
+    assert calls["minimix"] == calls["torch"] == ["pre 1", "pre 2", "post 1", "post 2"]
+    for handle in mm_handles + torch_handles:
+        handle.remove()
+        handle.remove()
+    check_parity(layer, reference, [x], np.float64)
+
+
+def test_registering_a_hook_needs_super_init():
+    class Broken(nn.Module):
+        def __init__(self):
+            pass
+
+    with pytest.raises(RuntimeError, match="super\\(\\).__init__"):
+        Broken().register_forward_hook(lambda m, a, o: None)
 
 
 def test_module_list():

@@ -4,7 +4,7 @@ import pytest
 
 import minimix as mm
 from minimix import nn
-from minimix.viz import conv_layers, format_table, receptive_field
+from minimix.viz import conv_layers, format_table, layer_field, receptive_field
 
 
 def rfs(*layers, shape=(1, 33, 33)):
@@ -148,7 +148,26 @@ def test_model_is_left_untouched():
     assert all(np.array_equal(state[k], v) for k, v in model.state_dict().items())
     assert all(p.grad is None and p.requires_grad for p in model.parameters())
     assert "forward" not in model[0].__dict__
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()), "hooks are removed"
     assert mm.random.get_state() == rng_state
+
+
+def test_tracing_hooks_come_and_go_beside_the_models_own():
+    """The tracer's forward hooks are removed after the pass, also when a hook stops it early, and
+    hooks the model already had keep running and stay."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3))
+    calls = []
+
+    def own_hook(module, args, output):
+        calls.append("own hook")
+
+    own = model[2].register_forward_hook(own_hook)
+    field = layer_field(model, (1, 9, 9), "1")  # stops after the ReLU: the last conv never runs
+    assert field[0].r == 3 and calls == []
+    assert [rec.rf for rec in receptive_field(model, (1, 9, 9))] == [3, 5] and calls == ["own hook"]
+    assert list(model[2]._forward_hooks.values()) == [own_hook]
+    assert not any(m._forward_hooks for m in (model, model[0], model[1]))
+    own.remove()
 
 
 def test_format_table_has_a_row_per_layer():

@@ -1,9 +1,11 @@
 """``summary(model, input_shape)``: a per-layer table of output shapes, parameters and multiply-accumulates.
 
-How it works: one forward pass in eval mode under ``no_grad`` on a zero input, with each layer's
-``forward`` temporarily wrapped to record its output shape (the model's modes and state are left
-as they were). A "layer" is a module without children, or one of the composite layers that are
-read as one unit: ``MixConv2d``, ``GroupedConv2d``, ``SqueezeExcite``.
+How it works: one forward pass in eval mode under ``no_grad`` on a zero input, with a forward hook
+on each layer (``Module.register_forward_hook``) that records its output shape; the hooks are
+removed afterwards and the model's modes and state are left as they were. A "layer" is a module
+without children, or one of the composite layers that are read as one unit: ``MixConv2d``,
+``GroupedConv2d``, ``SqueezeExcite``, and any module with parameters of its own (a BatchNorm that
+holds its activation as a child, as timm's ``BatchNormAct2d``).
 
 What is counted as multiply-accumulates (MACs), per image:
 
@@ -68,6 +70,11 @@ class Summary:
 ATOMIC = (nn.MixConv2d, nn.GroupedConv2d, nn.SqueezeExcite)  # read as one layer each
 
 
+def _read_as_one(module) -> bool:
+    """A composite layer: one of ``ATOMIC``, or a module owning parameters besides its children's."""
+    return isinstance(module, ATOMIC) or any(isinstance(v, nn.Parameter) for v in vars(module).values())
+
+
 def _conv_macs(conv, oh, ow):
     c_out, c_in_per_group, kh, kw = conv.weight.shape
     return c_out * oh * ow * c_in_per_group * kh * kw
@@ -115,7 +122,7 @@ def _layers(model):
     while stack:
         name, m = stack.pop()
         kids = list(m.named_children())
-        if m is not model and (not kids or isinstance(m, ATOMIC)):
+        if m is not model and (not kids or _read_as_one(m)):
             out.append((name, m))
             continue
         stack.extend(reversed([(f"{name}.{n}" if name else n, k) for n, k in kids]))
@@ -137,26 +144,22 @@ def summary(model, input_shape, dtype=np.float32, file=None, verbose=True) -> Su
     layers = _layers(model)
     shapes = {}
 
-    def wrap(key, module):
-        original = module.forward
-
-        def forward(*args, **kwargs):
-            out = original(*args, **kwargs)
-            shapes[key] = tuple(out.shape)
-            return out
-
-        module.forward = forward  # an instance attribute shadows the class's forward
+    def record(key):
+        def hook(module, args, output):
+            shapes[key] = tuple(output.shape)
+        return hook
 
     modes = {id(m): m.training for m in model.modules()}
-    for key, (_, m) in enumerate(layers):
-        wrap(key, m)
+    handles = []
     try:
+        for key, (_, m) in enumerate(layers):
+            handles.append(m.register_forward_hook(record(key)))
         model.eval()
         with no_grad():
             out = model(Tensor(np.zeros(shape, dtype=dtype)))
     finally:
-        for _, m in layers:
-            m.__dict__.pop("forward", None)
+        for handle in handles:
+            handle.remove()
         for m in model.modules():
             object.__setattr__(m, "training", modes[id(m)])
 

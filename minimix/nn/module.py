@@ -4,7 +4,13 @@ Parameters and sub-modules are found by looking at the module's attributes (in
 the order they were set), including lists/tuples of modules, so names come out
 as in PyTorch: ``blocks.0.conv.weight``. Buffers (non-learned state such as
 BatchNorm's running mean) are registered with ``register_buffer``.
+
+Forward hooks let code outside a model watch it run without editing its
+``forward``: ``register_forward_hook`` / ``register_forward_pre_hook`` return a
+``RemovableHandle``; ``models.summary`` records output shapes with them and
+``viz`` follows receptive fields through them.
 """
+import itertools
 from collections import OrderedDict
 
 import numpy as np
@@ -31,19 +37,89 @@ class Parameter(Tensor):
         return "Parameter(" + super().__repr__()[len("Tensor("):]
 
 
+class RemovableHandle:
+    """What ``register_forward_hook`` and ``register_forward_pre_hook`` return.
+
+    ``handle.remove()`` unregisters the hook (calling it again does nothing). A
+    handle is also a context manager, ``with model.register_forward_hook(h): model(x)``,
+    that removes the hook when the block ends, even on an exception
+    (as ``torch.utils.hooks.RemovableHandle``).
+    """
+
+    _ids = itertools.count()  # one id per hook ever registered: the key in the module's hook dict
+
+    def __init__(self, hooks: OrderedDict):
+        self.hooks = hooks
+        self.id = next(RemovableHandle._ids)
+
+    def remove(self):
+        self.hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.remove()
+
+
 class Module:
     """Base class of layers and models: subclass it, set attributes in ``__init__``,
-    and write ``forward``. Calling the module calls ``forward``."""
+    and write ``forward``. Calling the module calls ``forward`` (and its hooks, if any)."""
 
     def __init__(self):
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_buffer_names", [])
+        # id -> hook, in registration order; neither parameters, buffers nor children
+        object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
 
     def forward(self, *args, **kwargs):  # pragma: no cover - abstract
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
     def __call__(self, *args, **kwargs):
+        if self._forward_pre_hooks or self._forward_hooks:
+            return self._call_with_hooks(args, kwargs)
         return self.forward(*args, **kwargs)
+
+    def _call_with_hooks(self, args, kwargs):
+        for hook in list(self._forward_pre_hooks.values()):  # a copy: a hook may remove itself
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        output = self.forward(*args, **kwargs)
+        for hook in list(self._forward_hooks.values()):
+            result = hook(self, args, output)
+            if result is not None:
+                output = result
+        return output
+
+    # -- hooks -----------------------------------------------------------------------
+    def register_forward_pre_hook(self, hook) -> RemovableHandle:
+        """Call ``hook(module, args)`` before every ``forward``; returns a ``RemovableHandle``.
+
+        ``args`` is the tuple of positional arguments (keyword arguments go to
+        ``forward`` unchanged). A hook that returns something other than None
+        replaces the arguments (a non-tuple becomes a 1-tuple). Hooks run in the
+        order they were registered. Use: inspect or adapt a layer's input.
+        """
+        self._check_init()
+        handle = RemovableHandle(self._forward_pre_hooks)
+        self._forward_pre_hooks[handle.id] = hook
+        return handle
+
+    def register_forward_hook(self, hook) -> RemovableHandle:
+        """Call ``hook(module, args, output)`` after every ``forward``; returns a ``RemovableHandle``.
+
+        The way to observe activations inside a model whose ``forward`` you do not
+        write: ``summary`` records each layer's output shape, the receptive-field
+        tools follow each convolution's input and output. A hook that returns
+        something other than None replaces the output. Hooks run in the order
+        they were registered.
+        """
+        self._check_init()
+        handle = RemovableHandle(self._forward_hooks)
+        self._forward_hooks[handle.id] = hook
+        return handle
 
     # -- discovery ---------------------------------------------------------------
     def _check_init(self):

@@ -27,9 +27,10 @@ layer's output as a whole is reported with the largest. Where paths meet
 (residual additions, squeeze-and-excitation gates, concatenations), the
 merged map takes the largest field of its inputs.
 
-How the paths are found: ``trace`` runs one forward pass and wraps every
-convolution-like module (a leaf module with ``kernel_size`` and ``stride``,
-and a module whose ``convs`` are such modules: MixConv, grouped 1x1 convs).
+How the paths are found: ``trace`` runs one forward pass with a forward hook
+(``Module.register_forward_hook``) on every convolution-like module (a leaf
+module with ``kernel_size`` and ``stride``, and a module whose ``convs`` are
+such modules: MixConv, grouped 1x1 convs).
 A layer's input tensor is followed back through the autograd graph
 (``tensor._ctx.parents``) to the nearest tensors whose field is already known
 (the image, or an earlier layer's output), so any architecture works, whatever

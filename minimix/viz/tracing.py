@@ -1,11 +1,12 @@
 """Watching a model run without changing it.
 
 The receptive-field tools need to see the inputs and outputs of chosen layers
-*inside* a model whose ``forward`` they do not know. They do it the simplest
-way Python allows: for the duration of a ``with`` block, the chosen modules get
-an instance attribute ``forward`` that calls the original method and then a
-hook. ``Module.__call__`` looks up ``self.forward``, so it finds the wrapper;
-deleting the attribute afterwards uncovers the class's method again.
+*inside* a model whose ``forward`` they do not know. Forward hooks are made
+for this: ``module.register_forward_hook(hook)`` has every call of ``module``
+also call ``hook(module, args, output)``, and the returned handle's
+``remove()`` takes it off again. ``forward_hooks`` registers several for the
+duration of a ``with`` block; a hook can raise ``StopForward`` to end the pass
+early once it has seen what it needs.
 
 ``model_untouched`` makes such an observation side-effect free: it sets the
 train/eval mode asked for, stops parameters from collecting gradients, and
@@ -28,27 +29,14 @@ def forward_hooks(hooks):
     """Within the block, calling ``module`` also calls ``hook(module, args, output)``.
 
     ``hooks``: iterable of ``(module, hook)`` pairs; a module may appear twice
-    (its hooks then run in the order given).
+    (its hooks then run in the order given). Each pair is one
+    ``module.register_forward_hook(hook)``; the handles are removed when the
+    block ends, also on an exception.
     """
-    patched = []
-    try:
+    with contextlib.ExitStack() as handles:
         for module, hook in hooks:
-            original = module.forward  # the class method, or an earlier wrapper
-
-            def wrapper(*args, _original=original, _hook=hook, _module=module, **kwargs):
-                output = _original(*args, **kwargs)
-                _hook(_module, args, output)
-                return output
-
-            patched.append((module, module.__dict__.get("forward")))
-            module.__dict__["forward"] = wrapper
+            handles.enter_context(module.register_forward_hook(hook))
         yield
-    finally:
-        for module, previous in reversed(patched):
-            if previous is None:
-                module.__dict__.pop("forward", None)
-            else:
-                module.__dict__["forward"] = previous
 
 
 @contextlib.contextmanager

@@ -5,9 +5,19 @@
     (x * x).sum().backward()
     x.grad  # -> [[2., 4.]]
 
-Heavy pieces (Numba kernels, matplotlib) load lazily, so ``import minimix`` is quick.
+Heavy pieces (Numba kernels, matplotlib) load lazily, so ``import minimix`` is quick, and
+importing any part of minimix changes no process-wide state (threads, allocator): that is one
+explicit call, ``minimix.perf.configure()``.
+
+Two paths run the same ops: the reference NumPy code (what the source reads as) and fast
+implementations registered in ``minimix.backends`` (the default where they apply)::
+
+    with mm.use_backend("reference"):   # or MINIMIX_BACKEND=reference
+        ...
+    mm.backends.print_table()           # every fast implementation and what it replaces
 """
-from . import ops
+from . import backends, ops
+from .backends import use_backend
 from .gradcheck import GradcheckError, gradcheck
 from .ops import cat, concatenate, split
 from .random import manual_seed
@@ -46,12 +56,12 @@ def randn(*shape, dtype="float32", requires_grad=False) -> Tensor:
 def __getattr__(name):  # lazy subpackages: minimix.nn, minimix.optim, ...
     import importlib
 
-    if name in {"nn", "optim", "models", "data", "viz", "kernels", "lessons", "train", "training", "cli"}:
+    if name in {"nn", "optim", "models", "data", "viz", "kernels", "fast", "perf", "lessons", "train", "training", "cli"}:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'minimix' has no attribute {name!r}")
 
 
 __all__ = [
     "Tensor", "Function", "no_grad", "is_grad_enabled", "gradcheck", "GradcheckError",
-    "manual_seed", "tensor", "zeros", "ones", "randn", "cat", "concatenate", "split",
+    "manual_seed", "use_backend", "backends", "tensor", "zeros", "ones", "randn", "cat", "concatenate", "split",
 ]

@@ -33,7 +33,10 @@ CASES = {
     "dw9-stride2": ((1, 3, 12, 10), (3, 1, 9, 9), dict(stride=2, padding=4, groups=3)),
     "dw11": ((2, 2, 13, 12), (2, 1, 11, 11), dict(padding=5, groups=2)),
     "dw-multiplier2": ((2, 3, 9, 8), (6, 1, 3, 3), dict(padding=1, groups=3)),
+    "dw3-empty-batch": ((0, 4, 6, 5), (4, 1, 3, 3), dict(padding=1, groups=4)),
+    "1x1-empty-batch": ((0, 3, 4, 5), (2, 3, 1, 1), {}),
 }
+pytestmark = pytest.mark.usefixtures("each_path")  # every test on the fast and the reference path
 
 
 def _is_depthwise(x_shape, w_shape, kw):
@@ -46,6 +49,8 @@ def _backend_params():
         backends = ["auto", "naive", "im2col"]
         if _is_depthwise(x_shape, w_shape, kw):
             backends.append("numba")
+        if w_shape[2:] == (1, 1) and not kw:
+            backends.append("pointwise")
         params += [pytest.param(name, b, id=f"{name}-{b}") for b in backends]
     return params
 
@@ -81,14 +86,19 @@ def test_backends_agree_with_each_other(case):
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=f"{backend} vs naive: {what}")
 
 
-def test_auto_backend_choice():
-    """auto: depthwise -> numba (when installed), everything else -> im2col."""
+def test_auto_backend_choice(each_path):
+    """auto: on the fast path depthwise -> numba, 1x1 -> pointwise, everything else -> im2col;
+    on the reference path im2col for all."""
+    from minimix.fast import conv as fast_conv
+
     x = mm.Tensor(randn(1, 4, 6, 6), requires_grad=True)
     dense = F.conv2d(x, mm.Tensor(randn(4, 4, 3, 3), requires_grad=True))
     depthwise = F.conv2d(x, mm.Tensor(randn(4, 1, 3, 3), requires_grad=True), groups=4)
+    pointwise = F.conv2d(x, mm.Tensor(randn(5, 4, 1, 1), requires_grad=True))
     assert dense._ctx.kernels is im2col
-    expected = "_DepthwiseNumba" if HAVE_NUMBA else "module"
-    assert type(depthwise._ctx.kernels).__name__ == expected
+    fast = each_path == "fast"
+    assert depthwise._ctx.kernels is (fast_conv.DEPTHWISE if fast else im2col)
+    assert pointwise._ctx.kernels is (fast_conv.POINTWISE if fast else im2col)
 
 
 def test_conv_backend_context_manager_switches_and_restores():

@@ -9,6 +9,8 @@ import minimix as mm
 import minimix.nn as nn
 import minimix.nn.functional as F
 
+pytestmark = pytest.mark.usefixtures("each_path")  # every test on the fast and the reference path
+
 
 def test_conv2d_attributes_like_torch():
     conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2)
@@ -55,7 +57,7 @@ def test_conv2d_module_matches_torch(kw, dtype):
 
 
 @DTYPES
-def test_adaptive_avg_pool_matches_torch(dtype, se_kernels):
+def test_adaptive_avg_pool_matches_torch(dtype, each_path):
     check_parity(lambda x: nn.AdaptiveAvgPool2d(1)(x), lambda x: torch.nn.functional.adaptive_avg_pool2d(x, 1),
                  [randn(2, 5, 3, 4)], dtype)
     check_parity(lambda x: F.adaptive_avg_pool2d(x, (1, 1)),
@@ -69,24 +71,10 @@ def test_adaptive_avg_pool_only_output_one():
         F.adaptive_avg_pool2d(mm.Tensor(np.zeros((2, 3), np.float32)))
 
 
-@pytest.fixture(params=["numba", "numpy"])
-def se_kernels(request, monkeypatch):
-    """Run squeeze-excite's full-size passes on the Numba kernels, then on their NumPy definitions."""
-    import minimix.nn.pooling
-    import minimix.nn.squeeze_excite
-
-    if request.param == "numba":
-        pytest.importorskip("numba", reason="the squeeze-excite kernels are written in Numba")
-    else:
-        for module in (minimix.nn.pooling, minimix.nn.squeeze_excite):
-            monkeypatch.setattr(module, "for_dtype", lambda name, dtype: None)
-    return request.param
-
-
 @DTYPES
 @pytest.mark.parametrize("activation, torch_act", [(nn.SiLU, torch.nn.functional.silu),
                                                    (nn.ReLU, torch.nn.functional.relu)])
-def test_squeeze_excite_matches_torch(activation, torch_act, dtype, se_kernels):
+def test_squeeze_excite_matches_torch(activation, torch_act, dtype, each_path):
     se = nn.SqueezeExcite(6, 2, activation=activation)
     assert se.conv_reduce.weight.shape == (2, 6, 1, 1) and se.conv_expand.weight.shape == (6, 2, 1, 1)
 

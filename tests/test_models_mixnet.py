@@ -101,10 +101,11 @@ def test_block_structure():
     assert type(first).__name__ == "DepthwiseSeparable" and first.has_skip
     assert type(second).__name__ == "InvertedResidual" and second.has_skip
     assert not model.blocks[2][0].has_skip  # stride 2 and 24 -> 40
-    assert isinstance(second.act1, nn.SiLU) and isinstance(model.blocks[1][0].act1, nn.ReLU)
+    assert isinstance(second.bn1.act, nn.SiLU) and isinstance(model.blocks[1][0].bn1.act, nn.ReLU)
+    assert isinstance(second.bn3.act, nn.Identity)  # the projection is linear
     assert isinstance(second.se.act, nn.SiLU)
     assert second.se.conv_reduce.weight.shape == (20, 240, 1, 1)  # int(40 * 0.5) from the block INPUT
-    assert model.blocks[1][0].se is None
+    assert isinstance(model.blocks[1][0].se, nn.Identity)
     assert [len(stage) for stage in model.blocks] == [1, 2, 4, 3, 3, 3]
 
 

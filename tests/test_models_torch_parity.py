@@ -11,6 +11,8 @@ import minimix as mm
 from minimix.models import MIXNET_S, mixnet_cifar, mixnet_s, timm_key_map, to_timm_state_dict
 from minimix.models.torch_mirror import torch_mixnet
 
+pytestmark = pytest.mark.usefixtures("each_path")  # every test on the fast and the reference path
+
 torch = pytest.importorskip("torch", reason="PyTorch is the reference for parity tests")
 
 

@@ -7,6 +7,8 @@ import minimix as mm
 import minimix.nn as nn
 import minimix.nn.functional as F
 
+pytestmark = pytest.mark.usefixtures("each_path")  # every test on the fast and the reference path
+
 
 @DTYPES
 @pytest.mark.parametrize("x_shape", [(4, 3, 5, 6), (1, 5, 3, 2), (7, 2, 1, 1)])

@@ -6,6 +6,8 @@ from parity import DTYPES, check_parity, randn, torch
 import minimix as mm
 import minimix.nn.functional as F
 
+pytestmark = pytest.mark.usefixtures("each_path")  # every test on the fast and the reference path
+
 # (a shape, b shape): equal, broadcast both ways, size-1 dims, fewer dims, a 0-d operand, batch 1.
 BINARY_SHAPES = [
     ((3, 4), (3, 4)),

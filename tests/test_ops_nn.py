@@ -6,6 +6,8 @@ from parity import DTYPES, check_parity, randn, torch
 import minimix as mm
 import minimix.nn.functional as F
 
+pytestmark = pytest.mark.usefixtures("each_path")  # every test on the fast and the reference path
+
 TF = torch.nn.functional
 
 

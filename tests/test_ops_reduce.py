@@ -5,6 +5,8 @@ from parity import DTYPES, check_parity, randn, torch
 
 import minimix as mm
 
+pytestmark = pytest.mark.usefixtures("each_path")  # every test on the fast and the reference path
+
 SHAPES = [(1,), (3, 4), (2, 1, 5), (1, 3, 1, 2)]
 AXES = [None, 0, -1, (0, -1), 1]
 

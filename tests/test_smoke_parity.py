@@ -1,5 +1,8 @@
 import numpy as np
+import pytest
 from parity import DTYPES, check_parity, randn, torch
+
+pytestmark = pytest.mark.usefixtures("each_path")  # every test on the fast and the reference path
 
 
 @DTYPES

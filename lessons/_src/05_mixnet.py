@@ -117,8 +117,8 @@ print("input", x.shape, "-> output", block(x).shape, "| residual used:", block.h
 se = block.se
 for name, module in (("squeeze", se.conv_reduce), ("excite", se.conv_expand)):
     print(f"{name:8s}: {module}")
-hidden = block.act1(block.bn1(block.conv_pw(x)))
-hidden = block.act2(block.bn2(block.conv_dw(hidden)))
+hidden = block.bn1(block.conv_pw(x))       # 1x1 expansion -> BN -> act (BatchNormAct2d)
+hidden = block.bn2(block.conv_dw(hidden))  # MixConv -> BN -> act
 gate = mm.ops.sigmoid(se.conv_expand(se.act(se.conv_reduce(nn.functional.adaptive_avg_pool2d(hidden, 1)))))
 plt.plot(gate.data[0, :, 0, 0], ".", label="image 0")
 plt.plot(gate.data[1, :, 0, 0], ".", label="image 1")

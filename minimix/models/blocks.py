@@ -16,12 +16,13 @@ Inverted residual block (MobileNetV2 style: narrow -> wide -> narrow)::
 The residual ``+ x`` is used when the shapes allow it (stride 1 and C_in == C_out) and the
 string does not say ``noskip``. The projection has no activation ("linear bottleneck").
 ``act`` is ReLU, or SiLU (swish) where the block string has ``sw``; the squeeze-excite uses the
-block's activation too. Attribute names follow timm (``conv_pw``, ``bn1``, ``conv_dw`` ...), which
-keeps the checkpoint mapping in :mod:`minimix.models.timm` a one-line rule.
+block's activation too. "BN -> act" is one module, ``nn.BatchNormAct2d`` (the activation is its
+child ``act``), and the forward methods read exactly as the diagrams. Attribute names follow timm
+(``conv_pw``, ``bn1``, ``conv_dw`` ...), which keeps the checkpoint mapping in
+:mod:`minimix.models.timm` a one-line rule. ``fusable`` names the MixConv -> BN pair that
+``nn.fuse`` folds into one module for inference.
 """
 from .. import nn
-from ..nn.fused import mixconv_bn_act
-from ..nn.norm import batch_norm_act
 from .blockstring import BlockArgs
 
 
@@ -56,12 +57,14 @@ class _Block(nn.Module):
     def _squeeze_excite(self, channels):
         ratio = self.block_args.se_ratio
         if not ratio:
-            return None
+            return nn.Identity()
         reduced = max(1, int(self.block_args.in_channels * ratio))
         return nn.SqueezeExcite(channels, reduced, activation=self.activation)
 
-    def _residual(self, y, x):
-        return y + x if self.has_skip else y
+    def _bn_act(self, channels, bn_eps, bn_momentum, act=True):
+        """BatchNorm followed by the block's activation (``act=False``: no activation)."""
+        return nn.BatchNormAct2d(channels, eps=bn_eps, momentum=bn_momentum,
+                                 act_layer=self.activation if act else None)
 
     def extra_repr(self):
         return str(self.block_args)
@@ -70,27 +73,30 @@ class _Block(nn.Module):
 class DepthwiseSeparable(_Block):
     """Depthwise (MixConv) -> BN -> act -> [SE] -> grouped 1x1 -> BN, plus the skip."""
 
+    fusable = (("conv_dw", "bn1"),)
+
     def __init__(self, block_args: BlockArgs, bn_eps=1e-5, bn_momentum=0.1):
         super().__init__(block_args)
         a = block_args
         project_groups = _one_by_one(a, "p", a.project_kernel_sizes)
         self.conv_dw = nn.MixConv2d(a.in_channels, kernel_sizes=a.kernel_sizes, stride=_stride(a))
-        self.bn1 = nn.BatchNorm2d(a.in_channels, eps=bn_eps, momentum=bn_momentum)
-        self.act1 = self.activation()
+        self.bn1 = self._bn_act(a.in_channels, bn_eps, bn_momentum)
         self.se = self._squeeze_excite(a.in_channels)
         self.conv_pw = nn.GroupedConv2d(a.in_channels, a.out_channels, groups=project_groups)
-        self.bn2 = nn.BatchNorm2d(a.out_channels, eps=bn_eps, momentum=bn_momentum)
+        self.bn2 = self._bn_act(a.out_channels, bn_eps, bn_momentum, act=False)
 
     def forward(self, x):
-        y = mixconv_bn_act(self.conv_dw, x, self.bn1, self.act1)  # = act1(bn1(conv_dw(x))), fused
-        if self.se is not None:
-            y = self.se(y)
-        y = batch_norm_act(self.conv_pw(y), self.bn2)
-        return self._residual(y, x)
+        shortcut = x
+        x = self.bn1(self.conv_dw(x))      # MixConv depthwise -> BN -> act
+        x = self.se(x)                     # squeeze-excite (Identity when the block has none)
+        x = self.bn2(self.conv_pw(x))      # grouped 1x1 -> BN, no activation
+        return x + shortcut if self.has_skip else x
 
 
 class InvertedResidual(_Block):
     """Grouped 1x1 expand -> BN -> act -> MixConv -> BN -> act -> [SE] -> grouped 1x1 project -> BN."""
+
+    fusable = (("conv_dw", "bn2"),)
 
     def __init__(self, block_args: BlockArgs, bn_eps=1e-5, bn_momentum=0.1):
         super().__init__(block_args)
@@ -99,22 +105,20 @@ class InvertedResidual(_Block):
         project_groups = _one_by_one(a, "p", a.project_kernel_sizes)
         mid = a.in_channels * a.expand_ratio
         self.conv_pw = nn.GroupedConv2d(a.in_channels, mid, groups=expand_groups)
-        self.bn1 = nn.BatchNorm2d(mid, eps=bn_eps, momentum=bn_momentum)
-        self.act1 = self.activation()
+        self.bn1 = self._bn_act(mid, bn_eps, bn_momentum)
         self.conv_dw = nn.MixConv2d(mid, kernel_sizes=a.kernel_sizes, stride=_stride(a))
-        self.bn2 = nn.BatchNorm2d(mid, eps=bn_eps, momentum=bn_momentum)
-        self.act2 = self.activation()
+        self.bn2 = self._bn_act(mid, bn_eps, bn_momentum)
         self.se = self._squeeze_excite(mid)
         self.conv_pwl = nn.GroupedConv2d(mid, a.out_channels, groups=project_groups)
-        self.bn3 = nn.BatchNorm2d(a.out_channels, eps=bn_eps, momentum=bn_momentum)
+        self.bn3 = self._bn_act(a.out_channels, bn_eps, bn_momentum, act=False)
 
     def forward(self, x):
-        y = batch_norm_act(self.conv_pw(x), self.bn1, self.act1)  # = act1(bn1(conv_pw(x))), fused
-        y = mixconv_bn_act(self.conv_dw, y, self.bn2, self.act2)  # in inference: one pass
-        if self.se is not None:
-            y = self.se(y)
-        y = batch_norm_act(self.conv_pwl(y), self.bn3)
-        return self._residual(y, x)
+        shortcut = x
+        x = self.bn1(self.conv_pw(x))      # grouped 1x1 expansion -> BN -> act
+        x = self.bn2(self.conv_dw(x))      # MixConv depthwise -> BN -> act
+        x = self.se(x)                     # squeeze-excite (Identity when the block has none)
+        x = self.bn3(self.conv_pwl(x))     # grouped 1x1 projection -> BN, no activation
+        return x + shortcut if self.has_skip else x
 
 
 def make_block(block_args: BlockArgs, bn_eps=1e-5, bn_momentum=0.1) -> _Block:

@@ -4,12 +4,13 @@ from .layers import Dropout, Flatten, Identity, Linear, ModuleList, ReLU, Sequen
 from .module import Module, Parameter
 from .conv import Conv2d
 from .mixconv import GroupedConv2d, MixConv2d, split_channels
-from .norm import BatchNorm2d
+from .norm import BatchNorm2d, BatchNormAct2d
+from .fuse import MixConvBNAct, fuse
 from .pooling import AdaptiveAvgPool2d
 from .squeeze_excite import SqueezeExcite
 
 __all__ = [
     "functional", "Module", "Parameter", "Sequential", "ModuleList", "Linear",
     "ReLU", "SiLU", "Swish", "Sigmoid", "Tanh", "Identity", "Dropout", "Flatten",
-    "Conv2d", "MixConv2d", "GroupedConv2d", "split_channels", "BatchNorm2d", "AdaptiveAvgPool2d", "SqueezeExcite",
+    "Conv2d", "MixConv2d", "GroupedConv2d", "split_channels", "BatchNorm2d", "BatchNormAct2d", "fuse", "MixConvBNAct", "AdaptiveAvgPool2d", "SqueezeExcite",
 ]

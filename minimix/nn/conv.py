@@ -3,7 +3,8 @@ import math
 
 import numpy as np
 
-from ..ops.conv import as_pair, conv2d, conv_geometry
+from ..kernels.geometry import as_pair
+from ..ops.conv import conv2d, conv_geometry
 from ..random import generator
 from .module import Module, Parameter
 

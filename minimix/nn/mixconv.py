@@ -11,8 +11,13 @@ for about the cost of the mean kernel area::
 
 With one group it IS a plain depthwise convolution. MixNet also splits its
 1x1 convolutions into groups (``GroupedConv2d``) with the same channel rule.
+
+The ``forward`` methods below are exactly that diagram. On the fast path the whole layer runs
+as one op that convolves each group in place (``minimix.fast.mixconv``: same numbers, no
+split/concatenate copies).
 """
-from ..ops.conv import mixed_conv2d
+from ..backends import fast_path
+from ..ops import cat, split
 from .conv import Conv2d
 from .layers import ModuleList
 from .module import Module
@@ -43,13 +48,19 @@ def split_channels(channels, num_groups, split="equal"):
     return sizes
 
 
+def _check_input(module, x, channels, splits):
+    """A clear error for input that the channel split cannot take."""
+    if len(x.shape) != 4 or x.shape[1] != channels:
+        raise ValueError(f"{type(module).__name__}: x must be (N, {channels}, H, W) ({channels} channels split "
+                         f"{list(splits)}), got shape {tuple(x.shape)}")
+
+
 class MixConv2d(Module):
     """Mixed depthwise convolution: channel group i uses kernel ``kernel_sizes[i]``.
 
     ``convs[i]`` is a depthwise Conv2d(c_i, c_i, k_i, groups=c_i, bias=False) with
     padding dilation*(k_i-1)//2 (odd kernels keep the size at stride 1);
     ``splits`` = split_channels(channels, len(kernel_sizes), split).
-    The forward runs all groups in one fused op (``mixed_conv2d``).
     """
 
     def __init__(self, channels, kernel_sizes=(3, 5, 7), stride=1, dilation=1, split="equal"):
@@ -65,8 +76,12 @@ class MixConv2d(Module):
             for c, k in zip(self.splits, kernel_sizes)
         ])
 
+    @fast_path("mixconv2d")
     def forward(self, x):
-        return mixed_conv2d(x, [conv.weight for conv in self.convs], self.splits, self.stride, self.dilation)
+        _check_input(self, x, self.channels, self.splits)
+        parts = split(x, self.splits, axis=1)                    # x_i: (N, c_i, H, W)
+        outs = [conv(part) for conv, part in zip(self.convs, parts)]  # depthwise k_i x k_i each
+        return cat(outs, axis=1)                                 # (N, C, OH, OW)
 
     def extra_repr(self):
         return f"{self.channels}, kernel_sizes={self.kernel_sizes}, splits={self.splits}, stride={self.stride}"
@@ -94,11 +109,13 @@ class GroupedConv2d(Module):
             for ci, co in zip(self.in_splits, self.out_splits)
         ])
 
+    @fast_path("grouped_conv2d")
     def forward(self, x):
         if self.groups == 1:
             return self.convs[0](x)
-        biases = None if self.convs[0].bias is None else [conv.bias for conv in self.convs]
-        return mixed_conv2d(x, [conv.weight for conv in self.convs], self.in_splits, self.stride, biases=biases)
+        _check_input(self, x, self.in_channels, self.in_splits)
+        parts = split(x, self.in_splits, axis=1)
+        return cat([conv(part) for conv, part in zip(self.convs, parts)], axis=1)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, groups={self.groups}, "

@@ -1,4 +1,4 @@
-"""Batch normalisation for images (``torch.nn.BatchNorm2d``), as one fused op.
+"""Batch normalisation for images (``torch.nn.BatchNorm2d``), and BatchNorm + activation as one module.
 
 For x (N, C, H, W), per channel c, over the M = N*H*W values of that channel:
 
@@ -19,12 +19,16 @@ with g = dL/dy and sums over the channel's M values:
 In eval mode the statistics are constants: dL/dx = g * gamma / sqrt(running_var + eps).
 One Function does all of it, so the graph gets one node instead of ten elementwise ones,
 and only x_hat (training) or x (eval) is kept for the backward.
+
+``BatchNormAct2d`` is a BatchNorm2d followed by its activation (timm's module of that name):
+MixNet's blocks read conv -> BN+act. On the fast path both modules run on one Numba pass per
+direction (``minimix.fast.norm_act``); the code below is what they compute.
 """
 import numpy as np
 
-from ..kernels import optional
+from ..backends import fast_path
 from ..tensor import Function
-from .layers import ReLU, SiLU
+from .layers import Identity, ReLU
 from .module import Module, Parameter
 
 
@@ -132,6 +136,7 @@ class BatchNorm2d(Module):
         self.register_buffer("running_mean", np.zeros(num_features, dtype=np.float32))
         self.register_buffer("running_var", np.ones(num_features, dtype=np.float32))
 
+    @fast_path("batch_norm")
     def forward(self, x):
         return batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
                           self.training, self.momentum, self.eps)
@@ -140,61 +145,22 @@ class BatchNorm2d(Module):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
 
-# -- batch norm fused with its activation (used by the MixNet blocks) ----------------------------
+class BatchNormAct2d(BatchNorm2d):
+    """y = act(batch_norm(x)): a BatchNorm2d and the activation that follows it, as one module (as timm).
 
-class BatchNormAct(Function):
-    """y = act(batch_norm(x)) in one node, act in (None, "relu", "silu"): same math as
-    ``BatchNorm`` followed by the activation, computed channel by channel by the Numba kernels
-    of ``minimix.kernels.norm_act_numba`` (their docstring has the formulas). Saves x and y
-    (by reference: no copies) and a few (C,) vectors."""
-
-    def forward(self, x, weight, bias, *, running_mean, running_var, training, momentum, eps, activation):
-        kernels = optional("norm_act_numba")
-        self.training, self.activation, self.kernels = training, activation, kernels
-        if training:
-            m = x.shape[0] * x.shape[2] * x.shape[3]
-            if m < 2:
-                raise ValueError(f"batch_norm: training needs more than one value per channel, got x {x.shape}")
-            y, mean, var, self.coef = kernels.batch_norm_act_forward(x, weight, bias, eps, activation, True)
-            _update_running_stats(running_mean, running_var, mean, var, m, momentum)
-        else:
-            y, mean, var, self.coef = kernels.batch_norm_act_forward(x, weight, bias, eps, activation, False,
-                                                                     running_mean, running_var)
-        self.x, self.y, self.weight = x, y, weight
-        self.mean, self.inv_std = mean, 1.0 / np.sqrt(var + eps)
-        return y
-
-    def backward(self, g):
-        gx, g_weight, g_bias = self.kernels.batch_norm_act_backward(
-            self.x, self.y, g, self.coef, self.mean, self.inv_std, self.activation, self.training)
-        return gx, g_weight.astype(self.weight.dtype), g_bias.astype(self.weight.dtype)
-
-
-def activation_kind(activation):
-    """The fused kernels' name for an activation module: None (no activation), "relu", "silu",
-    or "other" (anything the kernels cannot do)."""
-    return {type(None): None, ReLU: "relu", SiLU: "silu"}.get(type(activation), "other")
-
-
-def hooked(*modules):
-    """True if a module's ``forward`` was replaced on the instance (e.g. a models.summary or
-    viz.tracing hook): fused paths then run the modules themselves, so the hook sees them run."""
-    return any(m is not None and "forward" in vars(m) for m in modules)
-
-
-def batch_norm_act(x, bn, activation=None):
-    """``activation(bn(x))`` as one fused op, for a ``BatchNorm2d`` module ``bn``.
-
-    ``activation``: None, or an ``nn.ReLU`` / ``nn.SiLU`` module (anything else, no Numba, or
-    modules whose ``forward`` was wrapped on the instance simply run ``activation(bn(x))``).
-    Uses and updates ``bn``'s parameters and running statistics exactly as ``bn(x)`` does, so
-    a model keeps its modules and checkpoint keys.
+    ``act_layer``: the activation's class (``nn.ReLU``, ``nn.SiLU``...) or None for none; the
+    instance is the child ``act``, so parameter names stay those of a BatchNorm2d
+    (``bn1.weight``, ``bn1.running_mean``...).
     """
-    kind = activation_kind(activation)
-    if kind == "other" or hooked(bn, activation) or optional("norm_act_numba") is None:
-        y = bn(x)
-        return y if activation is None else activation(y)
-    _check_batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, bn.training, "batch_norm_act")
-    return BatchNormAct.apply(x, bn.weight, bn.bias, running_mean=bn.running_mean, running_var=bn.running_var,
-                              training=bool(bn.training), momentum=float(bn.momentum), eps=float(bn.eps),
-                              activation=kind)
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, act_layer=ReLU, dtype=np.float32):
+        super().__init__(num_features, eps=eps, momentum=momentum, dtype=dtype)
+        self.act = Identity() if act_layer is None else act_layer()
+
+    @fast_path("batch_norm_act")
+    def forward(self, x):
+        x = batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                       self.training, self.momentum, self.eps)
+        return self.act(x)
+
+

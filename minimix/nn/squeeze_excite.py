@@ -7,46 +7,25 @@ Each channel gets a gate in (0, 1) computed from the whole image::
     gate = sigmoid(conv_expand(z))               (N, C, 1, 1)   1x1 conv with bias
     y = x * gate                                 (N, C, H, W)   excite: rescale every channel
 
-The excite step is one op (``Excite``) rather than a broadcasting multiply: its gradient
-w.r.t. the gate, sum over (H, W) of g * x, is then a single contraction instead of a
-full-size product followed by a sum. With Numba both gradients come from one pass over g
-and x, on every core (``minimix.kernels.excite_numba``).
+On the fast path the two full-size passes, the squeeze's mean and the excite's product (with
+its backward), run as Numba kernels on every core (``minimix.fast.excite``).
 """
-import numpy as np
-
 from .. import ops
-from ..kernels import for_dtype
-from ..tensor import Function
+from ..backends import fast_path
 from .conv import Conv2d
 from .layers import SiLU
 from .module import Module
 from .pooling import adaptive_avg_pool2d
 
 
-class Excite(Function):
-    """y = x * gate for x (N, C, H, W) and gate (N, C, 1, 1).
-
-    dL/dx = g * gate;  dL/dgate[n, c] = sum over (h, w) of g[n, c, h, w] * x[n, c, h, w].
-    """
-
-    def forward(self, x, gate):
-        self.x, self.gate = x, gate
-        self.kernels = for_dtype("excite_numba", x.dtype)
-        return self.kernels.excite_forward(x, gate) if self.kernels else x * gate
-
-    def backward(self, g):
-        if self.kernels:
-            return self.kernels.excite_backward(self.x, self.gate, g)
-        g_gate = np.einsum("nchw,nchw->nc", g, self.x)[:, :, None, None]
-        return g * self.gate, g_gate
-
-
+@fast_path("excite")
 def excite(x, gate):
-    """x * gate, the gate (N, C, 1, 1) scaling each channel of x (N, C, H, W)."""
+    """y = x * gate, the gate (N, C, 1, 1) scaling each channel of x (N, C, H, W): a broadcasting
+    multiply, so dL/dx = g * gate and dL/dgate = sum over (H, W) of g * x."""
     if len(x.shape) != 4 or tuple(gate.shape) != (x.shape[0], x.shape[1], 1, 1):
         raise ValueError(f"excite: x must be (N, C, H, W) and gate (N, C, 1, 1), got x {tuple(x.shape)}, "
                          f"gate {tuple(gate.shape)}")
-    return Excite.apply(x, gate)
+    return x * gate
 
 
 class SqueezeExcite(Module):
@@ -59,6 +38,6 @@ class SqueezeExcite(Module):
         self.conv_expand = Conv2d(reduced_channels, channels, 1, bias=True)
 
     def forward(self, x):
-        s = adaptive_avg_pool2d(x, 1)
-        gate = ops.sigmoid(self.conv_expand(self.act(self.conv_reduce(s))))
-        return excite(x, gate)
+        s = adaptive_avg_pool2d(x, 1)                                        # squeeze: (N, C, 1, 1)
+        gate = ops.sigmoid(self.conv_expand(self.act(self.conv_reduce(s))))  # (N, C, 1, 1) in (0, 1)
+        return excite(x, gate)                                               # x * gate

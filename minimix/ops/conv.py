@@ -2,52 +2,43 @@
 
 ``conv2d`` follows ``torch.nn.functional.conv2d`` (NCHW; stride, padding and
 dilation as an int or an (h, w) pair; padding may also be "same" or "valid").
-The arithmetic lives in interchangeable *backends*, plain functions on arrays
-with the same three entry points (forward, input gradient, weight gradient):
+One ``Function`` holds the calculus; the arithmetic comes from interchangeable
+*kernels*, plain functions on arrays with the same three entry points (forward,
+input gradient, weight gradient), registered for the op "conv2d" in
+``minimix.backends``:
 
-* ``"naive"``  - ``minimix.kernels.naive``: explicit loops; the readable definition.
-* ``"im2col"`` - ``minimix.kernels.im2col``: windows copied into a matrix, then BLAS.
-* ``"numba"``  - ``minimix.kernels.depthwise_numba``: compiled loops for *depthwise*
-  convolutions (groups == in_channels == out_channels); any other convolution
-  asked for "numba" runs on im2col, so a whole model can run under it.
-* ``None`` / ``"auto"`` (default) - depthwise -> numba (im2col if Numba is not
-  installed), everything else -> im2col (for a 1x1 convolution the "cols" are just the
-  input, channels first: a plain matrix product).
+* ``"im2col"`` (reference) - ``minimix.kernels.im2col``: windows copied into a matrix, then BLAS.
+* ``"naive"`` (reference) - ``minimix.kernels.naive``: explicit loops; the readable definition.
+* ``"numba"`` (fast) - ``minimix.fast.conv``: compiled loops for *depthwise* convolutions
+  (groups == in_channels == out_channels).
+* ``"pointwise"`` (fast) - ``minimix.fast.conv``: a 1x1 convolution as one product per image.
 
+By default a fast kernel runs where one takes the convolution and im2col runs the rest;
+on the reference path (``minimix.use_backend("reference")``) im2col runs everything.
 Pick one per call (``backend=``) or for a block of code::
 
-    with conv_backend("naive"):
+    with conv_backend("naive"):          # = minimix.use_backend(conv2d="naive")
         y = conv2d(x, w, padding=1)
 
-The Function saves the input and weight and asks the same backend for the
+The Function saves the input and weight and asks the same kernels for the
 gradients: dL/dx (a "transposed convolution" of dL/dy with w), dL/dw (a
 correlation of x with dL/dy) and dL/db = dL/dy summed over (N, OH, OW).
 """
-import contextlib
-import functools
-
 import numpy as np
 
-from ..kernels import im2col as _im2col
-from ..kernels import optional
-from ..kernels import naive as _naive
-from ..kernels import pointwise as _pointwise
+from .. import backends
+from ..kernels.geometry import as_pair, output_size
 from ..tensor import Function
+from .shape import cat, split
 
-BACKENDS = ("auto", "naive", "im2col", "numba")
-_default_backend = "auto"
+BACKENDS = ("auto", "naive", "im2col", "numba", "pointwise")
 
 
-@contextlib.contextmanager
 def conv_backend(name):
-    """Use backend ``name`` for every convolution without an explicit ``backend=`` inside the block."""
-    global _default_backend
+    """Use kernels ``name`` for every convolution without an explicit ``backend=`` inside the block
+    (a context manager: ``minimix.use_backend(conv2d=name)``; None or "auto" restores the default)."""
     _check_backend(name)
-    previous, _default_backend = _default_backend, name or "auto"
-    try:
-        yield
-    finally:
-        _default_backend = previous
+    return backends.use_backend(conv2d=None if name in (None, "auto") else name)
 
 
 def _check_backend(name):
@@ -55,64 +46,23 @@ def _check_backend(name):
         raise ValueError(f"conv2d: unknown backend {name!r}; expected one of {BACKENDS} or None")
 
 
-class _DepthwiseNumba:
-    """Adapts the Numba depthwise kernels (weight (C, KH, KW)) to the backend interface (weight (C, 1, KH, KW)).
-
-    Its kernels also take ``channels=slice(a, b)`` (and ``out=``): convolve channels [a, b) of
-    whole-layer arrays and write channels [a, b) of a preallocated result, which is how
-    ``MixedConv2d`` runs its depthwise groups without copying channel slices.
-    """
-
-    channel_groups = True
-
-    def __init__(self, kernels):
-        self.kernels = kernels
-
-    def conv2d_forward(self, x, w, stride, padding, dilation, groups, channels=None, out=None):
-        return self.kernels.depthwise_forward(x, w[:, 0], stride, padding, dilation, channels=channels, out=out)
-
-    def conv2d_backward_input(self, gy, w, input_hw, stride, padding, dilation, groups, channels=None, out=None):
-        return self.kernels.depthwise_backward_input(gy, w[:, 0], input_hw, stride, padding, dilation,
-                                                     channels=channels, out=out)
-
-    def conv2d_backward_weight(self, x, gy, kernel_hw, stride, padding, dilation, groups, channels=None):
-        return self.kernels.depthwise_backward_weight(x, gy, kernel_hw, stride, padding, dilation,
-                                                      channels=channels)[:, None]
-
-
-@functools.lru_cache(maxsize=None)
-def _load_numba():
-    """The Numba backend, imported on first use (None when Numba or the kernels are missing)."""
-    kernels = optional("depthwise_numba")
-    return None if kernels is None else _DepthwiseNumba(kernels)
-
-
-def _select(backend, in_channels, weight_shape, groups):
-    """The backend module that runs one convolution (see the module docstring for the rules)."""
-    name = backend or _default_backend
-    if name == "naive":
-        return _naive
-    depthwise = groups == in_channels and weight_shape[0] == in_channels and weight_shape[1] == 1
-    if depthwise and name in ("auto", "numba"):
-        kernels = _load_numba()
-        if kernels is not None:
+def _kernels(backend, dtype, x_shape, w_shape, stride, padding, dilation, groups):
+    """The kernels that run one convolution: the implementation named by ``backend`` if it takes
+    the convolution, else (None/"auto") the first registered fast one that does, else the reference."""
+    if backend in (None, "auto"):
+        candidates = backends.implementations("conv2d", dtype)
+    else:
+        chosen = backends.get("conv2d", backend)
+        if not hasattr(chosen, "accepts"):  # a reference implementation takes every convolution
+            return chosen
+        candidates = [chosen]
+    for kernels in candidates:
+        if kernels.accepts(x_shape, w_shape, stride, padding, dilation, groups):
             return kernels
-        if name == "numba":
-            raise ImportError("conv2d: backend='numba' needs numba and minimix.kernels.depthwise_numba")
-    return _im2col
+    return backends.reference("conv2d")
 
 
 # -- argument checking ------------------------------------------------------------------------
-def as_pair(value, name):
-    """An int or a pair of ints -> an (h, w) pair of ints; anything else is a ValueError naming ``name``."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value), int(value)
-    if (isinstance(value, (tuple, list)) and len(value) == 2
-            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)):
-        return int(value[0]), int(value[1])
-    raise ValueError(f"conv2d: {name} must be an int or a pair of ints, got {value!r}")
-
-
 def conv_geometry(kernel_hw, stride=1, padding=0, dilation=1):
     """Normalise (stride, padding, dilation) to (h, w) int pairs; resolves padding "same"/"valid".
 
@@ -163,7 +113,7 @@ def _check_conv(x, weight, bias, groups, stride, padding, dilation):
     kernel_hw = weight.shape[2:]
     stride, padding, dilation = conv_geometry(kernel_hw, stride, padding, dilation)
     for axis, size, k, s, p, d in zip("HW", x.shape[2:], kernel_hw, stride, padding, dilation):
-        if _naive.output_size(size, k, s, p, d) < 1:
+        if output_size(size, k, s, p, d) < 1:
             raise ValueError(f"conv2d: input {axis}={size} (x shape {tuple(x.shape)}) is too small for kernel "
                              f"{tuple(kernel_hw)} with padding {padding} and dilation {dilation}")
     return stride, padding, dilation
@@ -179,11 +129,18 @@ def _kind(weight_shape, groups, x_shape):
 
 # -- conv2d -----------------------------------------------------------------------------------
 class Conv2d(Function):
-    """y = conv(x, w) + b (see ``minimix.kernels.naive`` for the formula and its gradients)."""
+    """y = conv(x, w) + b (see ``minimix.kernels.naive`` for the formula and its gradients).
+
+    An empty batch (N = 0) gives an empty output and zero weight and bias gradients, as in
+    PyTorch, without asking the kernels.
+    """
 
     def forward(self, x, weight, bias=None, *, stride, padding, dilation, groups, kernels):
         self.x, self.weight, self.kernels = x, weight, kernels
         self.geometry = (stride, padding, dilation, groups)
+        if x.shape[0] == 0:
+            out_hw = [output_size(*a) for a in zip(x.shape[2:], weight.shape[2:], stride, padding, dilation)]
+            return np.zeros((0, weight.shape[0], *out_hw), dtype=np.result_type(x, weight))
         y = kernels.conv2d_forward(x, weight, *self.geometry)
         if bias is not None:
             y += bias.reshape(1, -1, 1, 1)
@@ -195,10 +152,13 @@ class Conv2d(Function):
     def backward(self, g):
         x_in, w_in = self.parents[0], self.parents[1]
         gx = gw = gb = None
+        empty = self.x.shape[0] == 0
         if x_in.requires_grad:
-            gx = self.kernels.conv2d_backward_input(g, self.weight, self.x.shape[2:], *self.geometry)
+            gx = np.zeros_like(self.x) if empty else self.kernels.conv2d_backward_input(
+                g, self.weight, self.x.shape[2:], *self.geometry)
         if w_in.requires_grad:
-            gw = self.kernels.conv2d_backward_weight(self.x, g, self.weight.shape[2:], *self.geometry)
+            gw = np.zeros_like(self.weight) if empty else self.kernels.conv2d_backward_weight(
+                self.x, g, self.weight.shape[2:], *self.geometry)
         if len(self.parents) > 2 and self.parents[2].requires_grad:
             gb = g.sum(axis=(0, 2, 3))
         return gx, gw, gb
@@ -208,101 +168,18 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, back
     """2-D convolution (cross-correlation, as every framework), ``torch.nn.functional.conv2d`` semantics.
 
     x (N, C, H, W), weight (O, C/groups, KH, KW), bias (O,) or None -> (N, O, OH, OW)
-    with OH = (H + 2*ph - dh*(KH-1) - 1) // sh + 1. ``backend``: None/"auto",
-    "naive", "im2col" or "numba" (module docstring).
+    with OH = (H + 2*ph - dh*(KH-1) - 1) // sh + 1. ``backend``: None/"auto", "naive",
+    "im2col", "numba" or "pointwise" (module docstring).
     """
     _check_backend(backend)
     stride, padding, dilation = _check_conv(x, weight, bias, groups, stride, padding, dilation)
-    kernels = _select(backend, x.shape[1], weight.shape, groups)
+    kernels = _kernels(backend, x.dtype, x.shape, weight.shape, stride, padding, dilation, int(groups))
     inputs = (x, weight) if bias is None else (x, weight, bias)
     return Conv2d.apply(*inputs, stride=stride, padding=padding, dilation=dilation, groups=int(groups),
                         kernels=kernels)
 
 
 # -- mixed_conv2d: one convolution per channel group ----------------------------------------
-class MixedConv2d(Function):
-    """Split the channels into consecutive groups and convolve each with its own weight, in ONE node.
-
-    Group i reads input channels [a_i, a_i + in_i) and writes output channels
-    [b_i, b_i + out_i) of one preallocated output, and the backward writes every
-    group's dL/dx into one preallocated array. Each group is an ordinary convolution
-    (its own backend, padding, groups). The two kinds MixNet uses write in place,
-    no split/concatenate copies: a depthwise group on the Numba kernels works on its
-    channels of the whole arrays (``channels=``); a 1x1 group is a product per image
-    written into its channels (``out=``). Other groups are computed on channel slices
-    and copied in.
-    """
-
-    def forward(self, x, *weights_and_biases, in_splits, plans, stride, dilation, has_bias):
-        count = len(in_splits)
-        weights = weights_and_biases[:count]
-        biases = weights_and_biases[count:] if has_bias else (None,) * count
-        self.x, self.weights, self.in_splits, self.plans = x, weights, in_splits, plans
-        self.stride, self.dilation, self.has_bias = stride, dilation, has_bias
-        outs = [w.shape[0] for w in weights]
-        w0, padding0 = weights[0], plans[0][0]  # every group gives the same output size
-        out_hw = [_naive.output_size(*args) for args in zip(x.shape[2:], w0.shape[2:], stride, padding0, dilation)]
-        y = np.empty((x.shape[0], sum(outs), *out_hw), dtype=x.dtype)
-        for in_part, out_part, w, b, (padding, groups, kernels) in zip(
-                self._bounds(in_splits), self._bounds(outs), weights, biases, plans):
-            geometry = (stride, padding, dilation, groups)
-            how = self._in_place(kernels, in_part, out_part, w, geometry)
-            if how == "channels":
-                kernels.conv2d_forward(x, w, *geometry, channels=in_part, out=y)
-            elif how == "pointwise":
-                _pointwise.pointwise_forward(x[:, in_part], w[:, :, 0, 0], out=y[:, out_part])
-            else:
-                y[:, out_part] = kernels.conv2d_forward(x[:, in_part], w, *geometry)
-            if b is not None:
-                y[:, out_part] += b.reshape(1, -1, 1, 1)
-        return y
-
-    @staticmethod
-    def _in_place(kernels, in_part, out_part, w, geometry):
-        """How a group can work on the whole arrays: "channels" (depthwise Numba kernels, in == out
-        channels), "pointwise" (a 1x1 convolution on im2col's per-image products) or None (slices)."""
-        if getattr(kernels, "channel_groups", False) and in_part == out_part:
-            return "channels"
-        stride, padding, _, groups = geometry
-        if kernels is _im2col and _im2col._is_pointwise(w.shape, stride, padding, groups):
-            return "pointwise"
-        return None
-
-    def profile_label(self):
-        return "MixedConv2d " + _kind(self.weights[0].shape, self.plans[0][1], self.x.shape)
-
-    @staticmethod
-    def _bounds(sizes):
-        starts = np.cumsum([0] + list(sizes))
-        return [slice(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
-
-    def backward(self, g):
-        x, weights, plans = self.x, self.weights, self.plans
-        want_x = self.parents[0].requires_grad
-        gx = np.empty_like(x) if want_x else None
-        gws, gbs = [], []
-        g = np.ascontiguousarray(g)  # the Numba kernels need it contiguous: copy (if at all) once, not per group
-        for i, (in_part, out_part, w, (padding, groups, kernels)) in enumerate(
-                zip(self._bounds(self.in_splits), self._bounds([w.shape[0] for w in weights]), weights, plans)):
-            geometry = (self.stride, padding, self.dilation, groups)
-            how = self._in_place(kernels, in_part, out_part, w, geometry)
-            if want_x and how == "channels":
-                kernels.conv2d_backward_input(g, w, x.shape[2:], *geometry, channels=in_part, out=gx)
-            elif want_x and how == "pointwise":
-                _pointwise.pointwise_backward_input(g[:, out_part], w[:, :, 0, 0], out=gx[:, in_part])
-            elif want_x:
-                gx[:, in_part] = kernels.conv2d_backward_input(g[:, out_part], w, x.shape[2:], *geometry)
-            gw = None
-            if self.parents[1 + i].requires_grad and how == "channels":
-                gw = kernels.conv2d_backward_weight(x, g, w.shape[2:], *geometry, channels=in_part)
-            elif self.parents[1 + i].requires_grad:
-                gw = kernels.conv2d_backward_weight(x[:, in_part], g[:, out_part], w.shape[2:], *geometry)
-            gws.append(gw)
-            if self.has_bias:
-                gbs.append(g[:, out_part].sum(axis=(0, 2, 3)))
-        return (gx, *gws, *gbs)
-
-
 def mixed_conv2d(x, weights, in_splits, stride=1, dilation=1, biases=None, backend=None):
     """Convolve consecutive channel groups of ``x`` with their own weights and concatenate the results.
 
@@ -311,10 +188,30 @@ def mixed_conv2d(x, weights, in_splits, stride=1, dilation=1, biases=None, backe
     weights[i].shape[1]: a weight (c_i, 1, k, k) is a depthwise convolution
     (MixConv), a weight (out_i, in_i, 1, 1) a dense pointwise one (grouped 1x1 of
     MixNet). Every kernel is odd and padded dilation*(k-1)//2 so all groups give
-    the same output size. Equals ``cat([conv2d(x_i, w_i, b_i, ...) for each i], axis=1)``.
+    the same output size::
+
+        x_1, ..., x_g = split(x, in_splits)            (channels)
+        y = cat([conv2d(x_i, w_i, b_i, ...) for each group i])
+
+    which is exactly the code below. On the fast path ``minimix.fast.mixconv`` computes the
+    same in one op that writes every group's channels in place (no split/cat copies).
     """
     _check_backend(backend)
     weights = list(weights)
+    biases = None if biases is None else list(biases)
+    groups = mixed_conv_groups(x, weights, in_splits, stride, dilation, biases)
+    if backend in (None, "auto") and len(weights) > 1:
+        for fast in backends.implementations("mixed_conv2d", x.dtype):
+            out = fast(x, weights, in_splits, stride, dilation, biases)
+            if out is not NotImplemented:
+                return out
+    parts = split(x, [int(c) for c in in_splits], axis=1)
+    return cat([conv2d(part, w, None if biases is None else biases[i], stride, padding, dilation, g, backend)
+                for i, (part, w, (padding, g)) in enumerate(zip(parts, weights, groups))], axis=1)
+
+
+def mixed_conv_groups(x, weights, in_splits, stride, dilation, biases=None):
+    """Check a mixed convolution's arguments; returns each group's (padding, groups) pair."""
     in_splits = [int(c) for c in in_splits]
     if len(weights) != len(in_splits) or not weights:
         raise ValueError(f"mixed_conv2d: got {len(weights)} weights for {len(in_splits)} channel groups "
@@ -322,10 +219,9 @@ def mixed_conv2d(x, weights, in_splits, stride=1, dilation=1, biases=None, backe
     if len(x.shape) != 4 or sum(in_splits) != x.shape[1]:
         raise ValueError(f"mixed_conv2d: x must be (N, C, H, W) with C = sum(in_splits) = {sum(in_splits)}, "
                          f"got shape {tuple(x.shape)}")
-    biases = None if biases is None else list(biases)
     if biases is not None and len(biases) != len(weights):
         raise ValueError(f"mixed_conv2d: got {len(biases)} biases for {len(weights)} weights")
-    plans = []
+    groups = []
     for i, (w, c) in enumerate(zip(weights, in_splits)):
         if len(w.shape) != 4 or w.shape[1] < 1 or c % w.shape[1]:
             raise ValueError(f"mixed_conv2d: weight {i} has shape {tuple(w.shape)}, which does not fit a group "
@@ -333,20 +229,13 @@ def mixed_conv2d(x, weights, in_splits, stride=1, dilation=1, biases=None, backe
         k = w.shape[2:]
         if k[0] % 2 == 0 or k[1] % 2 == 0:
             raise ValueError(f"mixed_conv2d: kernel sizes must be odd, weight {i} has kernel {tuple(k)}")
-        geometry = conv_geometry(k, stride, 0, dilation)
-        stride_pair, dilation_pair = geometry[0], geometry[2]
+        stride_pair, _, dilation_pair = conv_geometry(k, stride, 0, dilation)
         padding = tuple(d * (kk - 1) // 2 for d, kk in zip(dilation_pair, k))
-        groups = c // w.shape[1]
         b = None if biases is None else biases[i]
         x_part_shape = (x.shape[0], c) + tuple(x.shape[2:])
-        _check_conv(_Shape(x_part_shape, x.dtype), w, b, groups, stride_pair, padding, dilation_pair)
-        plans.append((padding, groups, _select(backend, c, w.shape, groups)))
-    if len(weights) == 1:  # one group is just a convolution
-        b = None if biases is None else biases[0]
-        return conv2d(x, weights[0], b, stride, plans[0][0], dilation, plans[0][1], backend)
-    inputs = [x] + weights + (biases or [])
-    return MixedConv2d.apply(*inputs, in_splits=tuple(in_splits), plans=tuple(plans), stride=stride_pair,
-                             dilation=dilation_pair, has_bias=biases is not None)
+        _check_conv(_Shape(x_part_shape, x.dtype), w, b, c // w.shape[1], stride_pair, padding, dilation_pair)
+        groups.append((padding, c // w.shape[1]))
+    return groups
 
 
 class _Shape:
@@ -356,5 +245,4 @@ class _Shape:
         self.shape, self.dtype = shape, dtype
 
 
-__all__ = ["conv2d", "mixed_conv2d", "conv_backend", "conv_geometry", "as_pair", "BACKENDS",
-           "Conv2d", "MixedConv2d"]
+__all__ = ["conv2d", "mixed_conv2d", "conv_backend", "conv_geometry", "as_pair", "BACKENDS", "Conv2d"]

@@ -173,9 +173,10 @@ class Tanh(Function):
 
 def _sigmoid(x):
     """1 / (1 + exp(-x)) in one buffer. For x very negative exp(-x) overflows to inf and the
-    result is 1 / inf = 0, the right limit, so the overflow warning is silenced."""
+    result is 1 / inf = 0, the right limit; for x very positive it underflows to 0 and the
+    result is 1: both warnings are silenced."""
     s = np.negative(x, out=np.empty_like(x))  # out=: an array even for 0-d x
-    with np.errstate(over="ignore"):
+    with np.errstate(over="ignore", under="ignore"):
         np.exp(s, out=s)
     s += 1
     return np.reciprocal(s, out=s)

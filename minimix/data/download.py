@@ -25,7 +25,7 @@ BLOCK = 1 << 20
 
 
 def urlopen(url: str):
-    """``urllib.request.urlopen``, imported on first use (it pulls in http, ssl, email: ~60 ms)."""
+    """``urllib.request.urlopen``, imported on first use (it pulls in http, ssl and email, which slow ``import minimix``)."""
     from urllib.request import urlopen as open_url
 
     return open_url(url)

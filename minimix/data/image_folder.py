@@ -8,8 +8,7 @@ are decoded with Pillow and must be 32x32 RGB. Within a split, images are
 ordered by (label, file name), so the result does not depend on the order of
 the archive or of the file system.
 
-Decoding 60,000 tiny images is dominated by per-image Python overhead (~80 us
-each), so large sets are decoded in chunks by two worker processes while the
+Decoding 60,000 tiny images is dominated by per-image Python overhead, so large sets are decoded in chunks by two worker processes while the
 main process keeps reading the archive.
 """
 import io

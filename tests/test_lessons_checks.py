@@ -55,6 +55,10 @@ def im2col_offset_major(x, k, s, p):  # rows ordered (p, q, c) instead of (c, p,
     return im2col(x, k, s, p).reshape(c, k * k, -1).transpose(1, 0, 2).reshape(c * k * k, -1)
 
 
+def depthwise_forward(x, w, s, p):
+    return np.einsum("ncijhw,cij->nchw", windows(x, w.shape[-1], s, p), w)
+
+
 def depthwise_backward_weight(x, gy, k, s, p):
     return np.einsum("ncijhw,nchw->cij", windows(x, k, s, p), gy)
 
@@ -68,6 +72,25 @@ def depthwise_backward_input(gy, w, input_hw, s, p):
         for j in range(k):
             gxp[:, :, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s] += gy * w[None, :, i, j, None, None]
     return gxp[:, :, p:p + h, p:p + wd]
+
+
+def depthwise_forward_unchecked_bounds(x, w, s, p):
+    """The loop kernel's classic slip: an input row r < 0 wraps around (x[-1] is the last row) instead of
+    reading the zero padding; columns are checked."""
+    n, c, h, wd = x.shape
+    k = w.shape[-1]
+    oh, ow = output_size(h, k, s, p, 1), output_size(wd, k, s, p, 1)
+    y = np.zeros((n, c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            for u in range(k):
+                r = i * s - p + u
+                if r < h:  # forgets r >= 0
+                    for v in range(k):
+                        q = j * s - p + v
+                        if 0 <= q < wd:
+                            y[:, :, i, j] += x[:, :, r, q] * w[:, u, v]
+    return y
 
 
 def split_channels(c, g, rule):
@@ -130,6 +153,7 @@ CASES = [  # (check, correct answer, wrong answer)
     (lambda fn: lessons.check_op(fn, mm.ops.silu), SiLU.apply, SiLUWrongBackward.apply),
     (lessons.check_conv_output_size, output_size, lambda n, k, s, p, d: (n + 2 * p - k) // s + 1),
     (lessons.check_im2col, im2col, im2col_offset_major),
+    (lessons.check_depthwise_forward, depthwise_forward, depthwise_forward_unchecked_bounds),
     (lessons.check_depthwise_backward_weight, depthwise_backward_weight,
      lambda x, gy, k, s, p: depthwise_backward_weight(x, gy, k, s, p)[:, ::-1, ::-1]),  # convolution, not correlation
     (lessons.check_depthwise_backward_input, depthwise_backward_input,
@@ -145,8 +169,8 @@ CASES = [  # (check, correct answer, wrong answer)
     (lessons.check_rf_recurrence, lambda r, j, k, s, d: (r + d * (k - 1) * j, j * s),
      lambda r, j, k, s, d: (r + (k - 1) * j, j * s)),  # forgets dilation
 ]
-IDS = ["sigmoid_backward", "op", "conv_output_size", "im2col", "depthwise_weight", "depthwise_input",
-       "split_channels", "mixconv_params", "mixconv_macs", "round_filters", "block_params", "normalize",
+IDS = ["sigmoid_backward", "op", "conv_output_size", "im2col", "depthwise_forward", "depthwise_weight",
+       "depthwise_input", "split_channels", "mixconv_params", "mixconv_macs", "round_filters", "block_params", "normalize",
        "confusion_matrix", "cross_entropy", "rf_recurrence"]
 
 
@@ -163,6 +187,67 @@ def test_every_public_check_is_tested():
     tested = {c.__name__ for c, _, _ in CASES if c.__name__.startswith("check_")} | {"check_op"}
     public = {name for name in lessons.__all__ if name.startswith("check_")}
     assert public == tested
+
+
+def test_the_depthwise_checks_take_numba_loop_kernels(capsys):
+    """Lesson 3's exercises are Numba kernels: the checks' arguments (arrays, ints, an (H, W) tuple)
+    must be types Numba compiles for, and a compiled kernel's answers are compared like any other."""
+    numba = pytest.importorskip("numba")
+
+    @numba.njit
+    def forward(x, w, stride, padding):
+        n, c, h, wd = x.shape
+        k = w.shape[-1]
+        oh, ow = (h + 2 * padding - k) // stride + 1, (wd + 2 * padding - k) // stride + 1
+        y = np.zeros((n, c, oh, ow), dtype=x.dtype)
+        for b in range(n):
+            for ch in range(c):
+                for i in range(oh):
+                    for j in range(ow):
+                        for u in range(k):
+                            for v in range(k):
+                                r, q = i * stride - padding + u, j * stride - padding + v
+                                if 0 <= r < h and 0 <= q < wd:
+                                    y[b, ch, i, j] += x[b, ch, r, q] * w[ch, u, v]
+        return y
+
+    @numba.njit
+    def backward_input(gy, w, input_hw, stride, padding):
+        n, c, oh, ow = gy.shape
+        k = w.shape[-1]
+        h, wd = input_hw
+        gx = np.zeros((n, c, h, wd), dtype=gy.dtype)
+        for b in range(n):
+            for ch in range(c):
+                for i in range(oh):
+                    for j in range(ow):
+                        for u in range(k):
+                            for v in range(k):
+                                r, q = i * stride - padding + u, j * stride - padding + v
+                                if 0 <= r < h and 0 <= q < wd:
+                                    gx[b, ch, r, q] += gy[b, ch, i, j] * w[ch, u, v]
+        return gx
+
+    @numba.njit
+    def backward_weight(x, gy, kernel_size, stride, padding):
+        n, c, h, wd = x.shape
+        oh, ow = gy.shape[2], gy.shape[3]
+        gw = np.zeros((c, kernel_size, kernel_size), dtype=x.dtype)
+        for b in range(n):
+            for ch in range(c):
+                for i in range(oh):
+                    for j in range(ow):
+                        for u in range(kernel_size):
+                            for v in range(kernel_size):
+                                r, q = i * stride - padding + u, j * stride - padding + v
+                                if 0 <= r < h and 0 <= q < wd:
+                                    gw[ch, u, v] += gy[b, ch, i, j] * x[b, ch, r, q]
+        return gw
+
+    assert lessons.check_depthwise_forward(forward)
+    assert lessons.check_depthwise_backward_input(backward_input)
+    assert lessons.check_depthwise_backward_weight(backward_weight)
+    assert capsys.readouterr().out.count("PASS") == 3
 
 
 def test_an_unsolved_stub_fails_with_a_clear_message(capsys):

@@ -18,6 +18,7 @@ from .checks import (
     check_cross_entropy,
     check_depthwise_backward_input,
     check_depthwise_backward_weight,
+    check_depthwise_forward,
     check_im2col,
     check_mixconv_macs,
     check_mixconv_params,
@@ -31,7 +32,7 @@ from .checks import (
 from .course import LessonData, best_time, fast_mode, find_checkpoint, load_data, load_trained_model
 
 __all__ = [
-    "check_sigmoid_backward", "check_op", "check_conv_output_size", "check_im2col",
+    "check_sigmoid_backward", "check_op", "check_conv_output_size", "check_im2col", "check_depthwise_forward",
     "check_depthwise_backward_weight", "check_depthwise_backward_input", "check_split_channels",
     "check_mixconv_params", "check_mixconv_macs", "check_round_filters", "check_block_params",
     "check_normalize", "check_confusion_matrix", "check_cross_entropy", "check_rf_recurrence",

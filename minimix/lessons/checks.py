@@ -11,6 +11,7 @@ check_sigmoid_backward          ``fn(x, g) -> dL/dx`` for y = sigmoid(x)        
 check_op                        any op (e.g. a ``Function`` subclass): values + grads  1
 check_conv_output_size          ``fn(size, kernel, stride, padding, dilation)``        2
 check_im2col                    ``fn(x (C,H,W), k, stride, padding) -> (C*k*k, L)``    2
+check_depthwise_forward         ``fn(x, w (C,k,k), stride, padding) -> y``             3
 check_depthwise_backward_weight ``fn(x, gy, k, stride, padding) -> dL/dw (C,k,k)``     3
 check_depthwise_backward_input  ``fn(gy, w, input_hw, stride, padding) -> dL/dx``      3
 check_split_channels            ``fn(channels, num_groups, split) -> sizes``           4
@@ -134,59 +135,91 @@ def check_im2col(fn, seed: int = 0) -> bool:
 
 
 # -- lesson 3: depthwise convolution ---------------------------------------------------------------
+# The reference is the loop definition, ``minimix.kernels.naive`` (NumPy only, no Numba), with
+# groups = C. The learner's function may be NumPy or a Numba kernel: every case is float64 with
+# int arguments (and a tuple input_hw), so a Numba kernel compiles once for all of them.
 def _depthwise_cases(rng):
-    """(x, w (C,1,k,k), stride, padding) for a few depthwise convolutions, float64."""
+    """(x, w (C, k, k), stride, padding) for a few depthwise convolutions, float64: odd and non-square
+    planes, kernels of 1 to 7 taps, stride 1 and 2, no, some and size-keeping padding."""
     for n, c, h, w, k, s, p in [(1, 1, 5, 5, 3, 1, 1), (2, 3, 6, 7, 3, 1, 0), (2, 4, 7, 7, 5, 2, 2),
-                                (1, 2, 8, 6, 7, 1, 3), (3, 5, 6, 6, 3, 2, 1)]:
-        yield rng.standard_normal((n, c, h, w)), rng.standard_normal((c, 1, k, k)), s, p
+                                (1, 2, 8, 6, 7, 1, 3), (3, 5, 6, 6, 3, 2, 1), (2, 2, 9, 5, 5, 2, 1),
+                                (1, 3, 4, 4, 1, 1, 0)]:
+        yield rng.standard_normal((n, c, h, w)), rng.standard_normal((c, k, k)), s, p
 
 
-def _depthwise_grads(x, weight, stride, padding, gy):
-    from ..ops.conv import conv2d
-
-    xt, wt = Tensor(x.copy(), requires_grad=True), Tensor(weight.copy(), requires_grad=True)
-    conv2d(xt, wt, stride=stride, padding=padding, groups=x.shape[1]).backward(gy)
-    return xt.grad, wt.grad[:, 0]
+def _depthwise_geometry(weight, stride, padding):
+    """The naive kernels' (kernel_hw, stride, padding, dilation) pairs for a square kernel."""
+    k = weight.shape[-1]
+    return (k, k), (stride, stride), (padding, padding), (1, 1)
 
 
 def _depthwise_output(x, weight, stride, padding):
-    from ..ops.conv import conv2d
+    from ..kernels import naive
 
-    return conv2d(Tensor(x), Tensor(weight), stride=stride, padding=padding, groups=x.shape[1]).data
+    _, s, p, d = _depthwise_geometry(weight, stride, padding)
+    return naive.conv2d_forward(x, weight[:, None], s, p, d, x.shape[1])
+
+
+def _depthwise_weight_grad(x, weight, stride, padding, gy):
+    """dL/dw (C, k, k) from the naive loops."""
+    from ..kernels import naive
+
+    k_hw, s, p, d = _depthwise_geometry(weight, stride, padding)
+    return naive.conv2d_backward_weight(x, gy, k_hw, s, p, d, x.shape[1])[:, 0]
+
+
+def _depthwise_input_grad(x, weight, stride, padding, gy):
+    """dL/dx (N, C, H, W) from the naive loops."""
+    from ..kernels import naive
+
+    _, s, p, d = _depthwise_geometry(weight, stride, padding)
+    return naive.conv2d_backward_input(gy, weight[:, None], x.shape[2:], s, p, d, x.shape[1])
+
+
+def check_depthwise_forward(fn, seed: int = 0) -> bool:
+    """``fn(x, w, stride, padding)``: y (N, C, OH, OW) of a depthwise convolution, x (N, C, H, W),
+    w (C, k, k), int stride and padding (both axes). Reference: ``minimix.kernels.naive.conv2d_forward``
+    with groups = C."""
+    rng = _rng(seed)
+    cases = [Case(f"x {shape_text(x)}, w {shape_text(w)}, stride={s}, padding={p}", (x, w, s, p),
+                  _depthwise_output(x, w, s, p)) for x, w, s, p in _depthwise_cases(rng)]
+    return run_check("check_depthwise_forward", fn, cases, "minimix.kernels.naive.conv2d_forward (groups=C)")
 
 
 def check_depthwise_backward_weight(fn, seed: int = 0) -> bool:
     """``fn(x, gy, kernel_size, stride, padding)``: dL/dw (C, k, k) of a depthwise convolution.
 
-    x (N, C, H, W), gy = dL/dy (N, C, OH, OW). Reference: minimix's ``conv2d(..., groups=C)``
-    backward (the Numba kernels when Numba is installed).
+    x (N, C, H, W), gy = dL/dy (N, C, OH, OW). Reference: ``minimix.kernels.naive.conv2d_backward_weight``
+    with groups = C. (The cases are too small to catch a race between threads reliably.)
     """
     rng = _rng(seed)
     cases = []
-    for x, weight, s, p in _depthwise_cases(rng):
-        gy = rng.standard_normal(_depthwise_output(x, weight, s, p).shape)
-        _, gw = _depthwise_grads(x, weight, s, p, gy)
-        k = weight.shape[-1]
+    for x, w, s, p in _depthwise_cases(rng):
+        gy = rng.standard_normal(_depthwise_output(x, w, s, p).shape)
+        gw = _depthwise_weight_grad(x, w, s, p, gy)
+        k = w.shape[-1]
         cases.append(Case(f"x {shape_text(x)}, gy {shape_text(gy)}, kernel_size={k}, stride={s}, padding={p}",
                           (x, gy, k, s, p), gw))
-    return run_check("check_depthwise_backward_weight", fn, cases, "minimix conv2d(groups=C) backward")
+    return run_check("check_depthwise_backward_weight", fn, cases,
+                     "minimix.kernels.naive.conv2d_backward_weight (groups=C)")
 
 
 def check_depthwise_backward_input(fn, seed: int = 0) -> bool:
     """``fn(gy, w, input_hw, stride, padding)``: dL/dx (N, C, H, W) of a depthwise convolution.
 
-    gy = dL/dy (N, C, OH, OW), w (C, k, k), input_hw = (H, W). Reference as above.
+    gy = dL/dy (N, C, OH, OW), w (C, k, k), input_hw = (H, W), a tuple. Reference:
+    ``minimix.kernels.naive.conv2d_backward_input`` with groups = C.
     """
     rng = _rng(seed)
     cases = []
-    for x, weight, s, p in _depthwise_cases(rng):
-        gy = rng.standard_normal(_depthwise_output(x, weight, s, p).shape)
-        gx, _ = _depthwise_grads(x, weight, s, p, gy)
-        w = weight[:, 0]
+    for x, w, s, p in _depthwise_cases(rng):
+        gy = rng.standard_normal(_depthwise_output(x, w, s, p).shape)
+        gx = _depthwise_input_grad(x, w, s, p, gy)
         hw = tuple(x.shape[2:])
         cases.append(Case(f"gy {shape_text(gy)}, w {shape_text(w)}, input_hw={hw}, stride={s}, padding={p}",
                           (gy, w, hw, s, p), gx))
-    return run_check("check_depthwise_backward_input", fn, cases, "minimix conv2d(groups=C) backward")
+    return run_check("check_depthwise_backward_input", fn, cases,
+                     "minimix.kernels.naive.conv2d_backward_input (groups=C)")
 
 
 # -- lesson 4: MixConv -----------------------------------------------------------------------------

@@ -419,17 +419,19 @@ ax.legend()
 plt.show()
 
 
-def times_faster(slow, fast):
-    """'3.2x faster' / '1.5x slower' / 'as fast' for a pair of times."""
-    ratio = slow / fast
-    return f"{ratio:.1f}x faster" if ratio >= 1.1 else f"{1 / ratio:.1f}x slower" if ratio <= 1 / 1.1 else "as fast"
+def compared(time, other_time, other):
+    """'3.2x faster than <other>' / '1.5x slower than <other>' / 'as fast as <other>'."""
+    ratio = other_time / time
+    if ratio >= 1.1:
+        return f"{ratio:.1f}x faster than {other}"
+    return f"{1 / ratio:.1f}x slower than {other}" if ratio <= 1 / 1.1 else f"as fast as {other}"
 
 
 for k in kernel_sizes:
-    line = f"k={k}: the production kernels are {times_faster(step[('im2col', k)], step[('production', k)])} than im2col"
+    line = f"k={k}: the production kernels are {compared(step[('production', k)], step[('im2col', k)], 'im2col')}"
     if loops_ok:
-        line += (f" and {times_faster(step[('yours', k)], step[('production', k)])} than your loops; "
-                 f"your loops are {times_faster(step[('im2col', k)], step[('yours', k)])} than im2col")
+        line += (f" and {compared(step[('production', k)], step[('yours', k)], 'your loops')}; "
+                 f"your loops are {compared(step[('yours', k)], step[('im2col', k)], 'im2col')}")
     print(line)
 growth = {impl: step[(impl, 9)] / step[(impl, 3)] for impl in implementations}
 print(f"From k=3 to k=9 the useful arithmetic grows 9x; the time grew "

@@ -9,12 +9,12 @@ measurements alternate between the two so that machine noise hits both.
 On a machine shared with other busy processes wall times swing several-fold.
 A steadier comparison of the work itself is single-threaded CPU time:
 
-    OPENBLAS_NUM_THREADS=1 NUMBA_NUM_THREADS=1 python benchmarks/bench_conv.py --threads 1 --cpu-time
+    python benchmarks/bench_conv.py --threads 1 --cpu-time
 
-``--threads`` sets both torch's threads and minimix's (``minimix.kernels.threads.set_num_threads``).
+``--threads`` sets both torch's threads and minimix's (``minimix.perf.configure(threads=...)``, which
+also runs BLAS single-threaded).
 """
 import argparse
-import os
 import statistics
 import time
 
@@ -24,7 +24,7 @@ import torch
 import minimix as mm
 import minimix.nn as nn
 import minimix.nn.functional as F
-from minimix.kernels import threads as mm_threads
+import minimix.perf
 
 
 PAUSE_SECONDS = 0.3
@@ -123,7 +123,7 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2,
-                        help="torch threads (set OPENBLAS_NUM_THREADS / NUMBA_NUM_THREADS to match)")
+                        help="threads for torch and for minimix's kernels (BLAS runs single-threaded)")
     parser.add_argument("--cpu-time", action="store_true", help="process CPU time instead of wall time")
     parser.add_argument("--only", choices=BENCHMARKS, help="run one group of benchmarks")
     args = parser.parse_args(argv)
@@ -131,9 +131,11 @@ def main(argv=None):
     if args.cpu_time:
         clock = time.process_time
     torch.set_num_threads(args.threads)
-    mm_threads.set_num_threads(args.threads)
+    minimix.perf.configure(threads=args.threads)
+    perf = minimix.perf.settings()
     print(f"batch {args.batch}, float32, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-          f"numpy {np.__version__}, OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
+          f"numpy {np.__version__}, minimix: Numba's {perf['numba']['threading_layer']} pool with "
+          f"{perf['numba']['threads']} threads, BLAS threads {[b['threads'] for b in perf['blas']]}, "
           f"{'CPU' if args.cpu_time else 'wall'} time")
     if args.only in (None, "conv3x3"):
         bench_conv3x3(args.batch, args.repeat)

@@ -122,11 +122,11 @@ def main(argv=None):
     import numba
     import torch
 
+    import minimix.perf
     from minimix.kernels import depthwise_numba as dw
-    from minimix.kernels import threads
 
     torch.set_num_threads(args.threads)
-    threads.set_num_threads(args.threads)
+    minimix.perf.configure(threads=args.threads)
     grid = QUICK_GRID if args.quick else FULL_GRID
     kernels = QUICK_KERNELS if args.quick else FULL_KERNELS
     cases = [(C, H, k) for C, H in grid for k in kernels]

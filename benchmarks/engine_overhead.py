@@ -55,6 +55,9 @@ def main():
     parser.add_argument("--ops", type=int, default=1000, help="ops in the chain (default 1000)")
     parser.add_argument("--repeats", type=int, default=7, help="repeats; the best is kept (default 7)")
     args = parser.parse_args()
+    import minimix.perf
+
+    minimix.perf.configure(threads=1)  # one thread, as torch below (the tiny ops run no kernels anyway)
 
     rng = np.random.default_rng(0)
     x0 = rng.standard_normal(4).astype(np.float32)

@@ -10,7 +10,7 @@ For each layer (tbb, workqueue, omp), in a fresh process (a process picks its la
 
     python benchmarks/thread_pools.py [--layers tbb workqueue omp] [--rounds 3]
 
-minimix itself uses TBB when it loads (``minimix.kernels.threads`` explains the choice).
+``minimix.perf.configure()`` chooses TBB's pool when it loads (its docstring explains the choice).
 """
 import argparse
 import json
@@ -22,14 +22,15 @@ import time
 
 def child(layer):
     """Measure in this process with Numba's ``layer`` pool; print the figures as JSON."""
-    os.environ["NUMBA_THREADING_LAYER"] = layer
+    os.environ["NUMBA_THREADING_LAYER"] = layer  # exactly this pool (an error if it cannot load)
     import numba
     import numpy as np
     from numba import njit, prange
 
-    from minimix.kernels import depthwise_numba, threads
+    import minimix.perf
+    from minimix.kernels import depthwise_numba
 
-    threads.set_num_threads(2)
+    minimix.perf.configure(threads=2)  # the environment variable decides the pool
 
     @njit(parallel=True)
     def empty_kernel(a):
@@ -54,7 +55,7 @@ def child(layer):
             depthwise_numba.depthwise_forward(x, w, 1, w.shape[1] // 2, channels=slice(72 * i, 72 * (i + 1)), out=y)
 
     def median_ms(threads_count):
-        threads.set_num_threads(threads_count)
+        minimix.perf.configure(threads=threads_count)
         mixconv()
         times = []
         for _ in range(15):

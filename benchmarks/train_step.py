@@ -50,11 +50,11 @@ class MinimixRunner:
 
     def __init__(self, args):
         import minimix as mm
-        from minimix.kernels import threads
+        import minimix.perf
         from minimix.models import mixnet_cifar
         from minimix.optim import SGD, weight_decay_groups
 
-        threads.set_num_threads(args.threads)
+        minimix.perf.configure(threads=args.threads)  # before any kernel: BLAS 1 thread, TBB pool, allocator
         self.mm = mm
         mm.manual_seed(0)
         self.model = mixnet_cifar()
@@ -289,10 +289,11 @@ def main(argv=None):
     names = ["minimix"] + ([] if args.no_torch else ["torch", "torch_cl"])
     runners = make_runners(args, names)
     x, y = data(args.batch)
-    import numba
+    import minimix.perf
 
-    print(f"mixnet_cifar, float32, {args.threads} threads (Numba's {numba.threading_layer()} pool); "
-          f"{args.steps} timed rounds after {args.warmup} warm-up")
+    perf = minimix.perf.settings()
+    print(f"mixnet_cifar, float32, {args.threads} threads (Numba's {perf['numba']['threading_layer']} pool, BLAS "
+          f"threads {[b['threads'] for b in perf['blas']]}); {args.steps} timed rounds after {args.warmup} warm-up")
     train = interleaved(runners, lambda r: r.train_step(x, y), args.steps, args.warmup)
     report(f"training step (batch {args.batch}: forward, loss, backward, SGD nesterov)", train, args.batch)
     LOAD[0] = fmt_load()

@@ -197,3 +197,19 @@ def test_channel_groups_work_in_place_on_whole_arrays(stride, dilation, dtype):
 def test_bad_input_raises_value_error(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_geometry_helpers_shared_by_every_convolution():
+    """minimix.kernels.geometry: the one output-size formula and the one (h, w) argument parser."""
+    from minimix.kernels import geometry, im2col, naive
+
+    assert naive.output_size is geometry.output_size and im2col.output_size is geometry.output_size
+    assert geometry.output_size(32, 3, 1, 1, 1) == 32 and geometry.output_size(32, 3, 2, 1, 1) == 16
+    assert geometry.output_size(9, 5, 2, 3, 2) == 4  # (9 + 6 - 8 - 1) // 2 + 1
+    assert geometry.as_pair(3, "stride") == (3, 3) and geometry.as_pair([np.int64(1), 2], "stride") == (1, 2)
+    assert all(type(v) is int for v in geometry.as_pair(np.int32(2), "padding"))
+    for bad in (True, 1.0, "1", (1, 2, 3), (1, True), None):
+        with pytest.raises(ValueError, match=r"^conv2d: stride must be an int or a pair of ints, got "):
+            geometry.as_pair(bad, "stride")
+    with pytest.raises(ValueError, match=r"^depthwise: padding must be an int or a pair of ints"):
+        depthwise_forward(np.zeros((1, 2, 4, 4)), np.zeros((2, 3, 3)), padding=1.5)

@@ -1,10 +1,18 @@
-"""Thread helpers of minimix.kernels.threads, and the threaded 1x1 convolution against torch."""
+"""Thread helpers of minimix.kernels.threads, and the threaded 1x1 convolution against torch.
+
+(Numba's TBB pool and single-threaded BLAS, set by ``minimix.perf.configure``: tests/test_perf.py.)"""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from parity import DTYPES, check_parity, randn, torch
 
 import minimix.nn.functional as F
 from minimix.kernels import pointwise, threads
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("n, min_chunk", [(1, 1), (7, 1), (7, 3), (100, 1000)])
@@ -14,8 +22,29 @@ def test_run_chunks_covers_the_range_in_order(n, min_chunk):
     assert all(len(p) >= min(n, min_chunk) for p in parts)
 
 
-def test_blas_threads_can_be_set():
-    assert threads.set_blas_threads(1) in (True, False)  # False only without OpenBLAS (e.g. MKL builds)
+def test_run_chunks_follows_numbas_thread_count():
+    numba = pytest.importorskip("numba")
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        assert threads.num_threads() == 1
+        assert len(threads.run_chunks(lambda a, b: (a, b), 8)) == 1
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        assert len(threads.run_chunks(lambda a, b: (a, b), 8)) == min(8, numba.config.NUMBA_NUM_THREADS)
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_num_threads_does_not_start_numbas_pool():
+    """A process picks Numba's pool when the pool starts; asking for the thread count must not start it
+    (minimix.perf.configure could then no longer choose TBB's pool)."""
+    pytest.importorskip("numba")
+    code = ("import sys, numba; from minimix.kernels import threads; n = threads.num_threads(); "
+            "print(n == numba.config.NUMBA_NUM_THREADS, sys.modules['numba.np.ufunc.parallel']._is_initialized)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                            env=dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["True", "False"]
 
 
 @DTYPES
@@ -61,21 +90,3 @@ def test_pointwise_conv_on_1x1_maps_matches_torch(dtype):
     inputs = [randn(5, 7, 1, 1), randn(3, 7, 1, 1, seed=1), randn(3, seed=2)]
     check_parity(lambda x, w, b: F.conv2d(x, w, b), lambda x, w, b: torch.nn.functional.conv2d(x, w, b),
                  inputs, dtype)
-
-
-def test_numba_runs_on_the_tbb_pool_when_tbb_is_installed():
-    """pyproject installs tbb on Linux x86-64; threads.configure must make Numba find it (its
-    library sits outside the loader's path) and choose it over workqueue."""
-    import importlib.metadata
-    import os
-
-    import numba
-
-    if "NUMBA_THREADING_LAYER" in os.environ:
-        pytest.skip("NUMBA_THREADING_LAYER is set: the user chose the pool")
-    try:
-        importlib.metadata.distribution("tbb")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("the tbb package is not installed (minimix depends on it on Linux x86-64 only)")
-    threads.set_num_threads(threads.num_threads())  # configures, then starts the pool
-    assert numba.threading_layer() == "tbb"

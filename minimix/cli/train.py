@@ -61,7 +61,8 @@ def add_arguments(parser):
     arg("--data", help="dataset root (default: $MINIMIX_DATA)")
     arg("--out", type=Path, help="run directory (default runs/<model>-<date>-<time>)")
     arg("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (or from a checkpoint .json/.npz)")
-    arg("--threads", type=int, help="threads for the kernels (Numba, chunked NumPy; BLAS stays single-threaded)")
+    arg("--threads", type=int, help="threads for the kernels (Numba, chunked NumPy; BLAS stays single-threaded; "
+                                    "default: all cores)")
     arg("--no-progress", action="store_true", help="no progress bar (e.g. when logging to a file)")
 
 
@@ -90,8 +91,7 @@ def run(args):
     from ..training.recipe import (balanced_subset, build_model, builder_accepts, load_split,
                                    proportional_test_limit)
 
-    if args.threads:
-        set_threads(args.threads)
+    configure_performance(args.threads)
     given = {name: getattr(args, name) for name in RECIPE_OPTIONS if getattr(args, name) is not None}
     model_kwargs = {kwarg: getattr(args, option) for option, kwarg in MODEL_OPTIONS.items()
                     if getattr(args, option) is not None}
@@ -148,10 +148,11 @@ def _refuse_changes(config, given: dict, model_kwargs: dict):
                          + ", ".join(changed))
 
 
-def set_threads(n: int):
-    """Use ``n`` threads in the kernels (Numba, chunked NumPy work); see minimix.kernels.threads."""
-    from ..kernels import threads
+def configure_performance(threads: int | None):
+    """The process-wide speed settings, before any kernel runs (``minimix.perf.configure``: single-threaded
+    BLAS, Numba's TBB pool, allocator thresholds); ``threads`` for the kernels, None: all cores."""
+    from .. import perf
 
-    if n < 1:
-        raise ValueError(f"--threads must be >= 1, got {n}")
-    threads.set_num_threads(n)
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    perf.configure(threads=threads)

@@ -11,7 +11,11 @@ imports Numba:
 * ``minimix.kernels.excite_numba``: squeeze-and-excitation's plane means and gate (Numba).
 * ``minimix.kernels.im2col`` / ``minimix.kernels.pointwise``: convolutions as BLAS
   products (NumPy); ``minimix.kernels.naive``: the readable loops.
-* ``minimix.kernels.threads``: thread and allocator settings, in one place.
+* ``minimix.kernels.geometry``: ``output_size`` and ``as_pair``, shared by every convolution.
+* ``minimix.kernels.threads``: ``run_chunks``, NumPy work split over threads.
+
+Importing a kernel changes no process-wide setting; the BLAS, thread-pool and allocator
+settings that make them fast are one explicit call, ``minimix.perf.configure()``.
 """
 
 import functools

@@ -47,11 +47,10 @@ the *polyphase* split: x[sh*r + a, sw*q + b] is pixel (r, q) of phase plane (a, 
 Masked taps multiply a neighbouring value by 0, so inputs must be finite (an inf would turn
 its neighbours into NaN, where a textbook loop would skip the padding).
 
-Speed. benchmarks/bench_depthwise.py compares with PyTorch (float32, batch 128, NCHW). In
-CPU time on one core the forward pass takes 0.2-1.2x torch's time on 16x16 and 32x32 planes
-and 1-4x on 8x8 and 4x4 planes (a masked tap still costs its multiply-add); forward + both
-gradients take 0.3-0.9x torch's time for k = 3 and 0.15-0.35x for k = 5..9, where torch's
-weight gradient is slow. What matters most:
+Speed. ``python benchmarks/bench_depthwise.py`` times the three kernels against PyTorch
+(float32, batch 128, NCHW; the README's performance section has the figures). Small planes
+(8x8, 4x4) are this strategy's weak spot: a masked tap still costs its multiply-add, and
+on small planes a larger share of the taps is masked. What matters most:
 
 * few passes over memory: each sweep handles four taps (``_madd4``), so out is loaded and
   stored once per four taps, and the first (centre) tap sets out instead of a zeroing pass;
@@ -68,18 +67,19 @@ Numba rules followed here
 2. The hot loops are tiny and unit-stride, ``dst[e] += src[e] * wm[e]`` over 1-D slices.
    Slicing copies nothing and allocates nothing; an index that starts at 0 lets LLVM prove
    it is never negative (no wrap-around check), so the loop is vectorised with AVX2/FMA.
-   An index like ``q0 + ow*sw`` with a runtime stride stays scalar and runs ~5x slower.
+   An index like ``q0 + ow*sw`` with a runtime stride stays scalar (no SIMD).
 3. ``fastmath=True`` allows fused multiply-adds and reordering the final sums.
 4. No allocation inside inner loops: weight maps and accumulators are built once per block
    of channels and reused for all N images.
 5. Kernels see only arrays and integers: the Python wrappers check shapes and dtypes and
    build the small tap tables (phase, row shift, column shift) with NumPy.
 6. Threads: ``prange`` runs on Numba's pool, one thread per core unless
-   ``numba.set_num_threads`` says otherwise; blocks are dealt out evenly. The 1x1
-   convolutions run on other threads (NumPy products), and training alternates between
-   the two, so the pool must start kernels quickly and leave the cores alone in between:
-   ``minimix.kernels.threads`` picks TBB's pool for that (measured there against Numba's
-   workqueue and OpenMP pools) before the first parallel kernel runs.
+   ``minimix.perf.configure(threads=...)`` (or ``numba.set_num_threads``) says otherwise;
+   blocks are dealt out evenly. The 1x1 convolutions run on other threads (NumPy products),
+   and training alternates between the two, so the pool must start kernels quickly and
+   leave the cores alone in between: ``minimix.perf.configure()`` chooses TBB's pool for
+   that, before the first parallel kernel runs (its docstring says why; importing this
+   module changes no setting). ``python benchmarks/thread_pools.py`` compares the pools.
 """
 import functools
 
@@ -87,11 +87,9 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from . import threads
+from .geometry import as_pair, output_size
 from .norm_act_numba import ACTIVATIONS, affine_act
 from .vector_math import exp_constants
-
-threads.configure()  # Numba's TBB pool and single-threaded BLAS (see minimix.kernels.threads)
 
 _FASTMATH = {"contract", "reassoc"}  # no no-NaN/no-inf assumptions: the epilogue's exp clamps
 _BLOCK_ELEMENTS = 4096  # target length of the flat vectors one block of channels works on
@@ -260,7 +258,7 @@ def _phases(x, c0, xq, sh, sw, Hc, Wc, split):
     zero where that pixel lies outside x; or the inverse merge back into x (split=False).
 
     x is a whole (contiguous) layer and c0 the group's first channel: a channel slice of x
-    would be a non-contiguous array, for which Numba compiles generic, 2x slower code.
+    would be a non-contiguous array, for which Numba compiles generic, slower code.
     Each phase row is gathered from (or scattered to) one row of x, ``row[q * sw]``.
     """
     N, H = x.shape[0], x.shape[2]
@@ -290,25 +288,11 @@ def _phases(x, c0, xq, sh, sw, Hc, Wc, split):
 # ----------------------------------------------------------------------------- geometry
 
 
-def _pair(value, name):
-    if isinstance(value, (int, np.integer)):
-        return int(value), int(value)
-    try:
-        a, b = value
-        return int(a), int(b)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}") from None
-
-
-def output_size(size, kernel, stride, padding, dilation):
-    """Output length of a convolution along one axis (torch's formula)."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
 def _plan(H, W, KH, KW, stride, padding, dilation):
     """The _Plan of a geometry, built once per process: a training step asks for the same few
-    geometries hundreds of times (building each took ~40 us of Python: 20 ms per step)."""
-    return _cached_plan(H, W, KH, KW, _pair(stride, "stride"), _pair(padding, "padding"), _pair(dilation, "dilation"))
+    geometries hundreds of times, and building one (tap tables, canvas sizes) is slow Python."""
+    return _cached_plan(H, W, KH, KW, as_pair(stride, "stride", "depthwise"), as_pair(padding, "padding", "depthwise"),
+                        as_pair(dilation, "dilation", "depthwise"))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -317,12 +301,11 @@ def _cached_plan(H, W, KH, KW, stride, padding, dilation):
 
 
 class _Plan:
-    """Everything the kernels need to know about one convolution geometry (read-only: plans are shared)."""
+    """Everything the kernels need to know about one convolution geometry (read-only: plans are shared).
+    stride, padding, dilation: (h, w) pairs of ints."""
 
     def __init__(self, H, W, KH, KW, stride, padding, dilation):
-        self.sh, self.sw = _pair(stride, "stride")
-        ph, pw = _pair(padding, "padding")
-        dh, dw = _pair(dilation, "dilation")
+        (self.sh, self.sw), (ph, pw), (dh, dw) = stride, padding, dilation
         if min(self.sh, self.sw, dh, dw, KH, KW) < 1 or min(ph, pw) < 0:
             raise ValueError(f"need kernel, stride, dilation >= 1 and padding >= 0; got kernel ({KH}, {KW}), "
                              f"stride={stride}, padding={padding}, dilation={dilation}")
@@ -483,7 +466,7 @@ def depthwise_backward_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0), dil
     N, Cy = gy.shape[:2]
     w = _array("w", w, 3, gy.dtype)
     start, C = _channel_range(channels, Cy, w.shape[0], "gy")
-    H, W = _pair(input_hw, "input_hw")
+    H, W = as_pair(input_hw, "input_hw", "depthwise")
     plan = _plan(H, W, w.shape[1], w.shape[2], stride, padding, dilation)
     if gy.shape[2:] != (plan.OH, plan.OW):
         raise ValueError(f"gy {gy.shape} does not match input {H}x{W} with kernel {w.shape[1:]}: "
@@ -514,7 +497,7 @@ def depthwise_backward_weight(x, gy, kernel_hw, stride=(1, 1), padding=(0, 0), d
     gy = _array("gy", gy, 4, x.dtype)
     N, Cx, H, W = x.shape
     start, C = _channel_range(channels, Cx, None, "x")
-    KH, KW = _pair(kernel_hw, "kernel_hw")
+    KH, KW = as_pair(kernel_hw, "kernel_hw", "depthwise")
     plan = _plan(H, W, KH, KW, stride, padding, dilation)
     if gy.shape != (N, Cx, plan.OH, plan.OW):
         raise ValueError(f"gy {gy.shape} does not match x {x.shape} with kernel ({KH}, {KW}): "

@@ -15,10 +15,6 @@ definition: ``tests/test_layers_conv.py`` runs the SE parity tests on both.
 import numpy as np
 from numba import njit, prange
 
-from . import threads
-
-threads.configure()
-
 _FASTMATH = {"contract", "reassoc"}  # FMA and reordered sums; NaN/inf behave as in NumPy
 
 

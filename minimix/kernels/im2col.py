@@ -44,12 +44,12 @@ Memory: cols is KH*KW times the input (150 MB for a 3x3 convolution
 of 128 images of 32 channels at 32x32), so the batch is processed a few images
 at a time through a reused buffer, and the backward recomputes cols rather than
 keeping it. The chunks are small (about ``CHUNK_BYTES`` of cols, one image for
-a 3x3 convolution of 32 channels at 32x32): measured as fast as 32 MB chunks
-(forward + both gradients of that convolution, batch 128, float32, one core,
-the two sizes interleaved in one process: 151 vs 150 ms), and every thread's
-buffer stays small. All buffers keep the input's dtype (float32 stays float32).
+a 3x3 convolution of 32 channels at 32x32): timed against 32 MB chunks, they were
+as fast (``python benchmarks/bench_conv.py --only conv3x3`` times such
+convolutions), and every thread's buffer stays small. All buffers keep the
+input's dtype (float32 stays float32).
 
-Threads: BLAS runs single-threaded (``minimix.kernels.threads`` explains why);
+Threads: BLAS runs single-threaded (after ``minimix.perf.configure()``, which says why);
 the images are split into one contiguous share per thread (``threads.run_chunks``),
 and every thread works through its own chunks with its own buffers.
 """
@@ -59,6 +59,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from . import pointwise, threads
+from .geometry import output_size
 
 # Images per chunk are chosen so that one chunk's cols (or output) is about this many bytes
 # (at least one image; see the module docstring).
@@ -89,11 +90,6 @@ def _padded(x, ph, pw):
     xp[:, :, ph:h + ph, w + pw:] = 0
     xp[:, :, ph:h + ph, pw:w + pw] = x
     return xp
-
-
-def output_size(size, kernel, stride, padding, dilation):
-    """Output length along one axis: (size + 2*padding - dilation*(kernel-1) - 1) // stride + 1."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def im2col(x, kernel_hw, stride, padding, dilation, out=None):
@@ -145,7 +141,6 @@ class _Geometry:
 
     def map_chunks(self, fn):
         """[fn(batch) for every chunk ``batch`` (a slice of images)], the images shared out over the threads."""
-        threads.configure_numpy()
 
         def share(start, stop):
             return [fn(slice(s, min(s + self.step, stop))) for s in range(start, stop, self.step)]
@@ -223,8 +218,8 @@ def conv2d_backward_input(gy, w, input_hw, stride, padding, dilation, groups):
 def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
     """dL/dw = sum over chunks of dL/dy @ cols^T, computed as its transpose cols @ dL/dy^T.
 
-    Same numbers; but with the long image axis as the inner dimension, OpenBLAS
-    (2 threads) ran the (C*KH*KW, O) orientation about 3x faster and far more steadily.
+    Same numbers; but with the long image axis as the inner dimension, OpenBLAS ran the
+    (C*KH*KW, O) orientation faster and far more steadily.
     """
     o = gy.shape[1]
     w_shape = (o, x.shape[1] // groups) + tuple(kernel_hw)

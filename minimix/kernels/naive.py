@@ -25,10 +25,7 @@ and dL/dx is dL/dxp with the padding cut off. Every loop below visits each
 """
 import numpy as np
 
-
-def output_size(size, kernel, stride, padding, dilation):
-    """Output length along one axis: (size + 2*padding - dilation*(kernel-1) - 1) // stride + 1."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+from .geometry import output_size  # (size + 2*padding - dilation*(kernel-1) - 1) // stride + 1
 
 
 def _window(i, j, kernel_hw, stride, dilation):

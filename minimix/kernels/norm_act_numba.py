@@ -29,9 +29,9 @@ allocates nothing but its output. From y it also gets s = y / z without an exp.
 
 The SiLU forward, y = z / (1 + exp(-z)), takes its exp from ``vector_math.exp``: plain
 arithmetic that vectorizes, where Numba's ``math.exp`` is one C library call per element
-(8x slower than NumPy's SIMD exp, which is why an earlier version ran a separate NumPy
-pass over y). For z < -87 exp(-z) saturates at 2^126 and |y| < 1e-36 instead of smaller.
-Sums run in float64.
+(no SIMD: slower than NumPy's vectorized exp, which is why an earlier version ran a
+separate NumPy pass over y). For z < -87 exp(-z) saturates at 2^126 and |y| < 1e-36
+instead of smaller. Sums run in float64.
 
 Numba: ``prange`` over channels (each thread owns whole channels, so no two write
 the same sum); ``fastmath`` without the no-inf/no-NaN assumptions (only
@@ -44,10 +44,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from . import threads
 from .vector_math import exp, exp_constants
-
-threads.configure()
 
 IDENTITY, RELU, SILU = 0, 1, 2
 ACTIVATIONS = {None: IDENTITY, "identity": IDENTITY, "relu": RELU, "silu": SILU}
@@ -77,7 +74,7 @@ def _act_grad(z, y, kind, one):
     SiLU: s = y / z recovers sigmoid(z) from the saved output (s(0) = 1/2), so the
     backward needs no exp: silu'(z) = s * (1 + z * (1 - s)) = s + y * (1 - s).
     Constants are built from ``one``: a float literal such as 0.5 is float64 in Numba
-    and would turn the whole float32 computation into float64 (measured 1.1-1.6x slower).
+    and would turn the whole float32 computation into float64 (half the SIMD width).
     """
     if kind == SILU:
         s = y / z if z != 0 else one / (one + one)
@@ -91,7 +88,7 @@ def _act_grad(z, y, kind, one):
 def affine_act(src, dst, scale, shift, kind, consts):
     """dst = act(src * scale + shift) over 1-D arrays of one length (dst may be src): the elementwise
     part of the forward, shared with the depthwise kernels' inference epilogue. Inlined into its
-    callers: called as a function, its loop was not vectorized (SiLU measured 8x slower)."""
+    callers: called as a function, its loop was not vectorized."""
     for p in range(src.size):
         dst[p] = _act(_affine(src[p], scale, shift), kind, consts)
 
@@ -104,9 +101,8 @@ def _forward(x, gamma, beta, mean, var, eps, kind, training, y, coef, consts):
     they are read. One pass gives both: with d = x - k for a value k of the channel,
     mean = k + sum(d)/M and var = sum(d^2)/M - (sum(d)/M)^2. Without the shift k that
     difference cancels catastrophically when |mean| >> std; with it, k lies within a few
-    std of the mean, and the sums run in float64. (Measured against two passes, mean then
-    squares: as fast on 32x32 planes, where memory bandwidth limits both, and 1.2-1.5x
-    faster on 16x16 and 8x8 planes, whose second pass runs from cache but still computes.)
+    std of the mean, and the sums run in float64. (Two passes, mean then squares, would read
+    every value twice; on small planes the second pass runs from cache but still computes.)
     ``coef`` (2, C) in x's dtype receives each channel's scale and shift (z = x * scale
     + shift): reading them back from it keeps z, and its exp, in x's precision.
     consts: ``exp_constants`` in x's dtype, for SiLU.

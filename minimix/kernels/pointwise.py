@@ -20,7 +20,7 @@ of memory-bound data for products that are themselves memory-bound (MixNet's
 1x1 convolutions have 4 to 600 channels). Per image, the products are large
 enough (HW = 1024 at 32x32) and the copies are gone.
 
-Threads: BLAS runs single-threaded (``minimix.kernels.threads`` explains why); instead
+Threads: BLAS runs single-threaded (after ``minimix.perf.configure()``, which says why); instead
 the images are split into one chunk per core, each chunk's products run on their own
 Python thread (``threads.run_chunks``), writing disjoint slices of the output.
 """
@@ -53,7 +53,6 @@ def _out_planes(out, shape):
 def _apply(w, a, out=None):
     """out[n] = w @ a[n] for a (N, K, HW), the images split across threads; returns out (N, rows of w, HW),
     allocated when None."""
-    threads.configure_numpy()
     n, k, hw = a.shape
     if out is None:
         out = np.empty((n, w.shape[0], hw), dtype=np.result_type(w, a))
@@ -88,10 +87,9 @@ def pointwise_backward_weight(x, gy):
     Each thread sums its own chunk of images; the chunks' sums are added at the end.
     Within a chunk, a batched product makes the (O, C) products of a few images at once
     (as many as fit in _PARTIAL_ELEMENTS, at most 32), which are then summed: one NumPy
-    call per image instead kept the two threads waiting for each other's Python loop
-    (measured 1.2-2.2x slower with 2 threads on mixnet_cifar's shapes).
+    call per image instead kept the threads waiting for each other's Python loop (the 1x1
+    convolutions' share of a step: ``python benchmarks/train_step.py --profile``).
     """
-    threads.configure_numpy()
     n, c, h, width = x.shape
     o = gy.shape[1]
     if h * width == 1:  # 1x1 maps (squeeze-excite): the images are the inner dimension of ONE product

@@ -1,7 +1,8 @@
 """Build the lesson notebooks from their readable sources: ``lessons/_src/NN_name.py`` -> ``lessons/NN_name.ipynb``.
 
-    python lessons/_build.py            # rewrite every notebook from its source
-    python lessons/_build.py --check    # exit 1 if a committed notebook differs from its source
+    python lessons/_build.py                      # rewrite every notebook from its source
+    python lessons/_build.py 02_convolution 04    # only these lessons (a name, its number, or a path)
+    python lessons/_build.py --check [LESSON...]  # exit 1 if a committed notebook differs from its source
 
 The sources use the "percent" cell format (as jupytext reads it):
 
@@ -107,23 +108,46 @@ def targets() -> dict:
     return {HERE / f"{source.stem}.ipynb": source for source in sorted(SOURCES.glob("[0-9][0-9]_*.py"))}
 
 
-def stale() -> list:
-    """Notebooks missing or different from what their source builds."""
-    return [nb for nb, src in targets().items()
+def select(names=()) -> dict:
+    """``targets()`` restricted to the lessons named (all for none): "02_convolution", "02", or a path to
+    the source or the notebook. A name that matches no lesson is a ValueError."""
+    every = targets()
+    if not names:
+        return every
+    chosen = {}
+    for name in names:
+        stem = Path(name).stem
+        matches = {nb: src for nb, src in every.items() if src.stem == stem or src.stem.split("_")[0] == stem}
+        if not matches:
+            raise ValueError(f"no lesson {name!r}; the lessons are {', '.join(src.stem for src in every.values())}")
+        chosen.update(matches)
+    return chosen
+
+
+def stale(names=()) -> list:
+    """Notebooks missing or different from what their source builds (of the lessons named, else all)."""
+    return [nb for nb, src in select(names).items()
             if not nb.is_file() or nb.read_text(encoding="utf-8") != notebook_text(src)]
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv == ["--check"]:
-        out_of_date = stale()
-        for nb in out_of_date:
-            print(f"{nb.name} is out of date: run `python lessons/_build.py`")
-        return 1 if out_of_date else 0
-    if argv:
+    check = "--check" in argv
+    names = [a for a in argv if a != "--check"]
+    if any(a.startswith("-") for a in names):
         print(__doc__)
         return 2
-    for nb, src in targets().items():
+    try:
+        chosen = select(names)
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
+    if check:
+        out_of_date = stale(names)
+        for nb in out_of_date:
+            print(f"{nb.name} is out of date: run `python lessons/_build.py {nb.stem}`")
+        return 1 if out_of_date else 0
+    for nb, src in chosen.items():
         nb.write_text(notebook_text(src), encoding="utf-8")
         print(f"wrote {nb.relative_to(HERE.parent)}")
     return 0

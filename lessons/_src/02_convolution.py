@@ -11,6 +11,11 @@
 # | `"numba"` | `minimix/kernels/depthwise_numba.py` | compiled loops for depthwise convolutions (lesson 3) |
 #
 # This lesson derives the first two, draws the im2col matrix, and times them.
+#
+# The first code cell calls `minimix.perf.configure()`, which sets this Python process up the way minimix
+# trains, so that the timings below show its real speed: BLAS on one thread (minimix splits each batch
+# over the cores itself), Numba's TBB thread pool, and an allocator that reuses large arrays. These are
+# process-wide settings, so minimix never changes them on import; the call must come before any kernel runs.
 
 # %%
 %matplotlib inline
@@ -21,11 +26,13 @@ import matplotlib.pyplot as plt
 
 import minimix as mm
 import minimix.nn.functional as F
+import minimix.perf
 from minimix.kernels import im2col as im2col_kernels
 from minimix.kernels import naive
 from minimix.lessons import best_time, fast_mode
 
 FAST = fast_mode()
+minimix.perf.configure()  # threads, BLAS, allocator: see above
 rng = np.random.default_rng(0)
 
 # %% [markdown]

@@ -9,6 +9,11 @@
 #
 # A full training run (`python -m minimix train --epochs 15` from the repository root) takes hours on a
 # laptop CPU; the run here is short on purpose.
+#
+# The first code cell calls `minimix.perf.configure()`, as `python -m minimix train` does: it sets this
+# Python process up for training speed, with BLAS on one thread (minimix splits each batch over the cores
+# itself), Numba's TBB thread pool, and an allocator that reuses large arrays. These are process-wide
+# settings, so minimix never changes them on import; the call must come before any kernel runs.
 
 # %%
 %matplotlib inline
@@ -20,10 +25,12 @@ import matplotlib.pyplot as plt
 from IPython.display import Image, display
 
 import minimix as mm
+import minimix.perf
 from minimix import data as mmdata
 from minimix.lessons import fast_mode, find_checkpoint, load_data
 
 FAST = fast_mode()
+minimix.perf.configure()  # threads, BLAS, allocator: see above
 rng = np.random.default_rng(0)
 
 # %% [markdown]

@@ -6,6 +6,12 @@
 # geometry. The **effective receptive field** (Luo et al., NeurIPS 2016) measures how much each of those
 # pixels *does* influence it, with one backward pass. This lesson computes both for the CIFAR MixNet,
 # per MixConv kernel group, at initialisation and (when a finished run exists) after training.
+#
+# The first code cell calls `minimix.perf.configure()`, which sets this Python process up the way minimix
+# trains, so that the many backward passes below run at full speed: BLAS on one thread (minimix splits
+# each batch over the cores itself), Numba's TBB thread pool, and an allocator that reuses large arrays.
+# These are process-wide settings, so minimix never changes them on import; the call must come before any
+# kernel runs.
 
 # %%
 %matplotlib inline
@@ -14,10 +20,12 @@ import matplotlib.pyplot as plt
 from IPython.display import display
 
 import minimix as mm
+import minimix.perf
 from minimix import models, nn, viz
 from minimix.lessons import fast_mode, find_checkpoint, load_data, load_trained_model
 
 FAST = fast_mode()
+minimix.perf.configure()  # threads, BLAS, allocator: see above
 rng = np.random.default_rng(0)
 
 # %% [markdown]

@@ -4,8 +4,10 @@ One process runs, interleaved round by round (so a busy machine slows all alike)
 
 * training step, float32, batch 128: forward, cross-entropy, backward, SGD (nesterov
   momentum, weight decay) - minimix, PyTorch NCHW, PyTorch channels_last;
-* inference, eval mode, no gradients, batch 500.
+* inference, eval mode, no gradients, batch 500 (minimix: the ``nn.fuse`` copy of the model).
 
+Then the same minimix step and inference on the reference path (``use_backend("reference")``:
+the NumPy code a student reads, no Numba), so the output shows what the fast path buys.
 Reported: median wall and CPU time (``time.process_time``, steadier on a shared machine)
 per step, images/s, ratios minimix / best PyTorch. Then the peak memory (RSS) of each
 framework, each measured in a fresh subprocess (``--memory-child``) running a few steps.
@@ -37,6 +39,8 @@ def parse_args(argv=None):
     p.add_argument("--profile", action="store_true", help="per-layer-type breakdown of the minimix step (mean of --steps steps)")
     p.add_argument("--no-torch", action="store_true", help="minimix only")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--no-reference", action="store_true", help="skip timing minimix's reference (NumPy) path")
+    p.add_argument("--reference-steps", type=int, default=3, help="timed reference-path steps (default 3)")
     p.add_argument("--memory-child", choices=["minimix", "torch", "torch_cl"], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -58,6 +62,7 @@ class MinimixRunner:
         self.mm = mm
         mm.manual_seed(0)
         self.model = mixnet_cifar()
+        self.fused = None
         self.opt = SGD(weight_decay_groups(self.model, 5e-5), lr=0.05, momentum=0.9, nesterov=True)
 
     def train_step(self, x, y):
@@ -71,9 +76,10 @@ class MinimixRunner:
         return float(loss.item())
 
     def infer(self, x):
-        self.model.eval()
+        if self.fused is None:  # the inference copy (nn.fuse: eval mode, BN folded into the MixConv before it)
+            self.fused = self.mm.nn.fuse(self.model)
         with self.mm.no_grad():
-            return self.model(self.mm.Tensor(x)).data
+            return self.fused(self.mm.Tensor(x)).data
 
 
 class TorchRunner:
@@ -237,6 +243,23 @@ def profile(args):
         print(f"{category:30s} {fwd * 1e3:8.1f} {bwd * 1e3:8.1f} {100 * (fwd + bwd) / step:6.1f}%")
 
 
+def reference_path(runner, x, y, xe, fast_train, fast_infer, steps):
+    """What the fast path buys: the same minimix step and inference on the reference (NumPy) path."""
+    import minimix
+
+    with minimix.use_backend("reference"):
+        runner.train_step(x, y)  # warm-up
+        train = [timed(lambda: runner.train_step(x, y))[0] for _ in range(steps)]
+        runner.fused = None
+        infer = [timed(lambda: runner.infer(xe))[0] for _ in range(steps)]
+    runner.fused = None
+    print(f"\nminimix reference path (MINIMIX_BACKEND=reference: plain NumPy ops, no Numba kernels), "
+          f"median of {steps}, after the runs above:")
+    for what, times, fast in (("training step", train, fast_train), ("inference", infer, fast_infer)):
+        print(f"  {what:14s} {np.median(times):8.3f} s  = {np.median(times) / np.median(fast):5.1f}x the fast path's "
+              f"{np.median(fast):.3f} s")
+
+
 # -- peak memory -----------------------------------------------------------------------------------
 def rss_mb(field="VmRSS"):
     """This process's resident memory (VmRSS) or its peak so far (VmHWM), in MB (Linux)."""
@@ -300,6 +323,8 @@ def main(argv=None):
     xe, _ = data(args.eval_batch, seed=1)
     infer = interleaved(runners, lambda r: r.infer(xe), args.steps, 1)
     report(f"inference (eval mode, batch {args.eval_batch})", infer, args.eval_batch)
+    if not args.no_reference:
+        reference_path(runners[0], x, y, xe, train["minimix"][0], infer["minimix"][0], args.reference_steps)
     if not args.no_memory:
         memory(args, names)
 

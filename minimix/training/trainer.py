@@ -77,27 +77,26 @@ class TrainConfig:
 def evaluate(model, loader, tta: bool = False, progress: bool = False) -> dict:
     """Mean cross-entropy (no label smoothing) and top-1 accuracy of ``model`` over ``loader``.
 
-    Runs in eval mode (BatchNorm uses its running statistics) under ``no_grad`` (no graph is
-    recorded), batch by batch. With ``tta``, the logits are the average of the image's and of its
+    Runs an inference copy of the model (``nn.fuse``: eval mode, BatchNorm uses its running
+    statistics and is folded into the MixConv before it) under ``no_grad`` (no graph is
+    recorded), batch by batch; ``model`` itself is left as it was. With ``tta``, the logits are the average of the image's and of its
     mirror image's (flip test-time augmentation). Returns ``{"loss", "acc", "predictions", "labels"}``.
     """
     from tqdm import tqdm
 
-    was_training = model.training
-    model.eval()
+    from ..nn import fuse
+
+    model = fuse(model)
     total_loss, predictions, labels = 0.0, [], []
-    try:
-        with no_grad():
-            for x, y in tqdm(loader, desc="test", unit="batch", leave=False, disable=not progress):
-                logits = model(Tensor(x)).data
-                if tta:
-                    mirrored = np.ascontiguousarray(x[..., ::-1])  # flip the width axis of (B, C, H, W)
-                    logits = 0.5 * (logits + model(Tensor(mirrored)).data)
-                total_loss += cross_entropy(Tensor(logits), y).item() * len(y)
-                predictions.append(np.argmax(logits, axis=1))
-                labels.append(y)
-    finally:
-        model.train(was_training)
+    with no_grad():
+        for x, y in tqdm(loader, desc="test", unit="batch", leave=False, disable=not progress):
+            logits = model(Tensor(x)).data
+            if tta:
+                mirrored = np.ascontiguousarray(x[..., ::-1])  # flip the width axis of (B, C, H, W)
+                logits = 0.5 * (logits + model(Tensor(mirrored)).data)
+            total_loss += cross_entropy(Tensor(logits), y).item() * len(y)
+            predictions.append(np.argmax(logits, axis=1))
+            labels.append(y)
     predictions, labels = np.concatenate(predictions), np.concatenate(labels)
     return {
         "loss": total_loss / len(labels),

@@ -16,3 +16,11 @@ def each_path(request):
 
     with minimix.use_backend(request.param):
         yield request.param
+
+
+def pytest_sessionstart(session):
+    """Run the suite with minimix's performance settings, as training does (an explicit call:
+    importing minimix changes nothing; tests/test_perf.py checks both in fresh processes)."""
+    import minimix.perf
+
+    minimix.perf.configure()

@@ -193,9 +193,16 @@ print("gradcheck (im2col):", mm.gradcheck(lambda a, b: F.conv2d(a, b, stride=2, 
 #
 # `F.conv2d(..., backend=...)` picks a backend for one call; the context manager
 # `F.conv_backend(name)` switches every convolution inside a block (a whole model, for example).
+# These backends are the implementations of the op `conv2d` in minimix's registry of implementations,
+# `minimix.backends`, next to the fast ones that lesson 3 builds (Numba kernels for depthwise
+# convolutions, one product per image for 1x1): `F.conv_backend("naive")` is
+# `mm.use_backend(conv2d="naive")`, and `mm.use_backend("reference")` runs every op on the NumPy code.
 # The naive loop runs one Python iteration per output value, so we time it on a small problem only.
 
 # %%
+print("\n".join(line for line in mm.backends.table().splitlines() if line.startswith(("op ", "conv2d"))))
+
+
 def forward_backward(x, w, backend):
     xt, wt = mm.Tensor(x, requires_grad=True), mm.Tensor(w, requires_grad=True)
     with F.conv_backend(backend):

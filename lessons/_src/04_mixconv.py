@@ -84,9 +84,11 @@ check_split_channels(split_channels)
 # %% [markdown]
 # ## 3. `nn.MixConv2d`
 #
-# minimix's layer keeps one depthwise `Conv2d` per group in `convs` (weight $(c_i, 1, k_i, k_i)$) and runs
-# them all in one fused op (`F.mixed_conv2d`: no split or concatenate copies). It is the same as doing it
-# by hand:
+# minimix's layer keeps one depthwise `Conv2d` per group in `convs` (weight $(c_i, 1, k_i, k_i)$), and its
+# `forward` is exactly the diagram above: split, one depthwise convolution per group, concatenate
+# (read it: `minimix/nn/mixconv.py`). On minimix's fast path the same numbers come from one op that
+# convolves every group in place, without the split and concatenate copies (`minimix.fast.mixconv`,
+# listed by `mm.backends.print_table()`). Doing it by hand gives the same result:
 
 # %%
 mix = nn.MixConv2d(24, kernel_sizes=(3, 5, 7))

@@ -43,6 +43,12 @@ def main(argv=None) -> int:
     """Parse ``argv`` (default: ``sys.argv[1:]``), run the command, return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .. import perf
+
+    # A command is a program, not a library call: it makes minimix's process-wide speed settings
+    # (one BLAS thread, Numba's TBB pool, the allocator) before any kernel runs; `train` then
+    # sets its --threads.
+    perf.configure()
     try:
         status = args._run(args)
     except USER_ERRORS as err:

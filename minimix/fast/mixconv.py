@@ -120,8 +120,12 @@ def _fits(x, channels):
 
 
 def mixconv2d(module, x):
-    """``nn.MixConv2d`` on the in-place op."""
-    if _observed(module) or len(module.convs) == 1 or not _fits(x, module.channels):
+    """``nn.MixConv2d`` on the in-place op; with one kernel size it IS its depthwise conv (no split/cat copies)."""
+    if not _fits(x, module.channels):
+        return NotImplemented
+    if len(module.convs) == 1:
+        return module.convs[0](x)
+    if _observed(module):
         return NotImplemented
     return mixed_conv2d(x, [conv.weight for conv in module.convs], module.splits, module.stride, module.dilation)
 

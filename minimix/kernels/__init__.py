@@ -1,7 +1,8 @@
 """Hot array kernels behind minimix's operations.
 
-Each kernel is a pure function on NumPy arrays (no autograd); the ops in
-``minimix.ops`` / ``minimix.nn.functional`` wrap them. Submodules are imported
+Each kernel is a pure function on NumPy arrays (no autograd). ``naive`` and ``im2col`` are
+the reference path's convolution (``minimix.ops.conv``); the others are called by the fast
+implementations in ``minimix.fast``, registered in ``minimix.backends``. Submodules are imported
 on demand, so ``import minimix`` (and even ``import minimix.kernels``) never
 imports Numba:
 
@@ -17,25 +18,3 @@ imports Numba:
 Importing a kernel changes no process-wide setting; the BLAS, thread-pool and allocator
 settings that make them fast are one explicit call, ``minimix.perf.configure()``.
 """
-
-import functools
-import importlib
-
-import numpy as np
-
-
-@functools.lru_cache(maxsize=None)
-def optional(name):
-    """The kernel module ``minimix.kernels.<name>``, or None when it cannot be imported (no Numba):
-    callers then run their NumPy definition instead. The answer is kept, so a missing Numba
-    costs one failed import, not one per op."""
-    try:
-        return importlib.import_module(f"{__name__}.{name}")
-    except ImportError:
-        return None
-
-
-def for_dtype(name, dtype):
-    """``optional(name)`` for float32 and float64 data, the dtypes the Numba kernels are written for;
-    None for any other dtype (the caller's NumPy definition handles it)."""
-    return optional(name) if dtype in (np.float32, np.float64) else None

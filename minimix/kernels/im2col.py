@@ -16,9 +16,9 @@ small product per image (BLAS threads pay a start-up cost per call).
 ``cols`` is made without a Python loop over pixels: ``as_strided`` builds the
 6-D array of windows as a *view* of the padded input (every axis is a stride:
 output rows are ``sh`` input rows apart, kernel taps ``dh`` rows apart), and one
-copy lays it out contiguously. A 1x1 convolution without padding needs no
-windows at all: its cols are the input itself, so with stride 1 and groups 1 it
-is handed to ``minimix.kernels.pointwise`` (one product per image, no copies).
+copy lays it out contiguously. (A 1x1 convolution without padding needs no
+windows at all: its cols are the input itself. The fast path uses that:
+``minimix.kernels.pointwise`` computes it as one product per image, no copies.)
 
 Backward, with g = dL/dy as the matrix (O, N*OH*OW)::
 
@@ -58,7 +58,7 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import pointwise, threads
+from . import threads
 from .geometry import output_size
 
 # Images per chunk are chosen so that one chunk's cols (or output) is about this many bytes
@@ -161,19 +161,12 @@ class _Geometry:
         return g.reshape(self.groups, self.o // self.groups, m * self.oh * self.ow)
 
 
-def _is_pointwise(w_shape, stride, padding, groups):
-    """A 1x1 convolution with stride 1, no padding and one group: a plain product per image."""
-    return tuple(w_shape[2:]) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0) and groups == 1
-
-
 def conv2d_forward(x, w, stride, padding, dilation, groups):
     """y (N, O, OH, OW) = conv(x (N, C, H, W), w (O, C/G, KH, KW)): per chunk, w @ cols.
 
     Computed as its transpose, cols^T @ w^T (one row per output pixel): the same
     numbers, but OpenBLAS ran this orientation (long pixel axis as the rows) faster.
     """
-    if _is_pointwise(w.shape, stride, padding, groups):
-        return pointwise.pointwise_forward(x, w[:, :, 0, 0])
     geo = _Geometry(x.shape, w.shape, stride, padding, dilation, groups, x.itemsize)
     og = geo.o // groups
     w_t = w.reshape(groups, og, geo.rows).transpose(0, 2, 1)  # (G, Kg, Og)
@@ -192,8 +185,6 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
 
 def conv2d_backward_input(gy, w, input_hw, stride, padding, dilation, groups):
     """dL/dx: at stride 1 a convolution of dL/dy with the flipped kernel, else col2im(w^T @ dL/dy)."""
-    if _is_pointwise(w.shape, stride, padding, groups):
-        return pointwise.pointwise_backward_input(gy, w[:, :, 0, 0])
     o, cg, kh, kw = w.shape
     flipped_padding = tuple(d * (k - 1) - p for d, k, p in zip(dilation, (kh, kw), padding))
     if tuple(stride) == (1, 1) and min(flipped_padding) >= 0:
@@ -223,8 +214,6 @@ def conv2d_backward_weight(x, gy, kernel_hw, stride, padding, dilation, groups):
     """
     o = gy.shape[1]
     w_shape = (o, x.shape[1] // groups) + tuple(kernel_hw)
-    if _is_pointwise(w_shape, stride, padding, groups):
-        return pointwise.pointwise_backward_weight(x, gy).reshape(w_shape)
     geo = _Geometry(x.shape, w_shape, stride, padding, dilation, groups, x.itemsize)
 
     def chunk(batch):  # (G, Kg, Og): this chunk's share of the sum

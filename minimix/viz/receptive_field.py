@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels.geometry import as_pair
 from ..tensor import Tensor, is_grad_enabled
 from .tracing import StopForward, find_module, forward_hooks, model_untouched
 
@@ -217,15 +218,15 @@ def _kernel_groups(module):
 
 def _axis_pairs(conv) -> tuple:
     """(kernel, stride, padding, dilation) of a conv/pool module, each a (rows, columns) pair."""
-    kernel = _pair(conv.kernel_size)
-    stride = _pair(conv.stride if conv.stride is not None else kernel)  # pools: stride None = kernel
-    dilation = _pair(getattr(conv, "dilation", 1))
+    kernel = as_pair(conv.kernel_size, "kernel_size", "receptive field")
+    stride = as_pair(conv.stride if conv.stride is not None else kernel, "stride", "receptive field")  # pools: None = kernel
+    dilation = as_pair(getattr(conv, "dilation", 1), "dilation", "receptive field")
     padding = getattr(conv, "padding", 0)
     if padding == "same":
         padding = tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
     elif padding == "valid":
         padding = 0
-    return kernel, stride, _pair(padding), dilation
+    return kernel, stride, as_pair(padding, "padding", "receptive field"), dilation
 
 
 def _field_of(tensor: Tensor, known: dict) -> tuple:
@@ -248,10 +249,6 @@ def _field_of(tensor: Tensor, known: dict) -> tuple:
 def _merge(fields: list) -> tuple:
     """Where paths meet, each axis takes the path with the largest field."""
     return tuple(max(axis, key=lambda f: f.r) for axis in zip(*fields))
-
-
-def _pair(value) -> tuple:
-    return tuple(int(v) for v in value) if isinstance(value, (tuple, list)) else (int(value), int(value))
 
 
 def _squash(pair):

@@ -18,7 +18,7 @@ from minimix.data.safe_pickle import restricted_loads
 
 REAL_DATA = os.environ.get("MINIMIX_DATA")  # read before the fixture below hides it
 REAL_CACHE = os.environ.get("MINIMIX_CACHE")
-BATCH = 4  # images per batch in the small official-format files
+BATCH = 10  # images per batch in the small official-format files (one of each class)
 
 
 @pytest.fixture(autouse=True)
@@ -30,10 +30,11 @@ def isolated(tmp_path, monkeypatch):
 
 @pytest.fixture
 def splits():
-    """{"train": (images, labels), "test": ...}: 5 batches of train, 1 of test, random pixels."""
+    """{"train": (images, labels), "test": ...}: 5 batches of train, 1 of test, random pixels, the
+    classes in random order but equally many of each (as in CIFAR-10, which the reader checks)."""
     rng = np.random.default_rng(0)
     return {split: (rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
-                    rng.integers(0, 10, n).astype(np.int64))
+                    rng.permutation(np.arange(n) % 10).astype(np.int64))
             for split, n in (("train", 5 * BATCH), ("test", BATCH))}
 
 
@@ -179,8 +180,8 @@ def test_image_folder_archive_of_jpegs(tmp_path):
     rng = np.random.default_rng(1)
     ramp = np.linspace(0, 150, 32)  # smooth images (no uint8 overflow) survive JPEG almost unchanged
     smooth = {s: ((ramp[None, :, None, None] + ramp[None, None, :, None] / 4
-                   + rng.integers(0, 50, (n, 1, 1, 3))).astype(np.uint8), rng.integers(0, 10, n))
-              for s, n in (("train", 12), ("test", 5))}
+                   + rng.integers(0, 50, (n, 1, 1, 3))).astype(np.uint8), rng.permutation(np.arange(n) % 10))
+              for s, n in (("train", 20), ("test", 10))}
     tree = write_image_tree(tmp_path / "build" / "cifar10-jpeg", smooth, ext=".jpg")
     make_tar(tmp_path / "data" / "cifar10-jpeg.tar.gz", tree, shuffle=True)  # order must not matter
     expected = tree_order(smooth)
@@ -242,14 +243,14 @@ def _corrupt(tmp_path, splits, case):
     if case.startswith("pickle-"):
         folder = write_python_version(tmp_path / "cifar-10-batches-py", splits)
         images, labels = splits["test"]
-        bad = {"pickle-label-out-of-range": (planes(images), [3, 11, 0, 1]),
+        bad = {"pickle-label-out-of-range": (planes(images), np.where(np.arange(BATCH) == 1, 11, labels)),
                "pickle-wrong-row-length": (planes(images)[:, :-1], labels),
                "pickle-label-count": (planes(images), labels[:-1])}.get(case)
         content = py2_pickle_batch(*bad) if bad else b"\x80\x02}(garbage"
         (folder / "test_batch").write_bytes(content)
         return folder, ("test_batch", {"pickle-label-out-of-range": "label 11",
                                        "pickle-wrong-row-length": "3072",
-                                       "pickle-label-count": "3 labels for 4 images",
+                                       "pickle-label-count": f"{BATCH - 1} labels for {BATCH} images",
                                        "pickle-garbage": "not a valid"}[case])
     if case == "missing-batch":
         folder = write_python_version(tmp_path / "cifar-10-batches-py", splits)

@@ -17,9 +17,9 @@ from .cifar import CIFAR10
 from .download import download_cifar10
 from .errors import DatasetError
 from .loader import DataLoader
-from .official import CLASSES
+from .official import CLASSES, OFFICIAL_PER_CLASS
 
 __all__ = [
-    "CIFAR10", "CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "DataLoader", "DatasetError",
+    "CIFAR10", "CLASSES", "OFFICIAL_PER_CLASS", "CIFAR10_MEAN", "CIFAR10_STD", "DataLoader", "DatasetError",
     "download_cifar10", "normalize", "random_crop", "random_flip", "cutout", "cutout_mask",
 ]

@@ -9,11 +9,19 @@ changes). Editing, replacing or re-downloading the source changes the key, so a
 stale cache is never used; entries of an older key for the same path are deleted
 when a new one is written.
 
-Loading memory-maps the images (copy-on-write), so it takes milliseconds.
-Each array is written to a temporary file and renamed into place (``os.replace``
-is atomic), so an interrupted write never leaves a file that looks complete.
+Checksums: the SHA-256 of each array's bytes (with its shape and dtype) is written
+beside it (``...-<split>-sha256.json``) and verified on every load, so a cache file
+whose pixels changed after it was written is never used: a mismatch warns and the
+dataset is decoded (and cached) again. An entry without its checksum file (a write
+that did not finish) is not used either. Loading memory-maps the images
+(copy-on-write) and hashes them, which reads them once.
+
+Each file is written to a temporary file and renamed into place (``os.replace``
+is atomic), the checksums last, so an interrupted write never leaves an entry
+that looks complete.
 """
 import hashlib
+import json
 import os
 import tempfile
 import warnings
@@ -21,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-VERSION = 1
+from .errors import DatasetError
+
+VERSION = 2  # 2: entries carry SHA-256 checksums
 
 
 def cache_dir() -> Path:
@@ -36,7 +46,10 @@ def fingerprint(files: list[Path]) -> str:
     """Hash of (path, size, mtime) of each file: changes whenever any of them changes."""
     digest = hashlib.sha256(f"v{VERSION}".encode())
     for file in files:
-        stat = os.stat(file)
+        try:
+            stat = os.stat(file)
+        except OSError as error:  # e.g. a broken symbolic link
+            raise DatasetError(f"{file}: cannot read ({error.strerror})") from error
         digest.update(f"{os.path.abspath(file)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
@@ -45,36 +58,53 @@ def _prefix(name: str, source: Path) -> str:
     return f"{name}-{hashlib.sha256(str(Path(source).resolve()).encode()).hexdigest()[:12]}"
 
 
-def _paths(name: str, source: Path, key: str, split: str) -> tuple[Path, Path]:
+def _paths(name: str, source: Path, key: str, split: str) -> tuple[Path, Path, Path]:
+    """The images, labels and checksum files of one split's entry."""
     stem = cache_dir() / f"{_prefix(name, source)}-{key}-{split}"
-    return stem.with_name(stem.name + "-images.npy"), stem.with_name(stem.name + "-labels.npy")
+    return tuple(stem.with_name(stem.name + suffix) for suffix in ("-images.npy", "-labels.npy", "-sha256.json"))
+
+
+def _describe(array: np.ndarray) -> dict:
+    """What the checksum file records of an array: shape, dtype and the SHA-256 of its bytes (C order)."""
+    data = np.ascontiguousarray(array)
+    return {"shape": list(data.shape), "dtype": data.dtype.str,
+            "sha256": hashlib.sha256(data.reshape(-1).view(np.uint8)).hexdigest()}
 
 
 def load(name: str, source: Path, key: str, split: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """The cached (images, labels) of ``split``, or None if absent or unreadable."""
-    images_path, labels_path = _paths(name, source, key, split)
-    if not (images_path.is_file() and labels_path.is_file()):
+    """The cached (images, labels) of ``split``, or None if absent, incomplete, unreadable or changed
+    since it was written (the last two with a warning)."""
+    images_path, labels_path, sums_path = _paths(name, source, key, split)
+    if not (images_path.is_file() and labels_path.is_file() and sums_path.is_file()):
         return None
     try:
-        # copy-on-write memory map: instant, pages are read when first used, and the
-        # arrays stay writable without ever changing the file (plain ndarrays, not np.memmap)
+        recorded = json.loads(sums_path.read_text())
+        # copy-on-write memory map: pages are read when first used (here, by the checksum), and
+        # the arrays stay writable without ever changing the file (plain ndarrays, not np.memmap)
         images = np.asarray(np.load(images_path, mmap_mode="c"))
         labels = np.load(labels_path)
     except (OSError, ValueError) as error:
         warnings.warn(f"ignoring unreadable cache file in {cache_dir()}: {error}", stacklevel=3)
         return None
+    for part, path, array in (("labels", labels_path, labels), ("images", images_path, images)):
+        if not isinstance(recorded, dict) or recorded.get(part) != _describe(array):
+            warnings.warn(f"{path}: the cached {part} do not match the SHA-256 checksum recorded when the "
+                          f"cache was written ({sums_path.name}): the file changed since. Not using it; "
+                          "decoding the dataset again.", stacklevel=3)
+            return None
     if images.dtype != np.uint8 or images.ndim != 4 or labels.dtype != np.int64 \
             or labels.shape != images.shape[:1]:
         return None
     return images, labels
 
 
-def _atomic_save(path: Path, array: np.ndarray):
+def _atomic_write(path: Path, write):
+    """``write(file)`` into a temporary file beside ``path``, then rename it to ``path``."""
     handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name + ".", suffix=".tmp",
                                          delete=False)
     try:
         with handle:
-            np.save(handle, array)
+            write(handle)
         os.replace(handle.name, path)
     except BaseException:
         os.unlink(handle.name)
@@ -85,13 +115,16 @@ def save(name: str, source: Path, key: str, splits: dict[str, tuple[np.ndarray, 
     """Cache each split's (images, labels); on failure (read-only cache) warn and go on."""
     try:
         cache_dir().mkdir(parents=True, exist_ok=True)
-        for stale in cache_dir().glob(f"{_prefix(name, source)}-*.npy"):
-            if f"-{key}-" not in stale.name:
+        for stale in cache_dir().glob(f"{_prefix(name, source)}-*"):
+            if stale.suffix in (".npy", ".json") and f"-{key}-" not in stale.name:
                 stale.unlink()
         for split, (images, labels) in splits.items():
-            images_path, labels_path = _paths(name, source, key, split)
-            _atomic_save(labels_path, labels)
-            _atomic_save(images_path, images)
+            images_path, labels_path, sums_path = _paths(name, source, key, split)
+            sums_path.unlink(missing_ok=True)  # an entry without checksums is never used
+            sums = json.dumps({"labels": _describe(labels), "images": _describe(images)}, indent=1)
+            _atomic_write(labels_path, lambda file: np.save(file, labels))
+            _atomic_write(images_path, lambda file: np.save(file, images))
+            _atomic_write(sums_path, lambda file: file.write(sums.encode()))
     except OSError as error:
         warnings.warn(f"could not write the dataset cache in {cache_dir()} ({error}); the next "
                       "load will decode again. Set MINIMIX_CACHE to a writable folder.", stacklevel=3)

@@ -16,10 +16,24 @@ Where the data is looked for (``root``):
   directly or in one subfolder
 * one ``.tar.gz``/``.tgz``/``.tar`` archive (of any of the above)
 
-The first load decodes and caches both splits as ``.npy`` (see
-:mod:`minimix.data.cache`); later loads take a fraction of a second.
+Nothing goes silently missing: CIFAR-10 has the same number of images in every
+class (5,000 training and 1,000 test images, :data:`OFFICIAL_PER_CLASS`), so after
+decoding, the images of each class are counted (:func:`check_class_counts`) and a
+split whose classes differ is refused, with a message naming the file, the split,
+each class that is off and its count against the expected one. By default the
+expected count is the one most classes have, at most the official one (so a
+balanced reduced copy, like the small sets the tests write, loads);
+``per_class={"train": n, "test": m}`` asks for exact counts instead
+(``per_class=OFFICIAL_PER_CLASS``: the full data set, nothing less). A ``--limit``
+run takes its class-balanced subset after loading (``minimix.training.recipe``), so
+the check always sees the whole set.
+
+The first load decodes, checks and caches both splits as ``.npy`` (see
+:mod:`minimix.data.cache`; a decode that fails a check is never cached); later
+loads take a fraction of a second, verifying the cache's SHA-256 checksums.
 """
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,8 +44,8 @@ from .archive import is_archive_name, iter_tar_files
 from .download import URL, download_cifar10
 from .errors import DatasetError
 from .image_folder import find_tree, list_image_files, read_image_folder
-from .official import (BINARY_ARCHIVE, BINARY_FOLDER, CLASSES, PYTHON_ARCHIVE, PYTHON_FOLDER,
-                       batch_files, read_official)
+from .official import (BINARY_ARCHIVE, BINARY_FOLDER, CLASSES, NUM_CLASSES, OFFICIAL_PER_CLASS,
+                       PYTHON_ARCHIVE, PYTHON_FOLDER, batch_files, read_official)
 
 FORMATS_SEARCHED = f"""\
   - {PYTHON_FOLDER}/ or {PYTHON_ARCHIVE}  (official python version)
@@ -114,13 +128,60 @@ def find_source(root: Path) -> Source | None:
     return Source(_archive_kind(archives[0]), archives[0]) if archives else None
 
 
-def load_split(source: Source, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(images, labels) of ``split`` from the cache, decoding and caching both splits on a miss."""
+def checked_per_class(per_class) -> dict[str, int] | None:
+    """``per_class`` as a dict after checking it: None, or ``{"train": n, "test": m}`` (either key may
+    be left out) with positive counts."""
+    if per_class is None:
+        return None
+    if not isinstance(per_class, Mapping) or not set(per_class) <= set(OFFICIAL_PER_CLASS) or any(
+            isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 for n in per_class.values()):
+        raise ValueError(f"per_class must be None or a dict like {OFFICIAL_PER_CLASS} (images per class in "
+                         f"each split, positive integers), got {per_class!r}")
+    return {split: int(n) for split, n in per_class.items()}
+
+
+def check_class_counts(labels: np.ndarray, split: str, where, per_class: dict | None = None):
+    """Refuse a split whose classes do not all have the expected number of images.
+
+    The expected count is ``per_class[split]`` when given; otherwise the count most classes have
+    (the larger one on a tie; classes with no images do not vote), but at most the official one
+    (:data:`OFFICIAL_PER_CLASS`). The :class:`DatasetError` names ``where`` (the file or folder), the
+    split, every class that is off with its count against the expected one, and the totals.
+    """
+    counts = np.bincount(labels, minlength=NUM_CLASSES)
+    official = OFFICIAL_PER_CLASS[split]
+    if per_class is not None and split in per_class:
+        expected, rule = per_class[split], f"per_class={per_class} was asked for"
+    else:
+        values, votes = np.unique(counts[counts > 0], return_counts=True)
+        expected = min(int(values[votes == votes.max()].max()), official) if values.size else official
+        rule = ("a reduced copy must keep every class the same size; if the archive or folder was cut "
+                "short or lost files, copy or download it again")
+    off = [label for label in range(NUM_CLASSES) if counts[label] != expected]
+    if off:
+        listing = ", ".join(f"{CLASSES[label]} ({counts[label]:,} of {expected:,})" for label in off)
+        found, wanted = int(counts.sum()), expected * NUM_CLASSES
+        raise DatasetError(
+            f"{where}: the {split} split is incomplete or not CIFAR-10; classes whose image count is off "
+            f"(found of expected): {listing} ({found:,} images found, {wanted:,} expected). Every CIFAR-10 "
+            f"class has the same number of images ({OFFICIAL_PER_CLASS['train']:,} per class for training, "
+            f"{OFFICIAL_PER_CLASS['test']:,} for testing in the official set); {rule}.")
+
+
+def load_split(source: Source, split: str, per_class: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of ``split`` from the cache, decoding and caching both splits on a miss.
+
+    Both splits are counted (:func:`check_class_counts`) before anything is cached, so an incomplete
+    decode is never cached; a cached split is counted again (``per_class`` may differ from the
+    first load's)."""
     key = cache.fingerprint(source.files())
     cached = cache.load("cifar10", source.path, key, split)
     if cached is not None:
+        check_class_counts(cached[1], split, source.path, per_class)
         return cached
     splits = source.read()
+    for name, (_, labels) in splits.items():
+        check_class_counts(labels, name, source.path, per_class)
     cache.save("cifar10", source.path, key, splits)
     return splits[split]
 
@@ -136,12 +197,17 @@ class CIFAR10:
 
     ``CIFAR10(train=False)`` is the test split. ``download=True`` fetches the
     official python version (163 MB) into ``root`` when no dataset is found there.
-    Corrupt or truncated files raise :class:`DatasetError` naming the file.
+    Corrupt or truncated files raise :class:`DatasetError` naming the file, and so
+    does a split whose classes do not all have the same number of images: at most
+    the official 5,000 (train) / 1,000 (test) by default, exactly
+    ``per_class[split]`` when ``per_class={"train": n, "test": m}`` is given
+    (``per_class=OFFICIAL_PER_CLASS`` insists on the full data set).
     """
 
     classes = CLASSES
 
-    def __init__(self, root=None, train: bool = True, download: bool = False):
+    def __init__(self, root=None, train: bool = True, download: bool = False, per_class=None):
+        per_class = checked_per_class(per_class)
         root, origin = resolve_root(root)
         source = find_source(root)
         if source is None and download:
@@ -157,7 +223,7 @@ class CIFAR10:
                 "the MINIMIX_DATA environment variable at a folder or archive holding one of these.")
         self.source = source.path
         self.train = bool(train)
-        self.images, self.labels = load_split(source, "train" if train else "test")
+        self.images, self.labels = load_split(source, "train" if train else "test", per_class)
 
     def __len__(self) -> int:
         return len(self.labels)

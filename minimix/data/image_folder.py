@@ -4,9 +4,15 @@
     [top/]test/<class>/<name>.png|.jpg|.jpeg
 
 ``<class>`` is one of the ten CIFAR-10 class names and gives the label. Images
-are decoded with Pillow and must be 32x32 RGB. Within a split, images are
-ordered by (label, file name), so the result does not depend on the order of
-the archive or of the file system.
+are decoded with Pillow and must be 32x32 RGB; the size and mode are read from
+the file's header first, so a huge image is refused before it is decoded. Within
+a split, images are ordered by (label, file name), so the result does not depend
+on the order of the archive or of the file system.
+
+Symbolic links in a folder tree are followed (a linked class folder is read like
+a real one); a folder reached twice (two class folders that are the same folder,
+or a link loop) and a folder that cannot be listed are errors, never skipped.
+Links inside an archive are refused (:mod:`minimix.data.archive`).
 
 Decoding 60,000 tiny images is dominated by per-image Python overhead, so large sets are decoded in chunks by two worker processes while the
 main process keeps reading the archive.
@@ -47,10 +53,24 @@ def is_image_name(name: str) -> bool:
 
 
 def list_image_files(tree: Path) -> list[Path]:
-    """Every image file under ``tree/train`` and ``tree/test`` (sorted)."""
-    files = []
+    """Every image file under ``tree/train`` and ``tree/test`` (sorted), following symbolic links.
+
+    A folder reached twice (through a link: two class folders that are one folder, or a loop) and
+    a folder that cannot be listed raise :class:`DatasetError`, so no image is counted twice or
+    silently left out.
+    """
+    def cannot_list(error: OSError):
+        raise DatasetError(f"{error.filename}: cannot list this folder ({error.strerror})") from error
+
+    files, seen = [], {}
     for split in SPLITS:
-        for folder, _, names in os.walk(tree / split):
+        for folder, _, names in os.walk(tree / split, onerror=cannot_list, followlinks=True):
+            real = os.path.realpath(folder)
+            if real in seen:
+                raise DatasetError(f"{folder} and {seen[real]} are the same folder ({real}), reached "
+                                   "through a symbolic link; its images would be read twice. Remove "
+                                   "the link")
+            seen[real] = folder
             files += [Path(folder) / name for name in names if is_image_name(name)]
     return sorted(files)
 
@@ -74,11 +94,11 @@ def decode_images(blobs: list[bytes], wheres: list[str]) -> np.ndarray:
     out = np.empty((len(blobs), 32, 32, 3), np.uint8)
     for i, (blob, where) in enumerate(zip(blobs, wheres)):
         try:
-            with Image.open(io.BytesIO(blob)) as image:
-                image.load()
-                if image.mode != "RGB" or image.size != (32, 32):
+            with Image.open(io.BytesIO(blob)) as image:  # reads the header only
+                if image.mode != "RGB" or image.size != (32, 32):  # checked before decoding any pixel
                     raise DatasetError(f"{where}: image is {image.mode} {image.size[0]}x"
-                                       f"{image.size[1]}, expected a 32x32 RGB image")
+                                       f"{image.size[1]}, expected a 32x32 RGB image (not decoded)")
+                image.load()
                 out[i] = np.asarray(image)
         except DatasetError:
             raise
@@ -147,7 +167,11 @@ def _iter_image_files(path: Path):
     if path.is_dir():
         tree = find_tree(path) or path
         for file in list_image_files(tree):
-            yield str(file), file.relative_to(tree).as_posix(), file.read_bytes()
+            try:
+                content = file.read_bytes()
+            except OSError as error:  # e.g. a broken symbolic link
+                raise DatasetError(f"{file}: cannot read ({error.strerror})") from error
+            yield str(file), file.relative_to(tree).as_posix(), content
         return
     top = None
     for member, content in iter_tar_files(path):

@@ -30,6 +30,8 @@ NUM_CLASSES = len(CLASSES)
 PYTHON_FOLDER, BINARY_FOLDER = "cifar-10-batches-py", "cifar-10-batches-bin"
 PYTHON_ARCHIVE, BINARY_ARCHIVE = "cifar-10-python.tar.gz", "cifar-10-binary.tar.gz"
 SPLIT_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+# Images per class in each split of the official set (50,000 training and 10,000 test images).
+OFFICIAL_PER_CLASS = {"train": 5000, "test": 1000}
 
 
 def batch_files(kind: str) -> dict[str, list[str]]:

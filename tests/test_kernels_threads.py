@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import require
 from parity import DTYPES, check_parity, randn, torch
 
 import minimix.nn.functional as F
@@ -23,7 +24,7 @@ def test_run_chunks_covers_the_range_in_order(n, min_chunk):
 
 
 def test_run_chunks_follows_numbas_thread_count():
-    numba = pytest.importorskip("numba")
+    numba = require("numba", "minimix's kernels run on Numba's thread pool")
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -38,7 +39,7 @@ def test_run_chunks_follows_numbas_thread_count():
 def test_num_threads_does_not_start_numbas_pool():
     """A process picks Numba's pool when the pool starts; asking for the thread count must not start it
     (minimix.perf.configure could then no longer choose TBB's pool)."""
-    pytest.importorskip("numba")
+    require("numba", "minimix's kernels run on Numba's thread pool")
     code = ("import sys, numba; from minimix.kernels import threads; n = threads.num_threads(); "
             "print(n == numba.config.NUMBA_NUM_THREADS, sys.modules['numba.np.ufunc.parallel']._is_initialized)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
@@ -73,7 +74,8 @@ def test_pointwise_writes_into_channel_slices():
     gy = randn(6, 4, 9, 9, seed=3).astype(np.float32)
     y = np.full((6, 7, 9, 9), np.nan, np.float32)
     gx = np.full_like(x, np.nan)
-    assert pointwise.pointwise_forward(x[:, 5:8], w, out=y[:, 2:6]) is not None
+    returned = pointwise.pointwise_forward(x[:, 5:8], w, out=y[:, 2:6])
+    assert returned.shape == (6, 4, 9, 9) and np.shares_memory(returned, y)  # out= itself, not a copy
     pointwise.pointwise_backward_input(gy, w, out=gx[:, 5:8])
     np.testing.assert_allclose(y[:, 2:6], pointwise.pointwise_forward(np.ascontiguousarray(x[:, 5:8]), w), rtol=1e-6)
     np.testing.assert_allclose(gx[:, 5:8], pointwise.pointwise_backward_input(gy, w), rtol=1e-6)

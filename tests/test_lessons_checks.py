@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import require
 
 import minimix as mm
 from minimix import lessons
@@ -192,7 +193,7 @@ def test_every_public_check_is_tested():
 def test_the_depthwise_checks_take_numba_loop_kernels(capsys):
     """Lesson 3's exercises are Numba kernels: the checks' arguments (arrays, ints, an (H, W) tuple)
     must be types Numba compiles for, and a compiled kernel's answers are compared like any other."""
-    numba = pytest.importorskip("numba")
+    numba = require("numba", "lesson 3's exercises are Numba kernels")
 
     @numba.njit
     def forward(x, w, stride, padding):

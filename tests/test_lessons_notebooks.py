@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 LESSONS = Path(__file__).resolve().parent.parent / "lessons"
 NOTEBOOKS = sorted(LESSONS.glob("[0-9][0-9]_*.ipynb"))
@@ -84,13 +85,10 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def _notebook_tools():
-    """nbformat and nbclient; in CI (CI=true) their absence is a failure, elsewhere a skip."""
-    if not os.environ.get("CI"):
-        pytest.importorskip("nbclient", reason="running the lessons needs nbclient and ipykernel (the [test] extra)")
-        pytest.importorskip("ipykernel", reason="running the lessons needs an ipykernel in this environment")
-    import nbclient
-    import nbformat
-
+    """nbformat and nbclient (and an ipykernel to run in): missing, a skip locally and a failure under CI."""
+    why = "running the lessons needs nbformat, nbclient and ipykernel (the [test] extra)"
+    nbformat, nbclient = require("nbformat", why), require("nbclient", why)
+    require("ipykernel", why)
     return nbformat, nbclient
 
 

@@ -1,9 +1,10 @@
 """summary(): per-layer rows, MAC counting rules, totals, and that the model is left untouched."""
 import numpy as np
 import pytest
+from conftest import require
 
 from minimix import nn
-from minimix.models import mixnet_cifar, summary
+from minimix.models import MIXNET_S, mixnet_cifar, summary
 
 
 class Tiny(nn.Module):
@@ -60,6 +61,30 @@ def test_mixnet_cifar_totals_and_printout(capsys):
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()), "hooks are removed"
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+def test_mixnet_cifar_totals_match_the_pytorch_mirror():
+    """The parameters and multiply-accumulates summary() reports (the README's 815,388 and 25.9 M) counted
+    on the PyTorch mirror of mixnet_cifar (width 0.5), by hooks on its Conv2d and Linear layers."""
+    torch = require("torch", "the PyTorch mirror is the reference for mixnet_cifar's totals")
+    from minimix.models.torch_mirror import MIXNET_CIFAR_KWARGS, torch_mixnet
+
+    mirror = torch_mixnet(MIXNET_S, **MIXNET_CIFAR_KWARGS).eval()
+    macs = []
+
+    def count(module, inputs, output):
+        per_output = module.in_features if isinstance(module, torch.nn.Linear) else module.weight[0].numel()
+        macs.append(output[0].numel() * per_output)
+
+    for m in mirror.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            m.register_forward_hook(count)
+    with torch.no_grad():
+        mirror(torch.zeros(1, 3, 32, 32))
+    s = summary(mixnet_cifar(), (3, 32, 32), verbose=False)
+    assert s.total_params == sum(p.numel() for p in mirror.parameters()) == 815_388
+    assert s.total_macs == sum(macs)
+    assert round(s.total_macs / 1e6, 1) == 25.9
 
 
 def test_batch_of_inputs_gives_per_image_macs():

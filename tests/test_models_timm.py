@@ -1,8 +1,10 @@
-"""timm interop: reproduce timm's logits and BatchNorm statistics from the reference npz; load errors; files."""
-import os
+"""timm interop: reproduce timm's logits and BatchNorm statistics from the reference npz; load errors; files.
 
+The reference npz files are in the shared folder (``../shared/reference``, or ``$MINIMIX_SHARED/reference``):
+missing, the tests that read them skip locally and fail under CI (tests/conftest.py)."""
 import numpy as np
 import pytest
+from conftest import require, require_shared
 
 import minimix as mm
 from minimix.models import (
@@ -16,14 +18,12 @@ from minimix.models import (
     to_timm_state_dict,
 )
 
-REF = "/work/shared/reference/timm_mixnet_{}_w0.25_c10.npz"
+REF = "timm_mixnet_{}_w0.25_c10.npz"  # in the shared reference folder
 BUILDERS = {"s": mixnet_s, "m": mixnet_m}
 
 
 def _reference(name):
-    path = REF.format(name)
-    if not os.path.exists(path):
-        pytest.skip(f"reference file {path} not present")
+    path = require_shared("reference", REF.format(name), what="timm reference outputs")
     with np.load(path) as data:
         return {k: data[k] for k in data.files}
 
@@ -126,13 +126,13 @@ def test_load_non_strict_still_rejects_shapes():
 def test_checkpoint_files(tmp_path):
     ref = _reference("s")
     state = _state(ref)
-    safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="safetensors not installed")
+    safetensors_numpy = require("safetensors.numpy", "timm checkpoints in .safetensors files (the [test] extra)")
     path = tmp_path / "mixnet.safetensors"
     safetensors_numpy.save_file(state, str(path))
     model = load_timm_checkpoint(mixnet_s(num_classes=10, width_multiplier=0.25), path)
     np.testing.assert_array_equal(to_timm_state_dict(model)["classifier.weight"], state["classifier.weight"])
 
-    torch = pytest.importorskip("torch", reason="torch not installed")
+    torch = require("torch", "timm checkpoints in .pth files")
     pth = tmp_path / "mixnet.pth"
     torch.save({"state_dict": {k: torch.from_numpy(v) for k, v in state.items()}}, str(pth))
     model = load_timm_checkpoint(mixnet_s(num_classes=10, width_multiplier=0.25), pth)

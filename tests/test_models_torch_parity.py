@@ -6,6 +6,7 @@ in float64, training mode (batch statistics).
 """
 import numpy as np
 import pytest
+from conftest import require
 
 import minimix as mm
 from minimix.models import MIXNET_S, mixnet_cifar, mixnet_s, timm_key_map, to_timm_state_dict
@@ -13,7 +14,7 @@ from minimix.models.torch_mirror import torch_mixnet
 
 pytestmark = pytest.mark.usefixtures("each_path")  # every test on the fast and the reference path
 
-torch = pytest.importorskip("torch", reason="PyTorch is the reference for parity tests")
+torch = require("torch", "PyTorch is the reference for parity tests")
 
 
 def _to_float64(model):

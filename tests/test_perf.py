@@ -11,8 +11,10 @@ import sys
 import textwrap
 
 import pytest
+from conftest import require
 
-pytest.importorskip("threadpoolctl", reason="minimix.perf limits BLAS threads through threadpoolctl")
+require("threadpoolctl", "minimix.perf limits BLAS threads through threadpoolctl")
+require("numba", "minimix.perf chooses Numba's thread pool; the checks below import it")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -4,7 +4,9 @@ import platform
 import numpy as np
 import pytest
 
-pytest.importorskip("numba", reason="vector_math is Numba code")
+from conftest import require  # noqa: E402
+
+require("numba", "vector_math is Numba code")
 from numba import njit  # noqa: E402
 
 from minimix.kernels import vector_math  # noqa: E402

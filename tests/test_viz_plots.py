@@ -6,7 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("matplotlib", reason="the figures need matplotlib")
+from conftest import require  # noqa: E402
+
+require("matplotlib", "the figures need matplotlib")
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 

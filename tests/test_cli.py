@@ -4,9 +4,12 @@ The dataset is a CIFAR-10-style tree of 32x32 PNGs written to tmp_path (class = 
 channel, so it is learnable), read through minimix.data like the real one. Most tests use a tiny
 registered model ("tiny") to stay fast; one runs the real mixnet_cifar at a small width.
 """
+import hashlib
 import json
+import os
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -113,8 +116,12 @@ def test_cli_resume_matches_an_uninterrupted_run(dataset, tmp_path, monkeypatch,
         return real_train_epoch(self, epoch)
 
     monkeypatch.setattr(Trainer, "train_epoch", crash_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        train(dataset, tmp_path / "run")
+    capsys.readouterr()
+    assert train(dataset, tmp_path / "run") == 130  # Ctrl-C: one line, no traceback
+    err = capsys.readouterr().err.strip()
+    assert err.splitlines() == [f"minimix train: interrupted (Ctrl-C) in epoch 2/2. The last checkpoint (epoch 1) "
+                                f"is in {tmp_path / 'run'}; continue with: python -m minimix train --resume "
+                                f"{tmp_path / 'run'}"]
     monkeypatch.setattr(Trainer, "train_epoch", real_train_epoch)
 
     assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress"]) == 0
@@ -183,3 +190,227 @@ def test_train_the_real_mixnet_cifar_briefly(dataset, tmp_path):
     assert state["config"]["model_kwargs"] == {"width_multiplier": 0.25, "head_channels": 64, "kernel_sizes": [3, 5],
                                                "init": "pytorch"}
     assert np.isfinite(state["history"][0]["train_loss"])
+
+
+# -- issue 14: reliability of runs and checkpoints -------------------------------------------------------
+def error_line(capsys, status, argv):
+    """Run ``argv``; check its exit status and that stderr is one ``minimix <command>: ...`` line; return it."""
+    capsys.readouterr()
+    assert main(argv) == status
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"minimix {argv[0]}: "), err
+    return err[0]
+
+
+def edit_json(path, change):
+    record = json.loads(path.read_text())
+    change(record)
+    path.write_text(json.dumps(record))
+
+
+def rewrite_arrays(meta, change):
+    """Change the checkpoint's arrays and record the new size and SHA-256, so only new checks can catch it."""
+    record = json.loads(meta.read_text())
+    data = meta.parent / record["data"]
+    with np.load(data) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    change(arrays)
+    with open(data, "wb") as f:
+        np.savez(f, **arrays)
+    record.update(data_bytes=data.stat().st_size, data_sha256=hashlib.sha256(data.read_bytes()).hexdigest())
+    meta.write_text(json.dumps(record))
+
+
+RUNNER = textwrap.dedent("""
+    # `python -m minimix` with the tests' "tiny" model; with MINIMIX_TEST_HOLD set, training waits for a line on
+    # stdin once it holds the run directory's lock (so that a second process can be started meanwhile).
+    import os, sys
+    import minimix.models
+    from minimix import nn
+    from minimix.cli import main
+    from minimix.training.trainer import Trainer
+
+    def tiny(num_classes=10):
+        return nn.Sequential(nn.Conv2d(3, 4, 3, stride=4, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                             nn.Flatten(), nn.Linear(4 * 8 * 8, num_classes))
+
+    minimix.models.MODELS["tiny"] = tiny
+    if os.environ.get("MINIMIX_TEST_HOLD"):
+        real_fit = Trainer.fit
+
+        def held_fit(self):
+            print("training", flush=True)
+            sys.stdin.readline()
+            return real_fit(self)
+
+        Trainer.fit = held_fit
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def test_two_train_processes_cannot_share_a_run_directory(dataset, tmp_path):
+    """Item 2, with two real `train` processes: the second is refused, naming the first one's PID, and the
+    first one's results survive."""
+    runner = tmp_path / "runner.py"
+    runner.write_text(RUNNER)
+    run = tmp_path / "run"
+    argv = [sys.executable, str(runner), "train", "--model", "tiny", "--data", str(dataset), "--out", str(run),
+            "--no-progress", "--epochs", "2", "--batch-size", "16"]
+    env = {**os.environ, "MINIMIX_CACHE": str(tmp_path / "cache")}
+    first = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**env, "MINIMIX_TEST_HOLD": "1"})
+    try:
+        lines = []
+        while "training" not in lines:  # the first process holds the lock and is about to train
+            line = first.stdout.readline()
+            assert line, first.stderr.read()
+            lines.append(line.strip())
+        second = subprocess.run(argv + ["--seed", "1"], capture_output=True, text=True, env=env, timeout=120)
+        assert second.returncode == 2
+        assert second.stderr.strip().splitlines() == [
+            f"minimix train: error: run directory {run} is in use by another minimix process (PID {first.pid}), "
+            f"which holds its lock {run / '.lock'}: wait for that run to finish (or stop it), or use another run "
+            "directory"]
+        first.stdin.write("go\n")
+        first.stdin.flush()
+        assert first.wait(timeout=300) == 0, first.stderr.read()
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    state = json.loads((run / "last.json").read_text())["state"]
+    assert state["epoch"] == 2 and state["config"]["seed"] == 0  # the first run's, complete
+    assert len(list(run.glob("*.npz"))) in (1, 2)
+
+
+def test_resume_refuses_out_and_an_edited_config(dataset, tmp_path, capsys):
+    """Item 13 (--out with --resume) and item 5 (a config edited against the saved schedule)."""
+    run = tmp_path / "run"
+    assert train(dataset, run, "--limit", "20", "--epochs", "1") == 0
+    line = error_line(capsys, 2, ["train", "--resume", str(run), "--out", str(tmp_path / "elsewhere")])
+    assert line == (f"minimix train: error: --out {tmp_path / 'elsewhere'} cannot be used with --resume: a resumed run "
+                    f"continues in its own directory {run}. Drop --out (or drop --resume to start a new run in "
+                    f"{tmp_path / 'elsewhere'})")
+    assert not (tmp_path / "elsewhere").exists()
+    assert main(["train", "--resume", str(run), "--out", str(run), "--no-progress"]) == 0  # the same directory: fine
+
+    edit_json(run / "last.json", lambda r: r["state"]["config"].update(lr=0.5))
+    line = error_line(capsys, 2, ["train", "--resume", str(run), "--no-progress"])
+    assert "last.json: the config disagrees with the saved optimizer/scheduler state" in line
+    assert "lr is 0.5 in the config, but the saved optimizer param_groups[0]['initial_lr'] is 0.05" in line
+
+
+def test_stale_temporaries_are_removed_on_resume(dataset, tmp_path, capsys):
+    """Item 4: a kill during the .npz write left its temporary; the next `train --resume` removes it."""
+    run = tmp_path / "run"
+    assert train(dataset, run, "--limit", "20", "--epochs", "1") == 0
+    (run / ".epoch-002-0badc0de.npz.tmp").write_bytes(b"PK\x03\x04 partial")
+    (run / ".keep.tmp").write_bytes(b"not ours")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert "removed 1 temporary file(s) an interrupted write left" in capsys.readouterr().out
+    assert not (run / ".epoch-002-0badc0de.npz.tmp").exists() and (run / ".keep.tmp").exists()
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--lr", "nan", "must be a finite number > 0, got 'nan'"), ("--lr", "inf", "must be a finite number > 0"),
+    ("--lr", "-0.1", "must be a finite number > 0"), ("--lr", "fast", "expected a finite number > 0, got 'fast'"),
+    ("--threads", "0", "must be >= 1, got 0"), ("--epochs", "0", "must be >= 1"), ("--limit", "-5", "must be >= 1"),
+    ("--weight-decay", "nan", "must be a finite number >= 0"),
+    ("--warmup-epochs", "inf", "must be a finite number >= 0"),
+    ("--label-smoothing", "1", "must be a finite number >= 0 and < 1"), ("--width", "0", "must be a finite number > 0"),
+    ("--seed", "-1", "must be >= 0")])
+def test_numeric_options_are_checked(capsys, option, value, message):
+    """Item 11: refused by the parser, naming the option."""
+    with pytest.raises(SystemExit) as info:
+        main(["train", option, value])
+    assert info.value.code == 2
+    assert f"minimix train: error: argument {option}: {message}" in capsys.readouterr().err
+
+
+def test_evaluate_numeric_options_are_checked(capsys):
+    for argv in (["evaluate", "run", "--batch-size", "0"], ["evaluate", "run", "--limit", "0"],
+                 ["rf", "--batch", "0"], ["rf", "--seed", "-3"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert "must be >= " in capsys.readouterr().err
+
+
+def test_damaged_checkpoints_give_one_line_naming_file_and_key(dataset, tmp_path, capsys):
+    """Items 9 and 10 through `evaluate`: wrong dtypes, NaN weights, a config value of the wrong type, a
+    missing key or array: one line each, naming the file and the key, instead of a traceback or a bare key."""
+    run = tmp_path / "run"
+    assert train(dataset, run, "--limit", "20", "--epochs", "1") == 0
+    meta = run / "last.json"
+    text = meta.read_text()
+    data = json.loads(text)["data"]
+    arrays = (run / data).read_bytes()
+
+    def damaged(change):
+        meta.write_text(text)
+        (run / data).write_bytes(arrays)
+        change()
+        return error_line(capsys, 2, ["evaluate", str(run)])
+
+    line = damaged(lambda: rewrite_arrays(meta, lambda a: a.update({"model/0.weight": a["model/0.weight"].astype(
+        np.int64)})))
+    assert f"{meta}: model arrays of the wrong dtype: 0.weight is int64, expected float32" in line
+    line = damaged(lambda: rewrite_arrays(meta, lambda a: a["model/5.bias"].__setitem__(0, np.nan)))
+    assert f"{data}: array 'model/5.bias' holds 1 non-finite values" in line
+    line = damaged(lambda: edit_json(meta, lambda r: r["state"]["config"].update(lr="fast")))
+    assert line == (f"minimix evaluate: error: {meta}: config key 'lr' must be a finite number > 0, got 'fast' (str)")
+    line = damaged(lambda: edit_json(meta, lambda r: r["state"].pop("config")))
+    assert line.startswith(f"minimix evaluate: error: {meta}: the checkpoint has no 'config' (expected")
+    line = damaged(lambda: edit_json(meta, lambda r: r.pop("data")))
+    assert line.startswith(f"minimix evaluate: error: {meta}: the checkpoint metadata has no 'data' (expected")
+    line = damaged(lambda: rewrite_arrays(meta, lambda a: a.pop("model/0.weight")))
+    assert f"{meta} names the array 'model/0.weight', which the data file does not hold" in line
+    line = damaged(lambda: edit_json(meta, lambda r: r.update(data=f"../other/{data}")))
+    assert f"names the data file '../other/{data}', which is not in its run directory" in line
+
+
+def test_evaluate_fails_on_non_finite_outputs(dataset, tmp_path, capsys, monkeypatch):
+    """Item 9: finite weights whose outputs are NaN (here: a hook) fail instead of 'accuracy 10%, loss nan'."""
+    run = tmp_path / "run"
+    assert train(dataset, run, "--limit", "20", "--epochs", "1") == 0
+    real_fuse = minimix.nn.fuse
+
+    def fuse_to_nan(model):
+        fused = real_fuse(model)
+        fused.register_forward_hook(lambda module, args, output: output * float("nan"))
+        return fused
+
+    monkeypatch.setattr(minimix.nn, "fuse", fuse_to_nan)
+    line = error_line(capsys, 1, ["evaluate", str(run)])
+    assert line.startswith("minimix evaluate: error: evaluation: the model's outputs are not finite (NaN or inf) for "
+                           "30 of the 30 images of test batch 1") and "the weights are finite" in line
+    assert not (run / "evaluation.json").exists()
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+@pytest.mark.parametrize("poison", ["loss", "weights"])
+def test_a_non_finite_loss_ends_with_one_line_and_the_resume_command(dataset, tmp_path, capsys, monkeypatch, poison):
+    """Item 12: no FloatingPointError traceback; the line tells a diverging loss from weights that were
+    already non-finite, and names the run's checkpoint and the resume command."""
+    from minimix.training.trainer import Trainer
+
+    real_train_epoch = Trainer.train_epoch
+
+    def poisoned_epoch_2(self, epoch):
+        if epoch == 1 and poison == "loss":
+            self.model.register_forward_hook(lambda module, args, output: output * float("nan"))
+        if epoch == 1 and poison == "weights":
+            self.model[5].weight.data[0, 0] = np.nan
+        return real_train_epoch(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", poisoned_epoch_2)
+    run = tmp_path / "run"
+    capsys.readouterr()
+    assert train(dataset, run, "--limit", "20") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("minimix train: error: "), err
+    if poison == "loss":
+        assert "the loss became non-finite (nan) at epoch 2, step 1 with finite weights" in err[0]
+    else:
+        assert "the weights are already non-finite ('5.weight' holds NaN or inf) at epoch 2, step 1" in err[0]
+    assert f"The last good checkpoint (epoch 1) is in {run}; `python -m minimix train --resume {run}`" in err[0]

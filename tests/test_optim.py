@@ -307,3 +307,71 @@ def test_scheduler_errors():
         lr_scheduler.StepLR(opt, step_size=0)
     with pytest.raises(TypeError, match="callable"):
         lr_scheduler.LambdaLR(opt, 0.5)
+
+
+# -- issue 14, item 11: numeric hyperparameters are checked ------------------------------------------------
+@pytest.mark.parametrize("make, message", [
+    (lambda p: optim.SGD(p, lr=float("nan")), "SGD: lr must be a finite number >= 0, got nan"),
+    (lambda p: optim.SGD(p, lr=float("inf")), "SGD: lr must be a finite number >= 0, got inf"),
+    (lambda p: optim.SGD(p, lr=-1.0), "SGD: lr must be a finite number >= 0, got -1.0"),
+    (lambda p: optim.SGD(p, lr="0.1"), "SGD: lr must be a finite number >= 0, got '0.1'"),
+    (lambda p: optim.SGD(p, lr=0.1, momentum=float("nan")), "SGD: momentum must be a finite number >= 0"),
+    (lambda p: optim.SGD(p, lr=0.1, weight_decay=float("inf")), "SGD: weight_decay must be a finite number >= 0"),
+    (lambda p: optim.SGD(p, lr=0.1, dampening=float("nan")), "SGD: dampening must be a finite number"),
+    (lambda p: optim.AdamW(p, lr=float("nan")), "AdamW: lr must be a finite number >= 0"),
+    (lambda p: optim.AdamW(p, eps=float("inf")), "AdamW: eps must be a finite number >= 0"),
+    (lambda p: optim.AdamW(p, betas=(float("nan"), 0.9)), "AdamW: betas\\[0\\] must be a finite number in \\[0, 1\\)"),
+    (lambda p: optim.AdamW(p, betas=(0.9,)), "AdamW: betas must be a pair"),
+    (lambda p: optim.RMSprop(p, alpha=float("nan")), "RMSprop: alpha must be a finite number in \\[0, 1\\]"),
+    (lambda p: optim.RMSprop(p, momentum=float("inf")), "RMSprop: momentum must be a finite number >= 0"),
+    (lambda p: optim.SGD([{"params": p[:1]}, {"params": p[1:], "lr": float("nan")}], lr=0.1),
+     "SGD \\(parameter group 1\\): lr must be a finite number >= 0, got nan"),
+])
+def test_non_finite_or_out_of_range_hyperparameters_are_refused(make, message):
+    params = [nn.Parameter(v) for v in make_params(np.float32)]
+    with pytest.raises(ValueError, match=message):
+        make(params)
+
+
+def test_schedules_refuse_non_finite_settings():
+    opt = two_group_optimizer()
+    with pytest.raises(ValueError, match="WarmupCosineLR: min_lr must be a finite number >= 0, got nan"):
+        lr_scheduler.WarmupCosineLR(opt, 2, 10, min_lr=float("nan"))
+    with pytest.raises(ValueError, match="StepLR: gamma must be a finite number >= 0, got inf"):
+        lr_scheduler.StepLR(opt, 2, gamma=float("inf"))
+
+
+def test_load_state_dict_refuses_wrong_dtypes_non_finite_state_and_hyperparameters():
+    """Item 9: a momentum buffer of int64 (or NaN) is a damaged checkpoint, not something to cast."""
+    params = [nn.Parameter(v) for v in make_params(np.float32)]
+    opt = optim.SGD(params, lr=0.1, momentum=0.9)
+    take_steps(params, opt, range(1))
+    good = opt.state_dict()
+    for field, value, message in [
+        ("dtype", np.ones(SHAPES[0], np.int64),
+         "state 'momentum_buffer' of parameter 0 has dtype int64, expected float32"),
+        ("nan", np.full(SHAPES[0], np.nan, np.float32), "state 'momentum_buffer' of parameter 0 holds NaN or inf"),
+    ]:
+        sd = copy.deepcopy(good)
+        sd["state"][0]["momentum_buffer"] = value
+        fresh = optim.SGD([nn.Parameter(v) for v in make_params(np.float32)], lr=0.1, momentum=0.9)
+        with pytest.raises(ValueError, match=message):
+            fresh.load_state_dict(sd)
+        assert fresh.state == {}, field  # nothing was loaded
+    sd = copy.deepcopy(good)
+    sd["param_groups"][0]["lr"] = float("nan")
+    with pytest.raises(ValueError, match="SGD.load_state_dict \\(parameter group 0\\): lr must be a finite number"):
+        optim.SGD([nn.Parameter(v) for v in make_params(np.float32)], lr=0.1, momentum=0.9).load_state_dict(sd)
+
+
+def test_scheduler_load_state_dict_takes_only_its_own_entries():
+    opt = two_group_optimizer()
+    sched = lr_scheduler.WarmupCosineLR(opt, 2, 10)
+    saved = sched.state_dict()
+    with pytest.raises(ValueError, match="missing \\['total_steps'\\], unknown \\['optimizer'\\]"):
+        sched.load_state_dict({**{k: v for k, v in saved.items() if k != "total_steps"}, "optimizer": None})
+    with pytest.raises(ValueError, match="base_lrs\\[1\\] must be a finite number >= 0, got nan"):
+        sched.load_state_dict({**saved, "base_lrs": [0.1, float("nan")]})
+    with pytest.raises(ValueError, match="one rate per parameter group \\(2\\)"):
+        sched.load_state_dict({**saved, "base_lrs": [0.1]})
+    assert sched.optimizer is opt

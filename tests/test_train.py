@@ -3,7 +3,12 @@
 The models are tiny MLPs on small synthetic images whose class is decided by their colour, so a
 few steps of training visibly reduce the loss and every test runs in about a second.
 """
+import hashlib
 import json
+import signal
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -233,6 +238,7 @@ def test_resume_continues_bit_for_bit(tmp_path):
     straight = make_trainer(small_convnet, small_config(), run_dir=tmp_path / "straight",
                             on_step=lambda e, s, loss: straight_losses.append(loss))
     straight.fit()
+    straight_rng = minimix.random.get_state()
 
     class Crash(Exception):
         pass
@@ -264,7 +270,9 @@ def test_resume_continues_bit_for_bit(tmp_path):
     for index, buffers in straight.optimizer.state_dict()["state"].items():
         for key, value in buffers.items():
             np.testing.assert_array_equal(resumed.optimizer.state_dict()["state"][index][key], value)
-    assert minimix.random.get_state() is not None
+    # dropout draws from minimix's generator: the resumed run leaves it where the straight one did
+    assert minimix.random.get_state() == straight_rng
+    assert load_checkpoint(tmp_path / "run")["rng"] == load_checkpoint(tmp_path / "straight")["rng"]
     timing = ("seconds", "images_per_s")
     strip = [{k: v for k, v in h.items() if k not in timing} for h in straight.history]
     assert [{k: v for k, v in h.items() if k not in timing} for h in resumed.history] == strip
@@ -308,5 +316,313 @@ def test_non_finite_loss_stops_training_with_a_clear_error():
             return self.inner(x) * float("nan")
 
     trainer = make_trainer(Broken, small_config())
-    with pytest.raises(FloatingPointError, match="loss is nan at epoch 1, step 1"):
+    before = trainer.model.state_dict()
+    with pytest.raises(FloatingPointError, match=r"the loss became non-finite \(nan\) at epoch 1, step 1 with "
+                                                 r"finite weights.*lower learning rate") as info:
         trainer.fit()
+    assert info.value.weights is False
+    for name, value in trainer.model.state_dict().items():  # stopped before the update
+        np.testing.assert_array_equal(value, before[name])
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_non_finite_weights_are_told_apart_from_a_diverging_loss():
+    """Weights that are NaN before the step: the message says so (a lower learning rate would not help)."""
+    trainer = make_trainer(mlp, small_config())
+    trainer.model[3].weight.data[0, 0] = np.inf
+    with pytest.raises(FloatingPointError, match="the weights are already non-finite before training \\('3.weight' "
+                                                 "holds NaN or inf\\).*a lower learning rate would not help") as info:
+        trainer.fit()
+    assert info.value.weights is True
+
+    trainer = make_trainer(mlp, small_config())  # finite at the start, non-finite after the first update
+
+    def poison(epoch, step, loss):
+        if step == 0:
+            trainer.model[1].bias.data[3] = np.nan
+
+    trainer.on_step = poison
+    with pytest.raises(FloatingPointError, match="the weights are already non-finite \\('1.bias' holds NaN or inf\\) "
+                                                 "at epoch 1, step 2, so the loss is nan: an earlier step") as info:
+        trainer.fit()
+    assert info.value.weights is True
+
+
+# -- issue 14: reliability of runs and checkpoints ---------------------------------------------------
+def _rewrite_data(meta, change):
+    """Apply ``change(arrays)`` to the checkpoint's .npz and record the new size and SHA-256 in ``meta``,
+    so that only the new validation can catch what ``change`` did."""
+    record = json.loads(meta.read_text())
+    data = meta.parent / record["data"]
+    with np.load(data) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    change(arrays)
+    with open(data, "wb") as f:
+        np.savez(f, **arrays)
+    record["data_bytes"] = data.stat().st_size
+    record["data_sha256"] = hashlib.sha256(data.read_bytes()).hexdigest()
+    meta.write_text(json.dumps(record))
+
+
+def _edit_record(meta, change):
+    record = json.loads(meta.read_text())
+    change(record)
+    meta.write_text(json.dumps(record))
+
+
+def test_a_checkpoint_naming_a_data_file_outside_its_directory_is_refused(tmp_path):
+    """Item 3: a JSON whose "data" leads out of its run directory is neither read, nor lets a save delete
+    the run's own data file as unreferenced."""
+    run, other = tmp_path / "run", tmp_path / "other"
+    save_checkpoint(run, _state(1), names=("last", "best"))
+    own = run / json.loads((run / "best.json").read_text())["data"]
+    outside = save_checkpoint(other, _state(7))
+    foreign = json.loads(outside.read_text())
+    for name in (f"../other/{foreign['data']}", str(other / foreign["data"])):
+        def point_outside(record, name=name):  # size and checksum match the foreign file: only the path is wrong
+            record.update(data=name, data_bytes=foreign["data_bytes"], data_sha256=foreign["data_sha256"])
+
+        _edit_record(run / "best.json", point_outside)
+        with pytest.raises(CheckpointError, match="best.json names the data file .*other.*not in its run directory"):
+            load_checkpoint(run / "best.json")
+    link = run / "epoch-007-0000beef.npz"  # a symbolic link inside the directory that leads out of it
+    link.symlink_to(other / foreign["data"])
+    _edit_record(run / "best.json", lambda r: r.update(data=link.name))
+    with pytest.raises(CheckpointError, match="epoch-007-0000beef.npz.*not in its run directory"):
+        load_checkpoint(run / "best.json")
+    link.unlink()
+
+    _edit_record(run / "best.json", lambda r: r.update(data=f"../other/{foreign['data']}"))
+    save_checkpoint(run, _state(2))  # a later save must not delete what best.json once named
+    assert own.is_file() and (other / foreign["data"]).is_file()
+    assert load_checkpoint(run)["epoch"] == 2
+
+
+def test_stale_temporaries_are_removed_when_a_run_starts_or_resumes(tmp_path):
+    """Item 4: a kill during a write leaves .<name>.tmp files; the next process that takes the run's lock
+    removes them, and nothing else."""
+    make_trainer(mlp, small_config(epochs=1), run_dir=tmp_path).fit()
+    stale = [".epoch-002-0badc0de.npz.tmp", ".last.json.tmp", ".best.json.tmp", ".metrics.csv.tmp"]
+    kept = [".notes.tmp", "epoch-002-0badc0de.npz.tmp", ".epoch-002-0badc0de.npz", "notes.txt"]
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"PK\x03\x04 partial")
+    (tmp_path / ".epoch-003-deadbeef.npz.tmp").mkdir()  # not a file: left alone
+    resumed = make_trainer(mlp, small_config(epochs=1), run_dir=tmp_path)
+    resumed.resume(tmp_path)
+    assert resumed.fit() == resumed.history  # the run was finished: fit only took the lock
+    assert not [name for name in stale if (tmp_path / name).exists()]
+    assert all((tmp_path / name).is_file() for name in kept) and (tmp_path / ".epoch-003-deadbeef.npz.tmp").is_dir()
+
+
+LOCK_HOLDER = textwrap.dedent("""
+    import sys
+    from minimix.training import lock_run_dir
+    with lock_run_dir(sys.argv[1]):
+        print("locked", flush=True)
+        sys.stdin.readline()
+""")
+
+
+def test_a_second_process_cannot_train_into_a_locked_run_directory(tmp_path):
+    """Item 2: another process holds the run directory's lock; this process is refused with its PID,
+    and the lock goes away with the holder, however it ends (here: SIGKILL)."""
+    from minimix.training import RunDirectoryLocked, lock_run_dir
+
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(run)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert (run / ".lock").read_text().strip() == str(holder.pid)
+        with pytest.raises(RunDirectoryLocked, match=f"run directory {run} is in use by another minimix process "
+                                                     f"\\(PID {holder.pid}\\)"):
+            with lock_run_dir(run):
+                pass
+        trainer = make_trainer(mlp, small_config(epochs=1), run_dir=run)
+        with pytest.raises(RunDirectoryLocked, match=f"PID {holder.pid}"):
+            trainer.fit()
+        assert not (run / "last.json").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    trainer.fit()  # the dead holder's lock is gone
+    assert load_checkpoint(run)["epoch"] == 1
+    with lock_run_dir(run) as lock, lock_run_dir(run):  # re-entrant within one process
+        assert lock.run_dir == run
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_directory(tmp_path):
+    from minimix.training import lock_run_dir
+
+    with pytest.raises(RuntimeError, match="boom"):
+        with lock_run_dir(tmp_path / "new" / "run"):
+            raise RuntimeError("boom")
+    assert not (tmp_path / "new" / "run").exists()
+
+
+def _resumable_run(tmp_path, epochs=2):
+    """A run directory whose last checkpoint is after epoch 1 of ``epochs``."""
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, step, loss):
+        if epoch == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        make_trainer(mlp, small_config(epochs=epochs), run_dir=tmp_path, on_step=stop).fit()
+    return tmp_path / "last.json"
+
+
+def _trainer_from(meta):
+    """What `train --resume` does: a trainer built from the checkpoint's own config."""
+    state = load_checkpoint(meta)
+    return make_trainer(mlp, TrainConfig.from_dict(state["config"])), state
+
+
+@pytest.mark.parametrize("key, value, saved", [("lr", 0.1, "[0.05, 0.05]"), ("epochs", 3, "6"),
+                                               ("weight_decay", 0.01, "0.0005"), ("momentum", 0.5, "0.9"),
+                                               ("warmup_epochs", 1.0, "2")])
+def test_resume_refuses_a_config_edited_against_the_saved_state(tmp_path, key, value, saved):
+    """Item 5: the schedule keeps its saved rates and step counts on resume, so a config edited in the
+    JSON would claim values the run does not use: refused, naming key, config value and saved value."""
+    meta = _resumable_run(tmp_path)
+    _edit_record(meta, lambda r: r["state"]["config"].update({key: value}))
+    trainer, state = _trainer_from(meta)
+    with pytest.raises(ValueError, match=f"{key} is {value!r} in the config.*, but the saved .* is {saved}"):
+        trainer.load_state_dict(state, source=meta)
+    with pytest.raises(ValueError, match=f"last.json: the config disagrees.*{key} is {value!r}"):
+        trainer.resume(tmp_path)
+
+
+def test_resume_refuses_an_epoch_count_that_disagrees_with_the_schedule(tmp_path):
+    meta = _resumable_run(tmp_path)
+    _edit_record(meta, lambda r: r["state"].update(epoch=0, history=[]))
+    trainer, state = _trainer_from(meta)
+    with pytest.raises(ValueError, match="scheduler step 'last_epoch' \\(epoch 0 x 3 batches\\) is 3"):
+        trainer.load_state_dict(state, source=meta)
+
+
+def test_checkpoint_arrays_of_the_wrong_dtype_are_refused(tmp_path):
+    """Item 9: int64 weights (or momentum buffers) are a damaged file, not something to cast."""
+    meta = _resumable_run(tmp_path)
+    _rewrite_data(meta, lambda a: a.update({"model/1.weight": np.round(a["model/1.weight"] * 100).astype(np.int64)}))
+    trainer, state = _trainer_from(meta)
+    before = trainer.model.state_dict()
+    with pytest.raises(CheckpointError, match="last.json: model arrays of the wrong dtype: 1.weight is int64, "
+                                              "expected float32"):
+        trainer.load_state_dict(state, source=meta)
+    for name, value in trainer.model.state_dict().items():  # nothing was loaded
+        np.testing.assert_array_equal(value, before[name])
+
+    meta = _resumable_run(tmp_path / "momentum")
+    _rewrite_data(meta, lambda a: a.update({"optimizer/state/0/momentum_buffer": np.ones((16, 3072), np.int64)}))
+    trainer, state = _trainer_from(meta)
+    with pytest.raises(CheckpointError, match="momentum_buffer' of parameter 0 has dtype int64, expected float32"):
+        trainer.load_state_dict(state, source=meta)
+
+
+def test_non_finite_checkpoint_arrays_are_refused_on_load(tmp_path):
+    """Item 9: NaN or inf weights are refused by load_checkpoint, naming the data file and the key."""
+    meta = _resumable_run(tmp_path)
+
+    def poison(arrays):
+        arrays["model/3.bias"][1] = np.nan
+        arrays["model/1.weight"][0, :3] = np.inf
+
+    _rewrite_data(meta, poison)
+    data = json.loads(meta.read_text())["data"]
+    with pytest.raises(CheckpointError, match=f"{data}: array 'model/1.weight' holds 3 non-finite values"):
+        load_checkpoint(meta)
+    assert load_checkpoint(meta, finite=False)["model"]["3.bias"][1] != 0  # read anyway when asked
+
+
+def test_evaluate_refuses_non_finite_outputs():
+    """Item 9: NaN weights no longer give "accuracy 10%, loss nan"."""
+    from minimix.data import DataLoader
+    from minimix.training import evaluate
+
+    minimix.manual_seed(0)
+    model = mlp()
+    model[1].bias.data[2] = np.nan
+    images, labels = colour_dataset(30)
+    with pytest.raises(FloatingPointError, match="outputs are not finite .* for 7 of the 7 images of test batch 1: "
+                                                 "the model's '1.bias' holds NaN or inf"):
+        evaluate(model, DataLoader(images, labels, batch_size=7, shuffle=False))
+
+
+def test_a_config_of_the_wrong_type_names_file_key_and_expectation(tmp_path):
+    """Item 10: TypeError tracebacks become errors naming the file, the key and what was expected."""
+    with pytest.raises(ValueError, match="run/last.json: config key 'lr' must be a finite number > 0, "
+                                         "got 'fast' \\(str\\)"):
+        TrainConfig.from_dict({"lr": "fast"}, source="run/last.json")
+    for key, value, expected in [("epochs", 2.5, "an integer >= 1"), ("nesterov", "yes", "true or false"),
+                                 ("limit", 0, "an integer >= 1, or null"), ("model_kwargs", [], "a dict"),
+                                 ("label_smoothing", 1.0, "a finite number >= 0 and < 1"),
+                                 ("batch_size", True, "an integer")]:
+        with pytest.raises(ValueError, match=f"config key '{key}' must be {expected}"):
+            TrainConfig.from_dict({key: value}, source="x.json")
+    with pytest.raises(ValueError, match="x.json: unknown config fields \\['speed'\\]"):
+        TrainConfig.from_dict({"speed": 1}, source="x.json")
+    with pytest.raises(ValueError, match="x.json: the config must be a JSON object"):
+        TrainConfig.from_dict(["lr"], source="x.json")
+
+    meta = _resumable_run(tmp_path)
+    _edit_record(meta, lambda r: r["state"]["config"].update(lr="fast"))
+    trainer = make_trainer(mlp, small_config())
+    with pytest.raises(ValueError, match="last.json: config key 'lr' must be a finite number > 0, got 'fast'"):
+        trainer.resume(tmp_path)
+
+
+def test_a_checkpoint_missing_a_key_or_an_array_names_it(tmp_path):
+    """Item 10: no bare `error: config` / `error: model/...`."""
+    from minimix.training import read_checkpoint
+
+    meta = _resumable_run(tmp_path)
+    text = meta.read_text()
+    _edit_record(meta, lambda r: r["state"].pop("config"))
+    with pytest.raises(CheckpointError, match="last.json: the checkpoint has no 'config' \\(expected the run's "
+                                              "TrainConfig"):
+        read_checkpoint(tmp_path)
+    meta.write_text(text)
+    _edit_record(meta, lambda r: r.pop("data"))
+    with pytest.raises(CheckpointError, match="last.json: the checkpoint metadata has no 'data' \\(expected the "
+                                              "data file's name\\)"):
+        load_checkpoint(tmp_path)
+    meta.write_text(text)
+    _edit_record(meta, lambda r: r["state"].pop("scheduler"))
+    read_checkpoint(tmp_path)  # enough to evaluate
+    with pytest.raises(CheckpointError, match="last.json: the checkpoint has no 'scheduler'"):
+        read_checkpoint(tmp_path, resume=True)
+    meta.write_text(text)
+    _rewrite_data(meta, lambda a: a.pop("model/1.weight"))
+    with pytest.raises(CheckpointError, match="last.json names the array 'model/1.weight', which the data file "
+                                              "does not hold"):
+        load_checkpoint(tmp_path)
+
+
+def test_train_config_refuses_non_finite_numbers():
+    """Item 11."""
+    for key, value in [("lr", float("nan")), ("lr", float("inf")), ("lr", 0.0), ("weight_decay", float("nan")),
+                       ("warmup_epochs", float("inf")), ("momentum", -0.1), ("seed", -1), ("cutout", -2)]:
+        with pytest.raises(ValueError, match=f"TrainConfig: key '{key}' must be"):
+            TrainConfig(**{key: value})
+
+
+def test_numpy_global_random_state_is_neither_used_nor_saved(tmp_path):
+    """Item 14: nothing in training draws from NumPy's global generator, so checkpoints do not save it and a
+    resume does not overwrite it (resume exactness is test_resume_continues_bit_for_bit)."""
+    def global_state():
+        return np.random.get_state()[1].copy()
+
+    np.random.seed(1234)
+    before = global_state()
+    trainer = make_trainer(small_convnet, small_config(epochs=1), run_dir=tmp_path)
+    trainer.fit()
+    np.testing.assert_array_equal(global_state(), before)  # training drew nothing from it
+    assert set(trainer.state_dict()["rng"]) == {"minimix"}
+    assert set(load_checkpoint(tmp_path)["rng"]) == {"minimix"}
+    np.random.seed(99)
+    after_seed = global_state()
+    make_trainer(small_convnet, small_config(epochs=1)).resume(tmp_path)
+    np.testing.assert_array_equal(global_state(), after_seed)  # and a resume does not overwrite it

@@ -2,8 +2,10 @@
 
 Each command is a module ``minimix/cli/<name>.py`` with ``add_arguments(parser)`` and ``run(args)``
 (returning an exit status or None). Commands listed in ``COMMANDS`` whose module does not exist
-yet are skipped. Errors a user can fix (a missing dataset or checkpoint, a bad option) print one
-``minimix <command>: error: ...`` line and exit with status 2; ``--debug`` shows the traceback.
+yet are skipped. Errors a user can fix (a missing dataset or checkpoint, a bad option, a run
+directory another process is training in) print one ``minimix <command>: error: ...`` line and
+exit with status 2; non-finite numbers (``FloatingPointError``: a diverged run, NaN outputs) one
+such line and status 1; Ctrl-C one line and status 130. ``--debug`` shows the traceback.
 """
 from __future__ import annotations
 
@@ -49,12 +51,19 @@ def main(argv=None) -> int:
     # (one BLAS thread, Numba's TBB pool, the allocator) before any kernel runs; `train` then
     # sets its --threads.
     perf.configure()
+    from ..training.lock import RunDirectoryLocked
+
     try:
         status = args._run(args)
-    except USER_ERRORS as err:
+    except (*USER_ERRORS, RunDirectoryLocked, FloatingPointError) as err:
         if args.debug:
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"minimix {args.command}: error: {message}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(err, FloatingPointError) else 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"\nminimix {args.command}: interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
     return 0 if status is None else int(status)

@@ -12,30 +12,30 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .train import positive_int
+
 
 def add_arguments(parser):
     parser.add_argument("checkpoint", help="run directory, checkpoint .json or .npz")
     parser.add_argument("--tta", action="store_true", help="average the logits of each image and its mirror")
     parser.add_argument("--out", type=Path, help="output directory (default: the checkpoint's directory)")
     parser.add_argument("--data", help="dataset root (default: the run's, else $MINIMIX_DATA)")
-    parser.add_argument("--limit", type=int, metavar="N", help="evaluate on N test images only, N/10 per class")
-    parser.add_argument("--batch-size", type=int, default=500, help="evaluation batch size (default 500)")
+    parser.add_argument("--limit", type=positive_int, metavar="N",
+                        help="evaluate on N test images only, N/10 per class")
+    parser.add_argument("--batch-size", type=positive_int, default=500, help="evaluation batch size (default 500)")
 
 
 def run(args):
     from ..data import DataLoader
-    from ..training import (TrainConfig, confusion_matrix, evaluate, load_checkpoint, per_class_accuracy,
-                            resolve_checkpoint)
+    from ..training import confusion_matrix, evaluate, load_weights, per_class_accuracy, read_checkpoint
     from ..training.plots import plot_confusion_matrix
     from ..training.recipe import balanced_subset, build_model, load_split
 
-    meta = resolve_checkpoint(args.checkpoint)
-    state = load_checkpoint(meta)
-    config = TrainConfig.from_dict(state["config"])
+    meta, state, config = read_checkpoint(args.checkpoint)
     images, labels, classes = load_split(args.data or config.data, train=False)
     images, labels = balanced_subset(images, labels, args.limit)
     model = build_model(config.model, config.model_kwargs, num_classes=len(classes))
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], meta)
 
     result = evaluate(model, DataLoader(images, labels, batch_size=args.batch_size, shuffle=False), tta=args.tta)
     matrix = confusion_matrix(result["predictions"], result["labels"], len(classes))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .train import _kernel_list
+from .train import _kernel_list, non_negative_int, positive_int
 
 
 def add_arguments(parser):
@@ -33,24 +33,24 @@ def add_arguments(parser):
     arg("--list-layers", action="store_true", help="print the theoretical receptive-field table and stop")
     arg("--out", type=Path, help="save the effective-receptive-field figure here (.png, .pdf, .svg)")
     arg("--log", action="store_true", help="log colour scale (shows the tails)")
-    arg("--group", type=int, help="only this MixConv kernel group's channels (0 = smallest kernel)")
+    arg("--group", type=non_negative_int, help="only this MixConv kernel group's channels (0 = smallest kernel)")
     arg("--images", choices=("random", "cifar"), default="random", help="input images (default random)")
     arg("--data", help="CIFAR-10 root for --images cifar (default: $MINIMIX_DATA)")
-    arg("--input-size", type=int, metavar="N", help="side of the random inputs (default: fits the layer's field)")
-    arg("--batch", type=int, default=8, help="images averaged over (default 8)")
+    arg("--input-size", type=positive_int, metavar="N",
+        help="side of the random inputs (default: fits the layer's field)")
+    arg("--batch", type=positive_int, default=8, help="images averaged over (default 8)")
     arg("--mode", choices=("eval", "train"), default="eval", help="BatchNorm statistics: running (eval) or batch")
     arg("--allow-clipped", action="store_true", help="accept inputs smaller than the layer's theoretical field")
     arg("--kernels-out", type=Path, help="save a picture of --layer's (MixConv) kernels here")
     arg("--depth-plot", type=Path, help="save r against depth, compared with the all-3x3 variant, here")
-    arg("--seed", type=int, default=0, help="seed of the random initialisation and random inputs (default 0)")
+    arg("--seed", type=non_negative_int, default=0,
+        help="seed of the random initialisation and random inputs (default 0)")
 
 
 def run(args):
     from .. import manual_seed, viz
     from ..viz.tracing import find_module
 
-    if args.batch < 1:
-        raise ValueError(f"--batch must be >= 1, got {args.batch}")
     manual_seed(args.seed)
     name, kwargs, model = _load_model(args)
     table_size = args.input_size or 32
@@ -89,17 +89,16 @@ def _load_model(args):
     from ..training.recipe import build_model
 
     if args.checkpoint:
-        from ..training import TrainConfig, load_checkpoint
+        from ..training import load_weights, read_checkpoint
 
         if args.kernels:
             raise ValueError("--kernels cannot change a checkpoint's model; drop it or drop --checkpoint")
-        state = load_checkpoint(args.checkpoint)
-        config = TrainConfig.from_dict(state["config"])
+        meta, state, config = read_checkpoint(args.checkpoint)
         if args.model and args.model != config.model:
             raise ValueError(f"--model {args.model} differs from the checkpoint's model {config.model}")
         name, kwargs = config.model, dict(config.model_kwargs)
         model = build_model(name, kwargs)
-        model.load_state_dict(state["model"])
+        load_weights(model, state["model"], meta)
         return name, kwargs, model
     name = args.model or "mixnet_cifar"
     kwargs = {"kernel_sizes": tuple(args.kernels)} if args.kernels else {}

@@ -6,7 +6,10 @@ weights only, label smoothing 0.1, random crop + horizontal flip, 15 epochs, see
 starting from PyTorch's layer defaults (--init pytorch; the paper's init trained slower here).
 
 The run directory receives last.json/best.json + their .npz (checkpoints), metrics.csv (one row
-per epoch). Continue an interrupted run exactly where it stopped with --resume RUN_DIR.
+per epoch). Continue an interrupted run exactly where it stopped with --resume RUN_DIR (it
+continues in RUN_DIR with its saved recipe: recipe options and --out are refused). One process
+at a time trains in a run directory: it holds the directory's lock (RUN_DIR/.lock) while it runs.
+Ctrl-C, or a loss that becomes NaN/inf, stops the run with one line that says how to resume.
 
 --limit N trains on N training images, N/10 of each class (the first ones of each class in dataset
 order), and evaluates on the same fraction of the test set (N/50000 of its 10,000 images, chosen
@@ -20,7 +23,11 @@ examples:
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
+import math
+import sys
 import time
 from pathlib import Path
 
@@ -37,32 +44,69 @@ RECIPE_INIT = "pytorch"
 MODEL_OPTIONS = {"width": "width_multiplier", "head": "head_channels", "kernels": "kernel_sizes", "init": "init"}
 
 
+def _integer(low: int):
+    """argparse type: an integer >= low."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def _number(low: float, high: float | None = None, low_open: bool = False):
+    """argparse type: a finite number > low (``low_open``) or >= low, and < high."""
+    expected = f"a finite number {'>' if low_open else '>='} {low:g}" + (f" and < {high:g}" if high is not None else "")
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not (math.isfinite(value) and (value > low if low_open else value >= low)
+                and (high is None or value < high)):
+            raise argparse.ArgumentTypeError(f"must be {expected}, got {text!r}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+positive_int, non_negative_int = _integer(1), _integer(0)
+
+
 def add_arguments(parser):
     defaults = _default_config()
     arg = parser.add_argument
     arg("--model", help=f"model name from minimix.models.MODELS (default {defaults.model})")
-    arg("--width", type=float, help="width multiplier of the model's channels")
-    arg("--head", type=int, help="channels of the final 1x1 'head' convolution")
+    arg("--width", type=_number(0, low_open=True), help="width multiplier of the model's channels")
+    arg("--head", type=positive_int, help="channels of the final 1x1 'head' convolution")
     arg("--kernels", type=_kernel_list, help='kernel sizes of every MixConv, e.g. "3" or "3,5,7,9"')
     arg("--init", choices=("reference", "pytorch"),
         help=f"weight initialisation of MixNet models: PyTorch's layer defaults (the recipe's default, "
              f"'{RECIPE_INIT}') or the paper's code ('reference'); see RECIPE_INIT")
-    arg("--epochs", type=int, help=f"default {defaults.epochs}")
-    arg("--batch-size", type=int, help=f"default {defaults.batch_size}")
-    arg("--lr", type=float, help=f"peak learning rate (default {defaults.lr})")
-    arg("--weight-decay", type=float, help=f"default {defaults.weight_decay}")
-    arg("--label-smoothing", type=float, help=f"default {defaults.label_smoothing}")
-    arg("--warmup-epochs", type=float, help=f"at most half the run (default {defaults.warmup_epochs})")
-    arg("--seed", type=int, help=f"default {defaults.seed}")
-    arg("--cutout", type=int, help="side of the cutout square, 0 for none (default 0)")
+    arg("--epochs", type=positive_int, help=f"default {defaults.epochs}")
+    arg("--batch-size", type=positive_int, help=f"default {defaults.batch_size}")
+    arg("--lr", type=_number(0, low_open=True), help=f"peak learning rate (default {defaults.lr})")
+    arg("--weight-decay", type=_number(0), help=f"default {defaults.weight_decay}")
+    arg("--label-smoothing", type=_number(0, high=1), help=f"in [0, 1) (default {defaults.label_smoothing})")
+    arg("--warmup-epochs", type=_number(0), help=f"at most half the run (default {defaults.warmup_epochs})")
+    arg("--seed", type=non_negative_int, help=f"default {defaults.seed}")
+    arg("--cutout", type=non_negative_int, help="side of the cutout square, 0 for none (default 0)")
     arg("--tta", action="store_const", const=True, help="evaluate with flip test-time augmentation")
-    arg("--limit", type=int, metavar="N", help="train on N training images, N/10 per class")
-    arg("--test-limit", type=int, metavar="N", help="evaluate on N test images, N/10 per class")
+    arg("--limit", type=positive_int, metavar="N", help="train on N training images, N/10 per class")
+    arg("--test-limit", type=positive_int, metavar="N", help="evaluate on N test images, N/10 per class")
     arg("--data", help="dataset root (default: $MINIMIX_DATA)")
-    arg("--out", type=Path, help="run directory (default runs/<model>-<date>-<time>)")
-    arg("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (or from a checkpoint .json/.npz)")
-    arg("--threads", type=int, help="threads for the kernels (Numba, chunked NumPy; BLAS stays single-threaded; "
-                                    "default: all cores)")
+    arg("--out", type=Path, help="run directory of a new run (default runs/<model>-<date>-<time>)")
+    arg("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR (or from a checkpoint .json/.npz), "
+                                            "in that directory")
+    arg("--threads", type=positive_int, help="threads for the kernels (Numba, chunked NumPy; BLAS stays "
+                                             "single-threaded; default: all cores)")
     arg("--no-progress", action="store_true", help="no progress bar (e.g. when logging to a file)")
 
 
@@ -86,10 +130,8 @@ def _kernel_list(text: str) -> list:
 
 
 def run(args):
-    from .. import manual_seed
-    from ..training import Trainer, TrainConfig, load_checkpoint, resolve_checkpoint
-    from ..training.recipe import (balanced_subset, build_model, builder_accepts, load_split,
-                                   proportional_test_limit)
+    from ..training import TrainConfig, lock_run_dir, read_checkpoint, resolve_checkpoint
+    from ..training.recipe import builder_accepts
 
     configure_performance(args.threads)
     given = {name: getattr(args, name) for name in RECIPE_OPTIONS if getattr(args, name) is not None}
@@ -97,21 +139,45 @@ def run(args):
                     if getattr(args, option) is not None}
 
     if args.resume:
-        state = load_checkpoint(args.resume)
-        config = TrainConfig.from_dict(state["config"])
-        _refuse_changes(config, given, model_kwargs)
         run_dir = resolve_checkpoint(args.resume).parent
-        if args.data:
-            config.data = args.data
+        if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
+            raise ValueError(f"--out {args.out} cannot be used with --resume: a resumed run continues in its own "
+                             f"directory {run_dir}. Drop --out (or drop --resume to start a new run in {args.out})")
     else:
-        state = None
         config = TrainConfig(**given, model_kwargs=model_kwargs, data=args.data)
         if "init" not in config.model_kwargs and builder_accepts(config.model, "init"):
             config.model_kwargs["init"] = RECIPE_INIT
         run_dir = args.out or Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if (Path(run_dir) / "last.json").exists():
-            raise ValueError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
-                             "or choose another --out")
+        _refuse_existing_run(run_dir)
+    run_dir = Path(run_dir)
+
+    # The lock is held from here to the end: no other process trains in run_dir meanwhile, and
+    # the checkpoint read below is the one this process continues.
+    with lock_run_dir(run_dir) as lock:
+        if lock.removed:
+            print(f"removed {len(lock.removed)} temporary file(s) an interrupted write left in {run_dir}: "
+                  + ", ".join(lock.removed))
+        state = meta = None
+        if args.resume:
+            meta, state, config = read_checkpoint(args.resume, resume=True)
+            _refuse_changes(config, given, model_kwargs)
+            if args.data:
+                config.data = args.data
+        else:
+            _refuse_existing_run(run_dir)  # again under the lock: a process that just finished may have written one
+        return _train(args, config, state, run_dir, meta)
+
+
+def _refuse_existing_run(run_dir):
+    if (Path(run_dir) / "last.json").exists():
+        raise ValueError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                         "or choose another --out")
+
+
+def _train(args, config, state, run_dir: Path, meta):
+    from .. import manual_seed
+    from ..training import Trainer
+    from ..training.recipe import balanced_subset, build_model, load_split, proportional_test_limit
 
     train_images, train_labels, classes = load_split(config.data, train=True)
     test_images, test_labels, _ = load_split(config.data, train=False)
@@ -125,16 +191,45 @@ def run(args):
     trainer = Trainer(model, (train_images, train_labels), (test_images, test_labels), config,
                       run_dir=run_dir, progress=not args.no_progress)
     if state is not None:
-        trainer.load_state_dict(state)
+        trainer.load_state_dict(state, source=meta)
         print(f"resuming {run_dir} after epoch {trainer.epoch}/{config.epochs}")
     print(f"{config.model} {config.model_kwargs or ''}: {model.num_parameters():,} parameters; "
           f"{len(train_labels):,} training and {len(test_labels):,} test images; run directory {run_dir}")
     start = time.perf_counter()
-    history = trainer.fit()
+    try:
+        history = trainer.fit()
+    except KeyboardInterrupt:
+        if getattr(args, "debug", False):
+            raise
+        print(f"\nminimix train: interrupted (Ctrl-C) in epoch {trainer.epoch + 1}/{config.epochs}. "
+              + _resume_hint(run_dir), file=sys.stderr)
+        return 130
+    except FloatingPointError as err:
+        if getattr(args, "debug", False):
+            raise
+        print(f"minimix train: error: {err}. {_resume_hint(run_dir, diverged=True)}", file=sys.stderr)
+        return 1
     if history:
         best = max(history, key=lambda h: h["test_acc"])
         print(f"done in {time.perf_counter() - start:.0f} s; best test accuracy {best['test_acc']:.2%} "
               f"(epoch {best['epoch']}); checkpoints and metrics.csv in {run_dir}")
+
+
+def resume_command(run_dir) -> str:
+    return f"python -m minimix train --resume {run_dir}"
+
+
+def _resume_hint(run_dir: Path, diverged: bool = False) -> str:
+    """Where the run can be continued from: its last checkpoint and the command, or that it has none."""
+    try:
+        epoch = json.loads((run_dir / "last.json").read_text())["state"]["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "No checkpoint was written yet (the first epoch did not finish): nothing to resume, start the run again"
+    if diverged:
+        return (f"The last good checkpoint (epoch {epoch}) is in {run_dir}; `{resume_command(run_dir)}` continues "
+                "from it with the same recipe (and so takes the same steps again); for a lower learning rate "
+                "start a new run with --lr")
+    return f"The last checkpoint (epoch {epoch}) is in {run_dir}; continue with: {resume_command(run_dir)}"
 
 
 def _refuse_changes(config, given: dict, model_kwargs: dict):
@@ -153,6 +248,6 @@ def configure_performance(threads: int | None):
     BLAS, Numba's TBB pool, allocator thresholds); ``threads`` for the kernels, None: all cores."""
     from .. import perf
 
-    if threads is not None and threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {threads}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"--threads must be an integer >= 1, got {threads!r}")
     perf.configure(threads=threads)

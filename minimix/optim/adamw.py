@@ -13,18 +13,22 @@ import math
 
 import numpy as np
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_number
 
 
 class AdamW(Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
-        b1, b2 = betas
-        if lr < 0 or eps < 0 or weight_decay < 0 or not (0 <= b1 < 1 and 0 <= b2 < 1):
-            raise ValueError(
-                f"AdamW: need lr, eps, weight_decay >= 0 and betas in [0, 1), "
-                f"got lr={lr}, betas={betas}, eps={eps}, weight_decay={weight_decay}"
-            )
-        super().__init__(params, dict(lr=lr, betas=(b1, b2), eps=eps, weight_decay=weight_decay))
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    def check_hyperparameters(self, group, owner):
+        for name in ("lr", "eps", "weight_decay"):
+            check_number(owner, name, group[name])
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"{owner}: betas must be a pair (beta1, beta2), got {betas!r}")
+        check_number(owner, "betas[0]", betas[0], high=1.0)
+        check_number(owner, "betas[1]", betas[1], high=1.0)
+        group["betas"] = tuple(betas)
 
     def update(self, p, grad, state, group):
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]

@@ -15,6 +15,8 @@ exactly where it stopped.
 """
 import math
 
+from .optimizer import check_number
+
 
 class LRScheduler:
     def __init__(self, optimizer):
@@ -46,7 +48,22 @@ class LRScheduler:
                 if k != "optimizer" and not callable(v)}
 
     def load_state_dict(self, state: dict):
-        """Restore ``state_dict()`` and re-apply the learning rate of the restored step."""
+        """Restore ``state_dict()`` and re-apply the learning rate of the restored step.
+
+        The state must have exactly the entries of this schedule's ``state_dict()`` (a saved state
+        sets no other attribute), with one peak rate per parameter group."""
+        name = type(self).__name__
+        own = self.state_dict()
+        missing, unknown = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if missing or unknown:
+            raise ValueError(f"{name}.load_state_dict: expected the entries {sorted(own)}, "
+                             f"missing {missing}, unknown {unknown}")
+        base_lrs = state["base_lrs"]
+        if not isinstance(base_lrs, (list, tuple)) or len(base_lrs) != len(self.optimizer.param_groups):
+            raise ValueError(f"{name}.load_state_dict: base_lrs must hold one rate per parameter group "
+                             f"({len(self.optimizer.param_groups)}), got {base_lrs!r}")
+        for i, rate in enumerate(base_lrs):
+            check_number(f"{name}.load_state_dict", f"base_lrs[{i}]", rate)
         for k, v in state.items():
             setattr(self, k, list(v) if isinstance(v, list) else v)
         self._apply()
@@ -61,6 +78,7 @@ class WarmupCosineLR(LRScheduler):
             raise ValueError(
                 f"WarmupCosineLR: need 0 <= warmup_steps < total_steps, got {warmup_steps} and {total_steps}"
             )
+        check_number("WarmupCosineLR", "min_lr", min_lr)
         self.warmup_steps, self.total_steps, self.min_lr = warmup_steps, total_steps, min_lr
         super().__init__(optimizer)
 
@@ -77,6 +95,7 @@ class StepLR(LRScheduler):
     def __init__(self, optimizer, step_size, gamma=0.1):
         if step_size < 1:
             raise ValueError(f"StepLR: step_size must be a positive int, got {step_size}")
+        check_number("StepLR", "gamma", gamma)
         self.step_size, self.gamma = step_size, gamma
         super().__init__(optimizer)
 

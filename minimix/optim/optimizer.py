@@ -10,20 +10,42 @@ how a scheduler changes the learning rate (it writes ``group["lr"]``).
 ``update(p, grad, state, group)``, which changes ``p.data`` IN PLACE. ``state`` is
 that parameter's own dict (momentum buffers, moment estimates...).
 
+Hyperparameters are checked when a group is added (the constructor's defaults merged with the
+group's overrides): ``check_hyperparameters`` of each optimizer refuses NaN, inf and values out of
+range with a ``ValueError`` naming the argument.
+
 ``state_dict()`` numbers the parameters 0, 1, 2... in group order (as PyTorch)
 so a checkpoint holds no object identities:
 
     {"state": {0: {"momentum_buffer": array}, ...},
      "param_groups": [{"lr": 0.1, ..., "params": [0, 1, ...]}, ...]}
 """
+import math
+import numbers
+
 import numpy as np
 
 from ..tensor import Tensor
 
 
+def check_number(owner: str, name: str, value, low: float = 0.0, high: float | None = None,
+                 high_inclusive: bool = False):
+    """Raise ``ValueError("owner: name must be a finite number in [low, high), got value")`` unless
+    ``value`` is a real number (not a bool), finite, ``>= low`` and below (or up to) ``high``."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and value >= low and (high is None or (value <= high if high_inclusive else value < high))
+    if not ok:
+        if high is None:
+            expected = f">= {low:g}"
+        else:
+            expected = f"in [{low:g}, {high:g}{']' if high_inclusive else ')'}"
+        raise ValueError(f"{owner}: {name} must be a finite number {expected}, got {value!r}")
+
+
 class Optimizer:
     def __init__(self, params, defaults: dict):
         self.defaults = dict(defaults)
+        self.check_hyperparameters(self.defaults, type(self).__name__)
         self.param_groups = []
         self.state = {}  # id(parameter) -> dict; keyed by id, as Tensors may one day define __eq__
         self._scratch = {}  # (shape, dtype) -> reusable work array, so updates allocate nothing per step
@@ -53,7 +75,13 @@ class Optimizer:
                     "is already in another group"
                 )
             seen.add(id(p))
-        self.param_groups.append({**self.defaults, **group, "params": params})
+        merged = {**self.defaults, **group, "params": params}
+        self.check_hyperparameters(merged, f"{type(self).__name__} (parameter group {len(self.param_groups)})")
+        self.param_groups.append(merged)
+
+    def check_hyperparameters(self, group: dict, owner: str):
+        """Refuse invalid hyperparameters of ``group`` with a ValueError naming ``owner`` and the
+        argument (subclasses check theirs; called for every group as it is added)."""
 
     # -- the update ----------------------------------------------------------------
     def step(self):
@@ -129,14 +157,25 @@ class Optimizer:
                         f"{name}.load_state_dict: state {field!r} of parameter {k} has shape {value.shape}, "
                         f"expected {p.shape}"
                     )
+                elif value.dtype != p.dtype:
+                    raise ValueError(
+                        f"{name}.load_state_dict: state {field!r} of parameter {k} has dtype {value.dtype}, "
+                        f"expected {p.dtype} (the parameter's)"
+                    )
+                elif not np.isfinite(value).all():
+                    raise ValueError(f"{name}.load_state_dict: state {field!r} of parameter {k} holds NaN or inf")
                 else:
-                    entry[field] = value.astype(p.dtype, copy=False)
+                    entry[field] = value
             new_state[id(p)] = entry
-        self.state = new_state
-        for saved, group in zip(saved_groups, self.param_groups):
+        hypers = []
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
             hyper = {k: v for k, v in saved.items() if k != "params"}
-            if "betas" in hyper:
+            if isinstance(hyper.get("betas"), list):
                 hyper["betas"] = tuple(hyper["betas"])
+            self.check_hyperparameters({**group, **hyper}, f"{name}.load_state_dict (parameter group {i})")
+            hypers.append(hyper)
+        self.state = new_state
+        for hyper, group in zip(hypers, self.param_groups):
             group.update(hyper)
 
     def __repr__(self):

@@ -14,18 +14,20 @@ at 1; this is PyTorch's variant, starting s at 0.)
 """
 import numpy as np
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_number
 
 
 class RMSprop(Optimizer):
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
-        if lr < 0 or eps < 0 or weight_decay < 0 or momentum < 0 or not 0 <= alpha <= 1:
-            raise ValueError(
-                f"RMSprop: need lr, eps, weight_decay, momentum >= 0 and alpha in [0, 1], got lr={lr}, "
-                f"alpha={alpha}, eps={eps}, weight_decay={weight_decay}, momentum={momentum}"
-            )
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered)
         super().__init__(params, defaults)
+
+    def check_hyperparameters(self, group, owner):
+        for name in ("lr", "eps", "weight_decay", "momentum"):
+            check_number(owner, name, group[name])
+        check_number(owner, "alpha", group["alpha"], high=1.0, high_inclusive=True)
+        if not isinstance(group["centered"], bool):
+            raise ValueError(f"{owner}: centered must be True or False, got {group['centered']!r}")
 
     def update(self, p, grad, state, group):
         lr, alpha, eps, wd, mu = group["lr"], group["alpha"], group["eps"], group["weight_decay"], group["momentum"]

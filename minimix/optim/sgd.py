@@ -8,23 +8,27 @@ With gradient g, weight decay wd, momentum mu, dampening tau and learning rate l
     d = d + mu * b   if nesterov,  else  d = b
     p = p - lr * d
 """
+import math
+
 import numpy as np
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, check_number
 
 
 class SGD(Optimizer):
     def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
-        if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(
-                f"SGD: lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}"
-            )
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError(
-                f"SGD: nesterov needs momentum > 0 and dampening 0, got momentum {momentum}, dampening {dampening}"
-            )
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
         super().__init__(params, defaults)
+
+    def check_hyperparameters(self, group, owner):
+        for name in ("lr", "momentum", "weight_decay"):
+            check_number(owner, name, group[name])
+        check_number(owner, "dampening", group["dampening"], low=-math.inf)
+        if not isinstance(group["nesterov"], bool):
+            raise ValueError(f"{owner}: nesterov must be True or False, got {group['nesterov']!r}")
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(f"{owner}: nesterov needs momentum > 0 and dampening 0, got momentum "
+                             f"{group['momentum']}, dampening {group['dampening']}")
 
     def update(self, p, grad, state, group):
         lr, mu, wd, tau = group["lr"], group["momentum"], group["weight_decay"], group["dampening"]

@@ -8,10 +8,12 @@
 ``python -m minimix train`` does the same from the command line (see ``minimix.cli.train``).
 """
 from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from .lock import RunDirectoryLocked, lock_run_dir
 from .metrics import confusion_matrix, per_class_accuracy, read_log, write_log
-from .trainer import TrainConfig, Trainer, evaluate
+from .trainer import TrainConfig, Trainer, TrainingDiverged, evaluate, load_weights, read_checkpoint
 
 __all__ = [
     "Trainer", "TrainConfig", "evaluate", "save_checkpoint", "load_checkpoint", "resolve_checkpoint",
-    "CheckpointError", "confusion_matrix", "per_class_accuracy", "read_log", "write_log",
+    "read_checkpoint", "load_weights", "CheckpointError", "TrainingDiverged", "RunDirectoryLocked",
+    "lock_run_dir", "confusion_matrix", "per_class_accuracy", "read_log", "write_log",
 ]

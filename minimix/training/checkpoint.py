@@ -16,13 +16,23 @@ written last. So a crash at any moment leaves either the old JSON naming the old
 (untouched) or the new JSON naming the new, complete ``.npz``. A data file that was truncated
 or swapped afterwards is caught by its size and checksum. Data files that no JSON names any
 more are deleted after a successful save.
+
+What is read and deleted stays inside the run directory: a JSON whose ``data`` names a file
+anywhere else (``../other/epoch-001-....npz``, an absolute path, a symbolic link leading out) is
+refused, and then no data file is deleted. A kill during a write leaves a ``.<name>.tmp`` file
+behind; ``remove_stale_temporaries`` deletes those of a run directory (the trainer calls it when it
+takes the directory's lock, see ``minimix.training.lock``). On load every floating-point array
+must be finite: a run whose weights had become NaN is never checkpointed, so non-finite values
+mean the file was damaged or edited.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import secrets
+import stat
 import zipfile
 from pathlib import Path
 
@@ -31,6 +41,11 @@ import numpy as np
 FORMAT = "minimix-checkpoint-1"
 _ARRAY = "__array__"  # JSON marker: this value is the array stored in the .npz under this key
 _INT_KEYS = "__int_keys__"  # JSON marker: a dict whose keys were ints (optimizer state by parameter index)
+
+
+# The temporary files ``atomic_write`` makes in a run directory: ``.epoch-003-1f2e3d4c.npz.tmp``,
+# ``.last.json.tmp``, ``.best.json.tmp``, ``.metrics.csv.tmp``.
+STALE_TEMPORARY = re.compile(r"\.(epoch-\d+-[0-9a-f]+\.npz|last\.json|best\.json|metrics\.csv)\.tmp")
 
 
 class CheckpointError(ValueError):
@@ -83,16 +98,23 @@ def _split(value, key: str, arrays: dict):
     raise TypeError(f"checkpoint: cannot store a {type(value).__name__} at '{key}'")
 
 
-def _join(value, arrays: dict):
-    """Inverse of ``_split``."""
+def _join(value, arrays: dict, error):
+    """Inverse of ``_split``; ``error(message)`` makes the exception for a tree that names an array
+    the data file lacks (or is malformed)."""
     if isinstance(value, dict):
         if set(value) == {_ARRAY}:
-            return arrays[value[_ARRAY]]
-        if set(value) == {_INT_KEYS}:
-            return {int(k): _join(v, arrays) for k, v in value[_INT_KEYS].items()}
-        return {k: _join(v, arrays) for k, v in value.items()}
+            key = value[_ARRAY]
+            if not isinstance(key, str) or key not in arrays:
+                raise error(f"names the array {key!r}, which the data file does not hold")
+            return arrays[key]
+        if set(value) == {_INT_KEYS} and isinstance(value[_INT_KEYS], dict):
+            keys = list(value[_INT_KEYS])
+            if not all(k.lstrip("-").isdigit() for k in keys):
+                raise error(f"has a dict of parameter indices whose keys are not integers: {keys}")
+            return {int(k): _join(v, arrays, error) for k, v in value[_INT_KEYS].items()}
+        return {k: _join(v, arrays, error) for k, v in value.items()}
     if isinstance(value, list):
-        return [_join(v, arrays) for v in value]
+        return [_join(v, arrays, error) for v in value]
     return value
 
 
@@ -133,9 +155,10 @@ def save_checkpoint(directory, state: dict, names=("last",)) -> Path:
 
 
 def _remove_unreferenced_data(directory: Path):
-    """Delete ``epoch-*.npz`` files that no checkpoint JSON in ``directory`` names.
+    """Delete ``epoch-*.npz`` files of ``directory`` that no checkpoint JSON in it names.
 
-    If any JSON cannot be read, delete nothing: better a stale file than a lost checkpoint.
+    If any JSON cannot be read, or a checkpoint JSON names no data file or one outside
+    ``directory``, delete nothing: better a stale file than a lost checkpoint.
     """
     referenced = set()
     for meta in directory.glob("*.json"):
@@ -144,10 +167,38 @@ def _remove_unreferenced_data(directory: Path):
         except (OSError, ValueError):
             return
         if isinstance(record, dict) and record.get("format") == FORMAT:
-            referenced.add(record["data"])
+            try:
+                referenced.add(_data_path(meta, record.get("data")).name)
+            except CheckpointError:
+                return
     for data in directory.glob("epoch-*.npz"):
-        if data.name not in referenced:
+        if data.name not in referenced and _is_regular_file(data):
             data.unlink(missing_ok=True)
+
+
+def _is_regular_file(path: Path) -> bool:
+    """A plain file (not a symbolic link, folder, socket...), without following links."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def remove_stale_temporaries(directory) -> list:
+    """Delete the temporary files an interrupted write left in the run directory ``directory``
+    (``.epoch-003-1f2e3d4c.npz.tmp``, ``.last.json.tmp``...; see ``STALE_TEMPORARY``) and return
+    their names. Only plain files directly in ``directory`` whose names match are touched.
+
+    Call it only while holding the directory's lock (``minimix.training.lock.lock_run_dir``):
+    another process writing into the same directory would lose the file it is writing.
+    """
+    directory = Path(directory)
+    removed = []
+    for path in sorted(directory.glob(".*.tmp")):
+        if STALE_TEMPORARY.fullmatch(path.name) and _is_regular_file(path):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 # -- load ------------------------------------------------------------------------------------------
@@ -177,11 +228,30 @@ def resolve_checkpoint(path) -> Path:
     raise CheckpointError(f"{path}: expected a run directory, a checkpoint .json or its .npz")
 
 
-def load_checkpoint(path) -> dict:
+def _data_path(meta: Path, name) -> Path:
+    """The data file ``name`` of the checkpoint ``meta``: a plain file name in ``meta``'s directory,
+    which does not lead out of it (no ``..``, no absolute path, no symbolic link pointing elsewhere)."""
+    if not isinstance(name, str) or not name:
+        raise CheckpointError(f'{meta}: "data" must be the file name of the checkpoint\'s .npz, got {name!r}')
+    path = meta.parent / name
+    directory = meta.parent.resolve()
+    if Path(name).name != name or path.resolve().parent != directory:
+        raise CheckpointError(f"{meta} names the data file {name!r}, which is not in its run directory "
+                              f"{meta.parent}: a checkpoint only reads the data file beside its JSON "
+                              "(refusing to read or delete anything else)")
+    return path
+
+
+_RECORD_FIELDS = {"data": (str, "the data file's name"), "data_bytes": (int, "its size in bytes"),
+                  "data_sha256": (str, "its SHA-256 as hex"), "state": (dict, "the saved state (a JSON object)")}
+
+
+def load_checkpoint(path, finite: bool = True) -> dict:
     """Load the state saved by ``save_checkpoint``; ``path`` as in ``resolve_checkpoint``.
 
-    Raises ``CheckpointError`` naming the bad file if the JSON is corrupted or its data file is
-    missing, truncated or not the one it was saved with.
+    Raises ``CheckpointError`` naming the bad file (and key) if the JSON is corrupted or lacks a
+    field, names a data file outside its directory, or its data file is missing, truncated, not
+    the one it was saved with, lacks an array the JSON names or (``finite``) holds NaN or inf.
     """
     meta = resolve_checkpoint(path)
     try:
@@ -190,7 +260,12 @@ def load_checkpoint(path) -> dict:
         raise CheckpointError(f"{meta}: corrupted checkpoint metadata (not valid JSON: {err})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise CheckpointError(f"{meta}: not a minimix checkpoint (expected \"format\": \"{FORMAT}\")")
-    data = meta.parent / record["data"]
+    for key, (kind, what) in _RECORD_FIELDS.items():
+        if key not in record:
+            raise CheckpointError(f"{meta}: the checkpoint metadata has no {key!r} (expected {what})")
+        if not isinstance(record[key], kind) or isinstance(record[key], bool):
+            raise CheckpointError(f"{meta}: {key!r} must be {what}, got {record[key]!r}")
+    data = _data_path(meta, record["data"])
     if not data.is_file():
         raise CheckpointError(f"{meta} names the data file {data}, which does not exist")
     size = data.stat().st_size
@@ -204,4 +279,15 @@ def load_checkpoint(path) -> dict:
             arrays = {k: npz[k] for k in npz.files}
     except (zipfile.BadZipFile, ValueError, OSError) as err:
         raise CheckpointError(f"{data}: cannot read the checkpoint arrays ({err})") from None
-    return _join(record["state"], arrays)
+    if finite:
+        for key, array in arrays.items():
+            if array.dtype.kind in "fc" and not np.isfinite(array).all():
+                bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+                raise CheckpointError(f"{data}: array {key!r} holds {bad} non-finite values (NaN or inf) of "
+                                      f"{array.size}: the checkpoint is damaged (a run is only saved with "
+                                      "finite weights)")
+
+    def error(problem):
+        return CheckpointError(f"{meta} {problem} ({data.name}): the data file does not match its metadata")
+
+    return _join(record["state"], arrays, error)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import missing
 
 from minimix.data import CIFAR10, CIFAR10_MEAN, CIFAR10_STD, CLASSES, DatasetError, cifar, download
 from minimix.data.cifar import find_source
@@ -460,9 +461,9 @@ def channel_stats(images: np.ndarray):
 def test_real_cifar10(monkeypatch):
     """The full set from $MINIMIX_DATA: counts per class, shapes, pixel statistics."""
     if not REAL_DATA:
-        pytest.skip("MINIMIX_DATA is not set; point it at the folder holding CIFAR-10")
+        missing("MINIMIX_DATA is not set; point it at the folder holding CIFAR-10")
     if find_source(Path(REAL_DATA)) is None:
-        pytest.skip(f"no CIFAR-10 archive or folder found in MINIMIX_DATA={REAL_DATA}")
+        missing(f"no CIFAR-10 archive or folder found in MINIMIX_DATA={REAL_DATA}")
     if REAL_CACHE:  # the real cache, so that a second run is fast
         monkeypatch.setenv("MINIMIX_CACHE", REAL_CACHE)
     else:

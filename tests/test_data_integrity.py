@@ -23,10 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require
 
 from minimix.data import CIFAR10, CLASSES, DatasetError
 
-PIL = pytest.importorskip("PIL.Image", reason="Pillow writes the test images")
+PIL = require("PIL.Image", "Pillow writes the test images")
 
 TRAIN, TEST = 2, 1  # images per class in the small trees
 

@@ -265,18 +265,17 @@ display(Image(filename=plot_confusion_matrix(matrix, data.classes, run_dir / "co
 #
 # A checkpoint is two files: a JSON with the recipe (`config`), the epoch, the metrics history and the
 # random-number state, and an `.npz` with every array (weights, BatchNorm statistics, momentum buffers).
-# Rebuilding the model from the recipe and loading the weights is four lines. `find_checkpoint` looks at
+# Rebuilding the model from the recipe and loading the weights takes three lines (`read_checkpoint` also checks the file: keys, dtypes, finite values, the recipe). `find_checkpoint` looks at
 # `$MINIMIX_CHECKPOINT`, then at `runs/*/` (the default output folder of `python -m minimix train`).
 
 # %%
 checkpoint = find_checkpoint()
 if checkpoint is not None:
-    from minimix.training import load_checkpoint
+    from minimix.training import load_weights, read_checkpoint
 
-    state = load_checkpoint(checkpoint)
-    trained_config = TrainConfig.from_dict(state["config"])
+    meta, state, trained_config = read_checkpoint(checkpoint)  # the saved file, checked
     trained = build_model(trained_config.model, trained_config.model_kwargs)
-    trained.load_state_dict(state["model"])
+    load_weights(trained, state["model"], meta)
     print(f"{trained_config.model} {trained_config.model_kwargs}, trained for {state['epoch']} epoch(s) "
           f"({trained.num_parameters():,} parameters)")
 

@@ -113,13 +113,12 @@ def load_trained_model(checkpoint):
     """``(model, config, state)`` from a checkpoint: the model is rebuilt from the saved recipe
     (``config.model``, ``config.model_kwargs``) and its weights loaded; ``state`` is the whole
     saved dict (``state["history"]`` holds the per-epoch metrics)."""
-    from ..training import TrainConfig, load_checkpoint
+    from ..training import load_weights, read_checkpoint
     from ..training.recipe import build_model
 
-    state = load_checkpoint(checkpoint)
-    config = TrainConfig.from_dict(state["config"])
+    meta, state, config = read_checkpoint(checkpoint)  # checks keys, dtypes, finiteness and the config
     model = build_model(config.model, config.model_kwargs)
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], meta)
     model.eval()
     return model, config, state
 

@@ -39,7 +39,7 @@ import os
 import numpy as np
 
 PATHS = ("fast", "reference")
-FLOATS = ("float32", "float64")
+FLOATS = ("float32", "float64")  # the dtypes minimix computes in (minimix.tensor's docstring)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +64,7 @@ def _fast(op, name, target, replaces, when, dtypes=FLOATS):
 
 
 def _reference(op, name, target, when):
-    return Implementation(op, name, target, "reference", FLOATS + ("float16",), "-", when)
+    return Implementation(op, name, target, "reference", FLOATS, "-", when)
 
 
 # The registry: every implementation of every op that has more than one, in the order tried.
@@ -77,7 +77,7 @@ REGISTRY = (
           "im2col for depthwise convolutions", "groups == in_channels == out_channels (Numba kernels)"),
     _fast("conv2d", "pointwise", "minimix.fast.conv:POINTWISE",
           "im2col for 1x1 convolutions", "1x1, stride 1, no padding, groups 1: one BLAS product per image, "
-          "images shared over threads", dtypes=FLOATS + ("float16",)),
+          "images shared over threads"),
     _fast("mixconv2d", "in-place", "minimix.fast.mixconv:mixconv2d",
           "MixConv2d.forward's split -> conv per group -> cat", "groups' convs unhooked; every group reads "
           "and writes its channels of whole-layer arrays, no split/concatenate copies"),

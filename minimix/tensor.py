@@ -9,6 +9,28 @@ is therefore a DAG that points from outputs back to inputs.
 an explicit stack, so a 100,000-op chain needs no recursion) and applies the
 chain rule: every node receives dL/d(out), and its ``Function.backward``
 returns dL/d(input) for each parent. Leaf tensors accumulate into ``.grad``.
+
+Dtypes: what minimix supports, and where it says so
+----------------------------------------------------
+minimix computes in **float32 and float64**: every op, kernel and parity test against
+PyTorch is written for those two, and only they can require gradients. A float64
+tensor stays float64 end to end (gradcheck needs it); float32 is the training dtype.
+
+* A ``Tensor`` holds numbers: float16, float32, float64, signed and unsigned integers,
+  bools. Integers and bools are data (class labels, masks, indices); float16 is storage
+  only (e.g. a dataset kept small), to be converted with ``.astype(np.float32)``.
+  Strings, Python objects, complex numbers, dates and records are refused with a
+  TypeError at creation (``Tensor("abc")`` used to make a string tensor); an array in
+  non-native byte order is converted to native order.
+* Every op (``Function.apply``) refuses a floating input that is not float32 or float64
+  (float16, longdouble) with a TypeError naming the op and the input: NumPy would compute
+  some of them in another precision, or silently return another dtype (batch norm of
+  float16 came back float32).
+* Element-wise ops and ``matmul`` follow NumPy's type promotion, as PyTorch's element-wise
+  ops do (float32 with float64 gives float64; a Python scalar keeps the tensor's dtype).
+  Layers with parameters (``linear``, ``conv2d``, ``mixed_conv2d``, ``batch_norm``,
+  squeeze-excite's ``excite``) need x and their parameters in ONE dtype, as in PyTorch:
+  mixing is a TypeError (``check_float_dtypes``), not a silent float64 (or float32) result.
 """
 from __future__ import annotations
 
@@ -79,30 +101,69 @@ def _record(fn, slot, seconds):
     entry[slot] += seconds
 
 
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # the dtypes minimix computes in
+_F32, _F64 = FLOAT_DTYPES
+_SUPPORTED = "float32 or float64 (float16 as storage only), integers or bools"
+
+
 def _to_array(data, dtype=None) -> np.ndarray:
-    """NumPy arrays keep their dtype; Python scalars and lists become float32."""
+    """NumPy arrays keep their dtype; Python scalars and lists become float32. Only numbers (module
+    docstring): anything else is a TypeError."""
     if isinstance(data, Tensor):
         data = data.data
     if isinstance(data, np.ndarray):
-        return data if dtype is None else data.astype(dtype, copy=False)
-    if isinstance(data, np.generic):
-        return np.asarray(data, dtype=dtype)
-    array = np.asarray(data)
-    if dtype is not None:
-        return array.astype(dtype, copy=False)
-    if array.dtype.kind in "fc" or array.dtype == object:
-        return array.astype(np.float32)
-    if array.dtype.kind in "iub" and isinstance(data, (numbers.Number, list, tuple)):
-        return array.astype(np.float32)
+        array = data if dtype is None else data.astype(dtype, copy=False)
+    elif isinstance(data, np.generic):
+        array = np.asarray(data, dtype=dtype)
+    else:
+        array = np.asarray(data)
+        if dtype is not None:
+            array = array.astype(dtype, copy=False)
+        elif array.dtype.kind == "f" or array.dtype.kind in "iub" and isinstance(data, (numbers.Number, list, tuple)):
+            array = array.astype(np.float32)
+    return _numeric(array, data)
+
+
+def _numeric(array, data):
+    """``array`` if its dtype is one a Tensor holds (module docstring), in native byte order; else a TypeError."""
+    dt = array.dtype
+    if dt is _F32 or dt is _F64:  # the common case, checked first: every op's output passes here
+        return array
+    if dt.kind not in "fiub" or dt.kind == "f" and dt.itemsize > 8:
+        what = type(data).__name__ if not isinstance(data, np.ndarray) else "array"
+        raise TypeError(f"Tensor: cannot hold {what} of dtype {dt} ({_KINDS.get(dt.kind, 'not numbers')}); a "
+                        f"Tensor holds {_SUPPORTED}: convert the data first, e.g. np.asarray(data, np.float32)")
+    if not dt.isnative:
+        return array.astype(dt.newbyteorder("="))
     return array
+
+
+_KINDS = {"U": "text", "S": "bytes", "O": "Python objects", "c": "complex numbers", "M": "dates",
+          "m": "time deltas", "V": "records or raw bytes", "f": "extended precision floats"}
+
+
+def check_float_dtypes(op, **arrays):
+    """For ops whose inputs must share one float dtype (x and a layer's parameters, as in PyTorch):
+    a TypeError naming ``op`` unless every array given (None skipped) is float32 or float64, all alike.
+    ``check_float_dtypes("conv2d", x=x, weight=weight, bias=bias)``."""
+    named = [(name, a.dtype) for name, a in arrays.items() if a is not None]
+    for name, dt in named:
+        if dt not in FLOAT_DTYPES:
+            raise TypeError(f"{op}: {name} has dtype {dt}, but minimix computes in float32 or float64 "
+                            f"(convert it with .astype(np.float32))")
+    first, dt0 = named[0]
+    for name, dt in named[1:]:
+        if dt != dt0:
+            raise TypeError(f"{op}: {first} has dtype {dt0} but {name} has {dt}: they must share one dtype "
+                            f"(float32 or float64), as in PyTorch; convert one with .astype")
 
 
 class Tensor:
     """An n-dimensional array with an optional gradient.
 
     ``Tensor(np.ones((2, 3)))`` keeps float64; ``Tensor([1, 2])`` and
-    ``Tensor(3.0)`` are float32 (as in PyTorch). Only floating tensors can
-    require gradients.
+    ``Tensor(3.0)`` are float32 (as in PyTorch). Only float32 and float64 tensors
+    can require gradients; a Tensor holds numbers only (dtypes: module docstring).
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "name", "__weakref__")
@@ -112,9 +173,10 @@ class Tensor:
 
     def __init__(self, data, requires_grad: bool = False, dtype=None, name: str | None = None):
         self.data = _to_array(data, dtype)
-        if requires_grad and self.data.dtype.kind != "f":
+        if requires_grad and self.data.dtype not in FLOAT_DTYPES:
             raise TypeError(
-                f"only floating-point tensors can require gradients, got dtype {self.data.dtype}"
+                f"only floating-point tensors of dtype float32 or float64 can require gradients (minimix "
+                f"computes in those), got dtype {self.data.dtype}"
             )
         self.grad: np.ndarray | None = None
         self.requires_grad = bool(requires_grad)
@@ -305,6 +367,11 @@ class Function:
     @classmethod
     def apply(cls, *inputs, **params) -> Tensor:
         tensors = _lift_inputs(inputs)
+        for i, t in enumerate(tensors):
+            dt = t.data.dtype
+            if dt is not _F32 and dt is not _F64 and dt.kind == "f":
+                raise TypeError(f"{cls.__name__}: input {i} has dtype {dt}, but minimix computes in float32 or "
+                                f"float64 (convert it with .astype(np.float32))")
         fn = cls(tensors)
         start = time.perf_counter() if _PROFILE is not None else None
         try:

@@ -10,8 +10,14 @@ minimix and in torch on the same numbers, then compares
 
 Float inputs are cast to ``dtype``; integer arrays (class labels) and other
 Python values are passed through unchanged. Tolerances are tight in float64 and
-loose in float32; ``atol`` is scaled by the largest reference magnitude so that
-large sums (convolutions) are judged relative to their size.
+loose in float32; ``atol`` is scaled by the largest finite reference magnitude so
+that large sums (convolutions) are judged relative to their size. inf and NaN must
+appear exactly where torch has them (same sign for inf).
+
+``layout=`` hands minimix the float inputs in another memory layout (``relayout``:
+Fortran order, channels-last, reversed strides, a strided slice of a larger array)
+with the same values; torch gets them contiguous. ``grad_outputs=`` replaces the random
+upstream gradients (e.g. to back-propagate an inf).
 """
 import numpy as np
 import pytest
@@ -22,22 +28,59 @@ TOLERANCES = {np.float64: dict(rtol=1e-7, atol=1e-9), np.float32: dict(rtol=1e-4
 DTYPES = pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 
 
+LAYOUTS = ("C", "F", "channels_last", "reversed", "sliced")
+
+
+def relayout(x, layout):
+    """The values of array x in memory layout ``layout``, as a view minimix must read through its strides:
+
+    * "C": x itself (C-contiguous as made by ``astype``);
+    * "F": Fortran order (the first axis varies fastest);
+    * "channels_last": axis 1 stored last (NHWC storage of an NCHW array; for 2-D arrays, Fortran order);
+    * "reversed": every stride negative (a copy of x flipped on every axis, viewed flipped back);
+    * "sliced": every other element of a larger array along every axis (strides of 2 elements, offset 1).
+    """
+    if layout == "C":
+        return x
+    if layout == "F":
+        return np.asfortranarray(x)
+    if layout == "channels_last":
+        if x.ndim < 3:
+            return np.asfortranarray(x)
+        order = (0,) + tuple(range(2, x.ndim)) + (1,)
+        return np.ascontiguousarray(x.transpose(order)).transpose(np.argsort(order))
+    if layout == "reversed":
+        return np.flip(np.flip(x).copy())
+    if layout == "sliced":
+        index = tuple(slice(1, 2 * n + 1, 2) for n in x.shape)
+        big = np.full(tuple(2 * n + 2 for n in x.shape), np.nan, dtype=x.dtype)  # NaN between: a leak shows
+        big[index] = x
+        return big[index]
+    raise ValueError(f"relayout: layout must be one of {LAYOUTS}, got {layout!r}")
+
+
 def _as_list(out):
     return list(out) if isinstance(out, (tuple, list)) else [out]
 
 
 def _close(name, actual, expected, rtol, atol):
-    expected = np.asarray(expected)
-    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    expected, actual = np.asarray(expected), np.asarray(actual)
+    finite = np.isfinite(expected)
+    if not finite.all():  # inf and NaN exactly where torch has them (NaN equals NaN here)
+        np.testing.assert_array_equal(actual[~finite], expected[~finite], err_msg=f"{name}: non-finite values")
+    scale = max(1.0, float(np.max(np.abs(expected[finite])))) if finite.any() else 1.0
     np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol * scale, err_msg=name)
 
 
 def check_parity(mm_fn, torch_fn, inputs, dtype=np.float64, rtol=None, atol=None, seed=0,
-                 requires_grad=None, check_grad=True):
+                 requires_grad=None, check_grad=True, layout="C", grad_outputs=None):
     """Compare ``mm_fn(*minimix_inputs)`` with ``torch_fn(*torch_inputs)``, forward and backward.
 
     ``requires_grad``: optional list of booleans, one per input (default: every
-    floating array). Returns the minimix outputs for further checks.
+    floating array). ``layout``: a ``LAYOUTS`` name for every float input, or a list
+    with one per input (None: "C"); minimix's tensors hold those very views.
+    ``grad_outputs``: the upstream gradient of each output (default: random normal).
+    Returns the minimix outputs for further checks.
     """
     import minimix as mm
 
@@ -47,12 +90,17 @@ def check_parity(mm_fn, torch_fn, inputs, dtype=np.float64, rtol=None, atol=None
     if atol is not None:
         tol["atol"] = atol
     mm_inputs, torch_inputs, differentiable = [], [], []
+    layouts = [layout] * len(inputs) if layout is None or isinstance(layout, str) else list(layout)
     for i, x in enumerate(inputs):
         is_float = isinstance(x, np.ndarray) and x.dtype.kind == "f"
         grad = is_float if requires_grad is None else bool(requires_grad[i])
         if is_float:
             x = x.astype(dtype)
-            mm_inputs.append(mm.Tensor(x.copy(), requires_grad=grad))
+            view = relayout(x.copy(), layouts[i] or "C")
+            mm_inputs.append(mm.Tensor(view, requires_grad=grad))
+            assert mm_inputs[-1].data is view, "minimix must receive the view itself"
+            if layouts[i] not in (None, "C") and x.ndim >= 2 and min(x.shape) > 1:
+                assert not view.flags.c_contiguous, f"input {i} in layout {layouts[i]} is still C-contiguous"
             torch_inputs.append(torch.tensor(x.copy(), requires_grad=grad))
         elif isinstance(x, np.ndarray):
             mm_inputs.append(x.copy())
@@ -73,15 +121,18 @@ def check_parity(mm_fn, torch_fn, inputs, dtype=np.float64, rtol=None, atol=None
         return mm_out
 
     rng = np.random.default_rng(seed)
-    total_mm, total_t = None, None
-    for a, b in zip(mm_out, t_out):
-        v = rng.standard_normal(a.shape).astype(dtype)
-        term_mm = (a * mm.Tensor(v)).sum()
-        term_t = (b * torch.from_numpy(v)).sum()
-        total_mm = term_mm if total_mm is None else total_mm + term_mm
-        total_t = term_t if total_t is None else total_t + term_t
-    total_mm.backward()
-    total_t.backward()
+    upstream = [rng.standard_normal(a.shape).astype(dtype) if grad_outputs is None
+                else np.asarray(v).astype(dtype, copy=False) for a, v in zip(mm_out, grad_outputs or mm_out)]
+    if len(mm_out) == 1:  # the upstream gradient as given (a strided one stays strided)
+        mm_out[0].backward(upstream[0])
+        t_out[0].backward(torch.tensor(upstream[0].copy()))
+    else:  # the sum of <output, upstream gradient> over the outputs
+        total_mm = total_t = 0
+        for a, b, v in zip(mm_out, t_out, upstream):
+            total_mm = (a * mm.Tensor(v)).sum() + total_mm
+            total_t = (b * torch.tensor(v.copy())).sum() + total_t
+        total_mm.backward()
+        total_t.backward()
     for i, grad in enumerate(differentiable):
         if not grad:
             continue

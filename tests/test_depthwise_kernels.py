@@ -108,6 +108,40 @@ def test_matches_torch(case, dtype):
     _close("grad weight", depthwise_backward_weight(x, gy, kernel, **geometry), gw_ref, dtype)
 
 
+def _same_with_nonfinite(name, actual, expected):
+    """Equal values, inf and NaN at the same places (float64: torch's float64 CPU kernels read padding as
+    zeros, the definition; the kernels must agree with it, module docstring of depthwise_numba)."""
+    assert actual.shape == expected.shape, name
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(actual[~finite], expected[~finite], err_msg=f"{name}: inf/NaN")
+    scale = max([1.0, *np.abs(expected[finite])])
+    np.testing.assert_allclose(actual[finite], expected[finite], rtol=1e-10, atol=1e-10 * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_inf_and_nan_match_torch(case):
+    """inf at the edges and corners of planes (where masked taps read the opposite edge and the next
+    channel), NaN inside, in x and in gy: every kernel equals torch, which reads padding as zeros."""
+    N, C, H, W, kernel, stride, padding, dilation = case
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    rng = np.random.default_rng(sum(map(ord, _ids(case))))
+    x = rng.standard_normal((N, C, H, W))
+    w = rng.standard_normal((C, *kernel))
+    x[0, 0, 0, W - 1] = np.inf
+    x[N - 1, C - 1, H - 1, 0] = -np.inf
+    x[0, C - 1, H // 2, W // 2] = np.nan
+    geometry = dict(stride=stride, padding=padding, dilation=dilation)
+    y = depthwise_forward(x, w, **geometry)
+    gy = rng.standard_normal(y.shape)
+    gy[0, 0, 0, 0] = np.inf
+    gy[N - 1, C - 1, -1, -1] = -np.inf
+    y_ref, _, gw_ref = _torch_reference(x, w, np.ones_like(gy), stride, padding, dilation)
+    _same_with_nonfinite("forward", y, y_ref)
+    _same_with_nonfinite("grad weight", depthwise_backward_weight(x, np.ones_like(gy), kernel, **geometry), gw_ref)
+    _, gx_ref, _ = _torch_reference(np.nan_to_num(x, posinf=0, neginf=0), w, gy, stride, padding, dilation)
+    _same_with_nonfinite("grad input", depthwise_backward_input(gy, w, (H, W), **geometry), gx_ref)
+
+
 def test_batch_of_many_channels_float32():
     """A training-sized layout (many channel blocks, several threads) at float32 rounding."""
     rng = np.random.default_rng(1)

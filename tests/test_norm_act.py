@@ -51,14 +51,15 @@ def test_batch_norm_act_matches_torch(x_shape, training, activation, dtype):
 
 
 @DTYPES
-def test_non_contiguous_input(dtype):
-    """A channels-last (transposed) view of x gives torch's numbers."""
+@pytest.mark.parametrize("layout", ["channels_last", "reversed"])
+def test_non_contiguous_input(layout, dtype):
+    """A channels-last (transposed) or negatively strided view of x gives torch's numbers (the op gets
+    the view itself: check_parity's ``layout``; tests/test_layouts.py covers every op)."""
     bn = _module(3, dtype, True, "silu")
-    x = np.ascontiguousarray(randn(2, 4, 5, 3).transpose(0, 3, 1, 2))[:, :, :, ::-1]  # negative strides
     torch_stats = [torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)]
     check_parity(lambda x: bn(x), lambda x: torch.nn.functional.silu(torch.nn.functional.batch_norm(
         x, *[s.to(x.dtype) for s in torch_stats], torch.ones(3, dtype=x.dtype), torch.zeros(3, dtype=x.dtype), training=True, eps=1e-3)),
-        [x], dtype)
+        [randn(2, 3, 4, 5)], dtype, layout=layout)
 
 
 @DTYPES

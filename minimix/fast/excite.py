@@ -37,15 +37,17 @@ class GlobalAvgPool(Function):
 
 
 def excite(x, gate):
-    """The fast ``nn.squeeze_excite.excite``; NotImplemented (the reference then explains) for bad shapes
-    or mixed dtypes."""
-    if len(x.shape) != 4 or tuple(gate.shape) != (x.shape[0], x.shape[1], 1, 1) or gate.dtype != x.dtype:
+    """The fast ``nn.squeeze_excite.excite``; NotImplemented (the reference then explains or handles it)
+    for bad shapes, mixed dtypes or no values at all (an empty batch)."""
+    if len(x.shape) != 4 or tuple(gate.shape) != (x.shape[0], x.shape[1], 1, 1) or gate.dtype != x.dtype \
+            or x.size == 0:
         return NotImplemented
     return Excite.apply(x, gate)
 
 
 def global_avg_pool(x, output_size=1):
-    """The fast ``nn.functional.adaptive_avg_pool2d`` (output size 1 only, as the reference)."""
-    if output_size not in (1, (1, 1), [1, 1]) or len(x.shape) != 4 or 0 in x.shape[2:]:
+    """The fast ``nn.functional.adaptive_avg_pool2d`` (output size 1 only, as the reference); an empty
+    batch or empty planes go to the reference."""
+    if output_size not in (1, (1, 1), [1, 1]) or len(x.shape) != 4 or 0 in x.shape:
         return NotImplemented
     return GlobalAvgPool.apply(x)

@@ -114,14 +114,15 @@ def _observed(module):
     return any(conv._forward_hooks or conv._forward_pre_hooks for conv in module.convs)
 
 
-def _fits(x, channels):
-    """x is (N, channels, H, W): anything else goes to the reference forward, whose error names the shapes."""
-    return len(x.shape) == 4 and x.shape[1] == channels
+def _fits(module, x, channels):
+    """x is (N, channels, H, W) of the weights' dtype: anything else goes to the reference forward, whose
+    error names the shapes or dtypes."""
+    return len(x.shape) == 4 and x.shape[1] == channels and x.dtype == module.convs[0].weight.dtype
 
 
 def mixconv2d(module, x):
     """``nn.MixConv2d`` on the in-place op; with one kernel size it IS its depthwise conv (no split/cat copies)."""
-    if not _fits(x, module.channels):
+    if not _fits(module, x, module.channels):
         return NotImplemented
     if len(module.convs) == 1:
         return module.convs[0](x)
@@ -132,7 +133,7 @@ def mixconv2d(module, x):
 
 def grouped_conv2d(module, x):
     """``nn.GroupedConv2d`` on the in-place op."""
-    if _observed(module) or len(module.convs) == 1 or not _fits(x, module.in_channels):
+    if _observed(module) or len(module.convs) == 1 or not _fits(module, x, module.in_channels):
         return NotImplemented
     biases = None if module.convs[0].bias is None else [conv.bias for conv in module.convs]
     return mixed_conv2d(x, [conv.weight for conv in module.convs], module.in_splits, module.stride, biases=biases)

@@ -44,8 +44,18 @@ the *polyphase* split: x[sh*r + a, sw*q + b] is pixel (r, q) of phase plane (a, 
 (i, j) reads phase plane ((i*dh-ph) mod sh, (j*dw-pw) mod sw) shifted by
 ((i*dh-ph)//sh, (j*dw-pw)//sw) rows and columns (``_phases`` does the split and the merge).
 
-Masked taps multiply a neighbouring value by 0, so inputs must be finite (an inf would turn
-its neighbours into NaN, where a textbook loop would skip the padding).
+Non-finite values. A masked tap still multiplies the neighbouring value it reads by 0: for
+finite values that adds 0, but inf * 0 is NaN, so one inf at the edge of a plane would turn
+outputs at the opposite edge of its row, or in the next channel, into NaN where the
+definition (and PyTorch) reads zero padding and stays finite. The kernels therefore check
+their results: the forward and input-gradient kernels sum each block of output while it is
+still in cache and report a block whose sum is not finite (one add per element; the
+epilogue, if any, comes after the check, so an activation cannot hide a NaN), and the
+weight gradient, C*KH*KW numbers, is checked afterwards. Finite inputs give finite
+results, so this never fires in normal training. When it fires, the group's result is
+recomputed by the reference im2col kernels (``minimix.kernels.im2col``, which compute with
+real zero padding, as PyTorch does) and the epilogue applied in NumPy with PyTorch's
+activation semantics: the public functions below are exact for every input.
 
 Speed. ``python benchmarks/bench_depthwise.py`` times the three kernels against PyTorch
 (float32, batch 128, NCHW; the README's performance section has the figures). Small planes
@@ -68,7 +78,9 @@ Numba rules followed here
    Slicing copies nothing and allocates nothing; an index that starts at 0 lets LLVM prove
    it is never negative (no wrap-around check), so the loop is vectorised with AVX2/FMA.
    An index like ``q0 + ow*sw`` with a runtime stride stays scalar (no SIMD).
-3. ``fastmath=True`` allows fused multiply-adds and reordering the final sums.
+3. ``fastmath={"contract", "reassoc"}`` allows fused multiply-adds and reordering sums, but
+   not the no-NaN/no-inf assumptions: the non-finite check above relies on inf and NaN
+   propagating as IEEE arithmetic says.
 4. No allocation inside inner loops: weight maps and accumulators are built once per block
    of channels and reused for all N images.
 5. Kernels see only arrays and integers: the Python wrappers check shapes and dtypes and
@@ -82,39 +94,51 @@ Numba rules followed here
    module changes no setting). ``python benchmarks/thread_pools.py`` compares the pools.
 """
 import functools
+import math
 
 import numba
 import numpy as np
 from numba import njit, prange
 
+from . import im2col
 from .geometry import as_pair, output_size
-from .norm_act_numba import ACTIVATIONS, affine_act
+from .norm_act_numba import ACTIVATIONS, RELU, SILU, affine_act
 from .vector_math import exp_constants
 
-_FASTMATH = {"contract", "reassoc"}  # no no-NaN/no-inf assumptions: the epilogue's exp clamps
+_FASTMATH = {"contract", "reassoc"}  # FMA and reordered sums; no no-NaN/no-inf assumptions
 _BLOCK_ELEMENTS = 4096  # target length of the flat vectors one block of channels works on
 _WEIGHT_MAP_ELEMENTS = 65536  # cap on taps x block length: a block's weight maps, 256 KB in float32
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=_FASTMATH)
 def _madd(dst, src, scale):
     """dst += src * scale, elementwise over 1-D arrays of one length."""
     for e in range(dst.size):
         dst[e] += src[e] * scale[e]
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=_FASTMATH)
 def _mul(dst, src, scale):
     """dst = src * scale, elementwise."""
     for e in range(dst.size):
         dst[e] = src[e] * scale[e]
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=_FASTMATH)
 def _madd4(dst, s0, s1, s2, s3, m0, m1, m2, m3):
     """dst += s0*m0 + s1*m1 + s2*m2 + s3*m3: four taps for one load and one store of dst."""
     for e in range(dst.size):
         dst[e] += s0[e] * m0[e] + s1[e] * m1[e] + s2[e] * m2[e] + s3[e] * m3[e]
+
+
+@njit(cache=True, fastmath=_FASTMATH)
+def _is_finite(a):
+    """False when the 1-D array a holds an inf or a NaN: one add per element, in a's dtype (an
+    overflowing sum of huge finite values also says False, which only costs a recomputation)."""
+    total = a.dtype.type(0)
+    for e in range(a.size):
+        total += a[e]
+    return math.isfinite(total)
 
 
 @njit(cache=True)
@@ -150,7 +174,7 @@ def _tap_ranges(shift, base, E, L):
     return lo, hi
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=_FASTMATH)
 def _sum_taps(out, src, n, start, wm, shift, tap_phase, tap_lo, tap_hi):
     """out[e] = sum_t src[tap_phase[t], n, start + e + shift[t]] * wm[t, e] for one image and one block of
     channels (see _shifted_sum), tap t adding only on its range [tap_lo[t], tap_hi[t])."""
@@ -193,13 +217,18 @@ def _shifted_sum(src, src0, dst, dst0, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc
     result then becomes act(result * coef[0, c] + coef[1, c]), an eval-mode BatchNorm and its
     activation, applied to each block while it is still in cache (``consts``: ``exp_constants``).
     kind = -1: no epilogue.
+
+    Returns False when some block's sums (before the epilogue) hold an inf or a NaN: the
+    masked taps may then have spread it (module docstring), and the caller recomputes.
     """
     N = dst.shape[0]
     C, T, P = w.shape[0], tap_u.size, Hc * Wc
     L = C * P
     shift = tap_u * Wc + tap_v
     mask = _tap_masks(tap_u, tap_v, Hc, Wc, w)
-    for blk in prange((C + cb - 1) // cb):
+    blocks = (C + cb - 1) // cb
+    finite = np.ones(blocks, dtype=np.bool_)  # one flag per block: no two threads write the same one
+    for blk in prange(blocks):
         c0 = blk * cb
         cn = min(cb, C - c0)
         base, E = c0 * P, cn * P
@@ -212,13 +241,16 @@ def _shifted_sum(src, src0, dst, dst0, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc
         for n in range(N):
             out = dst[n, dst0 + base:dst0 + base + E]
             _sum_taps(out, src, n, src0 + base, wm, shift, tap_phase, tap_lo, tap_hi)
+            if not _is_finite(out):  # checked while the block is in cache, before an activation can hide a NaN
+                finite[blk] = False
             if kind >= 0:
                 for cc in range(cn):
                     plane = out[cc * P:(cc + 1) * P]
                     affine_act(plane, plane, coef[0, c0 + cc], coef[1, c0 + cc], kind, consts)
+    return finite.all()
 
 
-@njit(parallel=True, cache=True, fastmath=True)
+@njit(parallel=True, cache=True, fastmath=_FASTMATH)
 def _tap_products(src, src0, gy, gy0, gw, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
     """gw[c, tap_k[t]] = sum_{n, p in plane c} gy[n, gy0 + p] * src[tap_phase[t], n, src0 + p + u_t*Wc + v_t],
     over the positions p where the tap stays inside the plane. Shapes as in _shifted_sum."""
@@ -305,6 +337,7 @@ class _Plan:
     stride, padding, dilation: (h, w) pairs of ints."""
 
     def __init__(self, H, W, KH, KW, stride, padding, dilation):
+        self.stride, self.padding, self.dilation = stride, padding, dilation
         (self.sh, self.sw), (ph, pw), (dh, dw) = stride, padding, dilation
         if min(self.sh, self.sw, dh, dw, KH, KW) < 1 or min(ph, pw) < 0:
             raise ValueError(f"need kernel, stride, dilation >= 1 and padding >= 0; got kernel ({KH}, {KW}), "
@@ -423,6 +456,18 @@ def _epilogue(epilogue, C, dtype):
     return np.ascontiguousarray(coef, dtype=dtype), ACTIVATIONS[activation], exp_constants(dtype)
 
 
+def _exact_activation(z, coef, kind):
+    """The epilogue act(z * coef[0, c] + coef[1, c]) in NumPy for z (N, C, OH, OW), for results that
+    hold inf or NaN: PyTorch's semantics there (relu(-inf) = 0, silu(-inf) = NaN)."""
+    z = z * coef[0][:, None, None] + coef[1][:, None, None]
+    if kind == RELU:
+        return np.maximum(z, 0)  # NaN stays NaN
+    if kind == SILU:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return z / (1 + np.exp(-z))
+    return z
+
+
 def depthwise_forward(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), *, channels=None, out=None,
                       epilogue=None):
     """y (N, C, OH, OW) = depthwise convolution of x (N, C, H, W) with w (C, KH, KW).
@@ -448,10 +493,15 @@ def depthwise_forward(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), *, c
         dst, dst0 = y.reshape(N, -1), start * plan.OH * plan.OW
     else:
         dst, dst0 = np.empty((N, C * plan.Hc * plan.Wc), dtype=x.dtype), 0
-    _shifted_sum(src, src0, dst, dst0, w.reshape(C, -1), plan.tap_phase, plan.tap_u, plan.tap_v, plan.tap_k,
-                 plan.Hc, plan.Wc, plan.block(C), coef, kind, consts)
+    finite = _shifted_sum(src, src0, dst, dst0, w.reshape(C, -1), plan.tap_phase, plan.tap_u, plan.tap_v,
+                          plan.tap_k, plan.Hc, plan.Wc, plan.block(C), coef, kind, consts)
     if not plan.in_place_output:
         y[:, start:start + C] = dst.reshape(N, C, plan.Hc, plan.Wc)[:, :, :plan.OH, :plan.OW]
+    if not finite:  # an inf or a NaN, which the masked taps may have spread: recompute exactly
+        with np.errstate(invalid="ignore", over="ignore"):  # quietly, as the kernel (inf - inf is NaN)
+            exact = im2col.conv2d_forward(x[:, start:start + C], w[:, None], plan.stride, plan.padding,
+                                          plan.dilation, C)
+            y[:, start:start + C] = exact if kind < 0 else _exact_activation(exact, coef, kind)
     return y
 
 
@@ -478,13 +528,18 @@ def depthwise_backward_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0), dil
     else:
         gxq, gx0 = np.empty((plan.sh * plan.sw, N, C * plan.Hc * plan.Wc), dtype=gy.dtype), 0
     no_epilogue = _epilogue(None, C, gy.dtype)
+    finite = True
     for phase in range(plan.sh * plan.sw):  # each phase plane of gx collects the taps that read it
         sel = plan.tap_phase == phase
-        _shifted_sum(src[None], src0, gxq[phase], gx0, w.reshape(C, -1), np.zeros(sel.sum(), np.int64),
-                     -plan.tap_u[sel], -plan.tap_v[sel], plan.tap_k[sel], plan.Hc, plan.Wc, plan.block(C),
-                     *no_epilogue)
+        finite &= _shifted_sum(src[None], src0, gxq[phase], gx0, w.reshape(C, -1), np.zeros(sel.sum(), np.int64),
+                               -plan.tap_u[sel], -plan.tap_v[sel], plan.tap_k[sel], plan.Hc, plan.Wc,
+                               plan.block(C), *no_epilogue)
     if not plan.in_place_input:
         _phases(gx, start, gxq, plan.sh, plan.sw, plan.Hc, plan.Wc, False)
+    if not finite:  # inf or NaN in gy or w: recompute exactly (see depthwise_forward)
+        with np.errstate(invalid="ignore", over="ignore"):
+            gx[:, start:start + C] = im2col.conv2d_backward_input(gy[:, start:start + C], w[:, None], (H, W),
+                                                                  plan.stride, plan.padding, plan.dilation, C)
     return gx
 
 
@@ -507,4 +562,8 @@ def depthwise_backward_weight(x, gy, kernel_hw, stride=(1, 1), padding=(0, 0), d
     g, g0 = plan.output_canvas(gy, start, C)
     _tap_products(src, src0, g, g0, gw, plan.tap_phase, plan.tap_u, plan.tap_v, plan.tap_k, plan.Hc, plan.Wc,
                   plan.block(C))
+    if not np.isfinite(gw).all():  # inf or NaN in x or gy (a masked tap multiplies it by 0): recompute exactly
+        with np.errstate(invalid="ignore", over="ignore"):
+            return im2col.conv2d_backward_weight(x[:, start:start + C], gy[:, start:start + C], (KH, KW),
+                                                 plan.stride, plan.padding, plan.dilation, C)[:, 0]
     return gw.reshape(C, KH, KW)

@@ -18,6 +18,7 @@ split/concatenate copies).
 """
 from ..backends import fast_path
 from ..ops import cat, split
+from ..tensor import check_float_dtypes
 from .conv import Conv2d
 from .layers import ModuleList
 from .module import Module
@@ -49,10 +50,11 @@ def split_channels(channels, num_groups, split="equal"):
 
 
 def _check_input(module, x, channels, splits):
-    """A clear error for input that the channel split cannot take."""
+    """A clear error for input that the channel split cannot take, or of another dtype than the weights."""
     if len(x.shape) != 4 or x.shape[1] != channels:
         raise ValueError(f"{type(module).__name__}: x must be (N, {channels}, H, W) ({channels} channels split "
                          f"{list(splits)}), got shape {tuple(x.shape)}")
+    check_float_dtypes(type(module).__name__, x=x, weight=module.convs[0].weight)
 
 
 class MixConv2d(Module):

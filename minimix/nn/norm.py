@@ -27,7 +27,7 @@ direction (``minimix.fast.norm_act``); the code below is what they compute.
 import numpy as np
 
 from ..backends import fast_path
-from ..tensor import Function
+from ..tensor import Function, check_float_dtypes
 from .layers import Identity, ReLU
 from .module import Module, Parameter
 
@@ -56,10 +56,12 @@ def _update_running_stats(running_mean, running_var, mean, var, m, momentum):
 
 class BatchNorm(Function):
     def forward(self, x, weight, bias, *, running_mean, running_var, training, momentum, eps):
-        self.training, self.weight = training, weight
+        self.training, self.weight, self.empty = training, weight, x.size == 0
+        if self.empty:  # an empty batch, as in PyTorch: empty output, zero gradients, running statistics unchanged
+            return np.empty_like(x)
         if training:
             m = x.shape[0] * x.shape[2] * x.shape[3]
-            if m < 2:
+            if m == 1:
                 raise ValueError(f"batch_norm: training needs more than one value per channel, got x {x.shape}")
             mean = _channel_sum(x) / m
             x_centered = x - _per_channel(mean)
@@ -79,6 +81,8 @@ class BatchNorm(Function):
         return y
 
     def backward(self, g):
+        if self.empty:
+            return np.zeros_like(g), np.zeros_like(self.weight), np.zeros_like(self.weight)
         sum_g = _channel_sum(g)
         if self.training:
             x_centered, inv_std, m = self.x_centered, self.inv_std, self.m
@@ -99,6 +103,7 @@ class BatchNorm(Function):
 def _check_batch_norm(x, running_mean, running_var, weight, bias, training, op="batch_norm"):
     if len(x.shape) != 4:
         raise ValueError(f"{op}: x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+    check_float_dtypes(op, x=x, weight=weight, bias=bias)  # float16 x came back float32
     c = x.shape[1]
     for name, a in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
                     ("running_var", running_var)):

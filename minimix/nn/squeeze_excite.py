@@ -12,6 +12,7 @@ its backward), run as Numba kernels on every core (``minimix.fast.excite``).
 """
 from .. import ops
 from ..backends import fast_path
+from ..tensor import check_float_dtypes
 from .conv import Conv2d
 from .layers import SiLU
 from .module import Module
@@ -25,6 +26,7 @@ def excite(x, gate):
     if len(x.shape) != 4 or tuple(gate.shape) != (x.shape[0], x.shape[1], 1, 1):
         raise ValueError(f"excite: x must be (N, C, H, W) and gate (N, C, 1, 1), got x {tuple(x.shape)}, "
                          f"gate {tuple(gate.shape)}")
+    check_float_dtypes("excite", x=x, gate=gate)
     return x * gate
 
 

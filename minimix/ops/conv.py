@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import backends
 from ..kernels.geometry import as_pair, output_size
-from ..tensor import Function
+from ..tensor import Function, check_float_dtypes
 from .shape import cat, split
 
 BACKENDS = ("auto", "naive", "im2col", "numba", "pointwise")
@@ -108,8 +108,7 @@ def _check_conv(x, weight, bias, groups, stride, padding, dilation):
     if bias is not None and tuple(bias.shape) != (n_out,):
         raise ValueError(f"conv2d: bias must have shape ({n_out},) for weight {tuple(weight.shape)}, "
                          f"got {tuple(bias.shape)}")
-    if x.dtype != weight.dtype or (bias is not None and bias.dtype != x.dtype):
-        raise TypeError(f"conv2d: x ({x.dtype}), weight ({weight.dtype}) and bias must share one dtype")
+    check_float_dtypes("conv2d", x=x, weight=weight, bias=bias)
     kernel_hw = weight.shape[2:]
     stride, padding, dilation = conv_geometry(kernel_hw, stride, padding, dilation)
     for axis, size, k, s, p, d in zip("HW", x.shape[2:], kernel_hw, stride, padding, dilation):

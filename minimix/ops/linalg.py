@@ -1,7 +1,7 @@
 """Matrix products."""
 import numpy as np
 
-from ..tensor import Function, tensor_method
+from ..tensor import Function, check_float_dtypes, tensor_method
 
 
 class MatMul(Function):
@@ -80,7 +80,8 @@ class Linear(Function):
 
 
 def linear(x, weight, bias=None):
-    """``x @ weight.T + bias``, as ``torch.nn.functional.linear``."""
+    """``x @ weight.T + bias``, as ``torch.nn.functional.linear`` (x and the parameters in one dtype)."""
+    check_float_dtypes("linear", x=x, weight=weight, bias=bias)
     if bias is None:
         return Linear.apply(x, weight)
     return Linear.apply(x, weight, bias)

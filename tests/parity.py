@@ -21,8 +21,9 @@ upstream gradients (e.g. to back-propagate an inf).
 """
 import numpy as np
 import pytest
+from conftest import require
 
-torch = pytest.importorskip("torch", reason="PyTorch is the reference for parity tests")
+torch = require("torch", "PyTorch is the reference for parity tests")
 
 TOLERANCES = {np.float64: dict(rtol=1e-7, atol=1e-9), np.float32: dict(rtol=1e-4, atol=1e-5)}
 DTYPES = pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])

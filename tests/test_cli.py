@@ -13,12 +13,13 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import require
 
 import minimix
 from minimix import nn
 from minimix.cli import COMMANDS, build_parser, main
 
-PIL = pytest.importorskip("PIL.Image", reason="Pillow writes the test dataset and reads the PNGs")
+PIL = require("PIL.Image", "Pillow writes the test dataset and reads the PNGs")
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +181,7 @@ def test_python_dash_m_minimix_runs():
 
 def test_train_the_real_mixnet_cifar_briefly(dataset, tmp_path):
     """The default model through the CLI, at a small width and head so it takes seconds."""
-    pytest.importorskip("numba")
+    require("numba")
     run = tmp_path / "mixnet"
     assert main(["train", "--data", str(dataset), "--out", str(run), "--no-progress", "--limit", "20",
                  "--epochs", "1", "--batch-size", "10", "--width", "0.25", "--head", "64", "--kernels", "3,5"]) == 0

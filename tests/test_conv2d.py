@@ -1,17 +1,13 @@
 """conv2d against torch.nn.functional.conv2d: every backend, forward and all gradients, plus bad input."""
 import numpy as np
 import pytest
+from conftest import require
 from parity import DTYPES, check_parity, randn, torch
 
 import minimix as mm
 import minimix.nn.functional as F
 from minimix.kernels import im2col, naive
 
-try:
-    import numba  # noqa: F401
-    HAVE_NUMBA = True
-except ImportError:
-    HAVE_NUMBA = False
 
 # (x shape, weight shape, conv2d keyword arguments): a sweep chosen so that every
 # kernel size 1/3/5/7/9/11, stride 1/2, padding 0/k//2/other, dilation 1/2,
@@ -62,8 +58,8 @@ def _torch_conv(kw):
 @DTYPES
 @pytest.mark.parametrize("case, backend", _backend_params())
 def test_conv2d_matches_torch(case, backend, dtype):
-    if backend == "numba" and not HAVE_NUMBA:
-        pytest.skip("numba is not installed")
+    if backend == "numba":
+        require("numba", "the numba backend")
     x_shape, w_shape, kw = CASES[case]
     inputs = [randn(*x_shape), randn(*w_shape, seed=1), randn(w_shape[0], seed=2)]
     check_parity(lambda x, w, b: F.conv2d(x, w, b, backend=backend, **kw), _torch_conv(kw), inputs, dtype)
@@ -73,7 +69,9 @@ def test_conv2d_matches_torch(case, backend, dtype):
 def test_backends_agree_with_each_other(case):
     """The three backends are separate implementations of one formula: same numbers, same gradients."""
     x_shape, w_shape, kw = CASES[case]
-    backends = ["naive", "im2col"] + (["numba"] if HAVE_NUMBA and _is_depthwise(x_shape, w_shape, kw) else [])
+    backends = ["naive", "im2col"] + (["numba"] if _is_depthwise(x_shape, w_shape, kw) else [])
+    if "numba" in backends:
+        require("numba", "the numba backend")
     results = []
     for backend in backends:
         x = mm.Tensor(randn(*x_shape), requires_grad=True)

@@ -5,9 +5,10 @@ Conv2d op built on them is checked separately through tests/parity.py.
 """
 import numpy as np
 import pytest
+from conftest import require
 
-torch = pytest.importorskip("torch", reason="PyTorch is the reference for the depthwise kernels")
-pytest.importorskip("numba", reason="the kernels are written in Numba")
+torch = require("torch", "PyTorch is the reference for the depthwise kernels")
+require("numba", "the kernels are written in Numba")
 
 from minimix.kernels.depthwise_numba import (  # noqa: E402
     depthwise_backward_input,

@@ -2,12 +2,15 @@
 torch and against the unfused model, on both paths."""
 import numpy as np
 import pytest
+from conftest import require
 from parity import DTYPES, TOLERANCES, randn, torch
 
 import minimix as mm
 import minimix.nn as nn
-from minimix.fast.inference import MixedDepthwiseBatchNormAct
 from minimix.tensor import profile_ops
+
+MixedDepthwiseBatchNormAct = require("minimix.fast.inference", "the fused inference op is a Numba kernel"
+                                     ).MixedDepthwiseBatchNormAct
 
 pytestmark = pytest.mark.usefixtures("each_path")  # every test on the fast and the reference path
 

@@ -1,6 +1,7 @@
 """split_channels, MixConv2d and GroupedConv2d against the equivalent torch construction (split, conv, concat)."""
 import numpy as np
 import pytest
+from conftest import require
 from parity import DTYPES, check_parity, randn, torch
 
 import minimix as mm
@@ -74,7 +75,7 @@ def test_mixconv_matches_torch_split_conv_concat(channels, kernel_sizes, stride,
 @pytest.mark.parametrize("backend", ["naive", "im2col", "numba"])
 def test_mixconv_every_backend_matches_torch(backend):
     if backend == "numba":
-        pytest.importorskip("numba")
+        require("numba")
     module = nn.MixConv2d(9, (3, 5, 7), stride=2)
     inputs = [randn(2, 9, 8, 7)] + [randn(c, 1, k, k, seed=k) for c, k in zip(module.splits, (3, 5, 7))]
     with F.conv_backend(backend):

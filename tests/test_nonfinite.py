@@ -10,6 +10,7 @@ with torch, inf and NaN position by position (tests/parity.py).
 """
 import numpy as np
 import pytest
+from conftest import require
 from parity import DTYPES, TOLERANCES, check_parity, randn, torch
 
 import minimix as mm
@@ -60,7 +61,7 @@ def _depthwise_inputs(case):
 def test_depthwise_conv2d_with_inf_and_nan_input_matches_torch(case, backend, dtype):
     """Forward and both gradients (a finite upstream gradient; dL/dw sums x, so it holds inf/NaN)."""
     if backend == "numba":
-        pytest.importorskip("numba")
+        require("numba")
     x, w, kw = _depthwise_inputs(case)
     out = check_parity(lambda x, w: F.conv2d(x, w, backend=backend, **kw),
                        lambda x, w: torch.nn.functional.conv2d(x, w, **kw), [x, w], dtype)
@@ -183,7 +184,7 @@ def test_fused_mixconv_bn_act_with_inf_and_nan_matches_torch(where, activation, 
 
 def test_finite_input_stays_on_the_fast_kernels(monkeypatch):
     """The exact recomputation (im2col) runs only for results that hold inf or NaN."""
-    pytest.importorskip("numba")
+    require("numba")
     from minimix.kernels import depthwise_numba, im2col
 
     calls = []

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -415,3 +416,103 @@ def test_a_non_finite_loss_ends_with_one_line_and_the_resume_command(dataset, tm
     else:
         assert "the weights are already non-finite ('5.weight' holds NaN or inf) at epoch 2, step 1" in err[0]
     assert f"The last good checkpoint (epoch 1) is in {run}; `python -m minimix train --resume {run}`" in err[0]
+
+
+# -- issue 15: a first run that is never silent, and runs that can be found and continued ----------------
+def test_the_run_stores_its_absolute_data_location_for_evaluate_and_resume(dataset, tmp_path, monkeypatch, capsys):
+    """Item 9: --data (here relative) is stored as an absolute path; evaluate and --resume in a shell
+    without MINIMIX_DATA use it and say so; --data, else $MINIMIX_DATA, still wins."""
+    monkeypatch.chdir(dataset.parent)
+    run = tmp_path / "run"
+    assert main(["train", "--model", "tiny", "--data", dataset.name, "--out", str(run), "--no-progress",
+                 "--epochs", "1", "--batch-size", "16", "--lr", "0.05"]) == 0
+    assert f"data: {dataset.resolve()} (from --data)" in capsys.readouterr().out
+    config = json.loads((run / "last.json").read_text())["state"]["config"]
+    assert config["data"] == str(dataset.resolve())
+    assert json.loads((run / "config.json").read_text())["data"] == str(dataset.resolve())
+
+    monkeypatch.chdir(tmp_path)  # a new shell elsewhere, no MINIMIX_DATA
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "eval")]) == 0
+    assert f"data: {dataset.resolve()} (from the run's config)" in capsys.readouterr().out
+    monkeypatch.setenv("MINIMIX_DATA", str(tmp_path / "nowhere"))
+    assert main(["evaluate", str(run), "--out", str(tmp_path / "eval")]) == 2
+    assert str(tmp_path / "nowhere") in capsys.readouterr().err
+    monkeypatch.delenv("MINIMIX_DATA")
+
+
+def test_a_run_killed_before_its_first_checkpoint_keeps_its_config_and_resume_restarts_it(
+        dataset, tmp_path, monkeypatch, capsys):
+    """Item 7: the run directory and config.json exist from the start; --resume on a run without a
+    checkpoint starts it again with the saved recipe (and data location); evaluate says why it cannot."""
+    from minimix.training.trainer import Trainer
+
+    real_train_epoch = Trainer.train_epoch
+
+    def interrupted(self, epoch):
+        assert (self.run_dir / "config.json").is_file()  # written before the first step
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    run = tmp_path / "run"
+    assert train(dataset, run, "--limit", "40") == 130
+    err = capsys.readouterr().err
+    assert f"--resume {run}" in err and "starts it again from the beginning" in err
+    assert sorted(p.name for p in run.iterdir() if p.name != ".lock") == ["config.json"]
+    assert json.loads((run / "config.json").read_text())["lr"] == 0.05
+
+    status = main(["evaluate", str(run)])
+    assert status == 2
+    assert f"no checkpoint yet in {run} (the run stopped before its first epoch ended)" in capsys.readouterr().err
+
+    monkeypatch.setattr(Trainer, "train_epoch", real_train_epoch)
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0  # no --data: the run's own
+    out = capsys.readouterr().out
+    assert f"no checkpoint yet in {run}" in out and "from the run's config" in out
+    state = json.loads((run / "last.json").read_text())["state"]
+    assert state["epoch"] == 2 and state["config"]["lr"] == 0.05 and state["config"]["limit"] == 40
+
+
+def test_a_new_run_refused_before_training_leaves_no_directory(dataset, tmp_path, capsys):
+    assert main(["train", "--model", "resnet", "--data", str(dataset), "--out", str(tmp_path / "run")]) == 2
+    assert not (tmp_path / "run").exists()
+
+
+def test_first_run_says_it_decodes_and_compiles_once(dataset, tmp_path, monkeypatch, capsys):
+    """Item 6: the decoding and compiling messages appear before the work, and only while the
+    dataset cache / the Numba cache marker are cold."""
+    require("numba")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))  # a cold marker (Numba itself is not affected)
+    assert train(dataset, tmp_path / "first", "--epochs", "1") == 0
+    out = capsys.readouterr().out
+    assert f"decoding CIFAR-10 once (about 30 s), cached in {tmp_path / 'cache'}" in out
+    assert f"compiling the Numba kernels once (about 45 s on 2 cores; cached in {tmp_path / 'numba'})" in out
+    assert out.index("decoding") < out.index("parameters") < out.index("compiling") < out.index("epoch ")
+    assert list((tmp_path / "numba").glob("minimix-kernels-*.compiled"))
+
+    assert train(dataset, tmp_path / "second", "--epochs", "1") == 0
+    out = capsys.readouterr().out
+    assert "decoding" not in out and "compiling" not in out
+
+
+def test_evaluate_batch_is_the_training_batch_or_larger():
+    """Item 10: evaluation runs at the run's training batch or 500, the larger (no graph is kept)."""
+    from minimix.cli.evaluate import eval_batch_size
+    from minimix.training import TrainConfig
+
+    assert eval_batch_size(TrainConfig()) == 500
+    assert eval_batch_size(TrainConfig(batch_size=1024)) == 1024
+    assert build_parser().parse_args(["evaluate", "run"]).batch_size is None
+
+
+def test_rf_figures_named_without_a_folder_go_under_runs(tmp_path, monkeypatch, capsys):
+    """Item 10: `rf --out erf.png` no longer writes into the current folder (the repository root)."""
+    from minimix.cli.rf import figure_path
+
+    assert figure_path("erf.png") == Path("runs/rf/erf.png")
+    assert figure_path("./erf.png") == Path("erf.png")
+    assert figure_path("figs/erf.png") == Path("figs/erf.png")
+    assert figure_path(str(tmp_path / "e.png")) == tmp_path / "e.png"
+    monkeypatch.chdir(tmp_path)
+    assert main(["rf", "--model", "tiny", "--layer", "0", "--out", "erf.png", "--batch", "2"]) == 0
+    assert (tmp_path / "runs" / "rf" / "erf.png").is_file() and not (tmp_path / "erf.png").exists()
+    assert "wrote runs/rf/erf.png" in capsys.readouterr().out

@@ -418,6 +418,27 @@ def test_second_load_comes_from_the_cache(tmp_path, splits, monkeypatch):
     np.testing.assert_array_equal(CIFAR10(root).images, splits["train"][0])
 
 
+def test_a_symlinked_path_shares_the_cache_entry_of_its_target(tmp_path, splits, monkeypatch):
+    """One key (the real path) for the prefix and the fingerprint: loading the same archive through a
+    symbolic link neither decodes again nor evicts the entry of the real path."""
+    root = make_tar(tmp_path / "cifar-10-binary.tar.gz",
+                    write_binary_version(tmp_path / "d" / "cifar-10-batches-bin", splits))
+    link = tmp_path / "link"
+    link.mkdir()
+    (link / root.name).symlink_to(root)
+    CIFAR10(root)
+    entries = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(entries) == 6  # images, labels and checksums of both splits
+
+    def no_decoding(*args):
+        raise AssertionError("decoded again instead of using the cache")
+
+    monkeypatch.setattr(cifar, "read_official", no_decoding)
+    for path in (link / root.name, link, root):
+        np.testing.assert_array_equal(CIFAR10(path, train=False).images, splits["test"][0])
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == entries
+
+
 def test_changed_source_invalidates_the_cache(tmp_path, splits):
     folder = write_binary_version(tmp_path / "cifar-10-batches-bin", splits)
     CIFAR10(folder, train=False)

@@ -19,25 +19,36 @@ def add_arguments(parser):
     parser.add_argument("checkpoint", help="run directory, checkpoint .json or .npz")
     parser.add_argument("--tta", action="store_true", help="average the logits of each image and its mirror")
     parser.add_argument("--out", type=Path, help="output directory (default: the checkpoint's directory)")
-    parser.add_argument("--data", help="dataset root (default: the run's, else $MINIMIX_DATA)")
+    parser.add_argument("--data", help="dataset root (default: $MINIMIX_DATA, else the location the run stored)")
     parser.add_argument("--limit", type=positive_int, metavar="N",
                         help="evaluate on N test images only, N/10 per class")
-    parser.add_argument("--batch-size", type=positive_int, default=500, help="evaluation batch size (default 500)")
+    parser.add_argument("--batch-size", type=positive_int,
+                        help="evaluation batch size (default: the run's training batch or 500, the larger)")
+
+
+def eval_batch_size(config) -> int:
+    """The default evaluation batch: the run's training batch or its eval batch (500), the larger."""
+    return max(config.batch_size, config.eval_batch_size)
 
 
 def run(args):
     from ..data import DataLoader
     from ..training import confusion_matrix, evaluate, load_weights, per_class_accuracy, read_checkpoint
     from ..training.plots import plot_confusion_matrix
-    from ..training.recipe import balanced_subset, build_model, load_split
+    from ..training.recipe import balanced_subset, build_model, data_location, load_split
 
     meta, state, config = read_checkpoint(args.checkpoint)
-    images, labels, classes = load_split(args.data or config.data, train=False)
+    data, origin = data_location(args.data, config.data)
+    print(f"data: {data} (from {origin})")
+    images, labels, classes = load_split(data, train=False, log=print)
     images, labels = balanced_subset(images, labels, args.limit)
     model = build_model(config.model, config.model_kwargs, num_classes=len(classes))
     load_weights(model, state["model"], meta)
 
-    result = evaluate(model, DataLoader(images, labels, batch_size=args.batch_size, shuffle=False), tta=args.tta)
+    # Inference holds no graph, so a large batch costs little memory and keeps the kernels busy;
+    # evaluate() runs the fused inference copy of the model (nn.fuse).
+    batch_size = args.batch_size or eval_batch_size(config)
+    result = evaluate(model, DataLoader(images, labels, batch_size=batch_size, shuffle=False), tta=args.tta)
     matrix = confusion_matrix(result["predictions"], result["labels"], len(classes))
     per_class = per_class_accuracy(matrix)
 

@@ -11,6 +11,10 @@ layer's theoretical field) or the first CIFAR-10 test images (--images cifar; 32
 early layers fit). Squeeze-and-excitation's global pooling spreads later layers' gradients over
 the whole image; the theoretical table counts only the local (convolutional) field.
 
+A figure named without a folder (--out erf.png, also --kernels-out and --depth-plot) is written to
+runs/rf/ (runs/ is git-ignored), not into the current folder; give a path with a folder
+(./erf.png, figs/erf.png, /tmp/erf.png) to put it elsewhere.
+
 examples:
   python -m minimix rf --model mixnet_cifar --list-layers
   python -m minimix rf --model mixnet_cifar --layer blocks.2.0.conv_dw --out erf.png --log
@@ -24,6 +28,16 @@ from pathlib import Path
 from .train import _kernel_list, non_negative_int, positive_int
 
 
+FIGURE_DIR = Path("runs") / "rf"  # where a figure named without a folder goes
+
+
+def figure_path(text) -> Path:
+    """argparse type of the figure options: a bare file name goes under ``runs/rf/``."""
+    path = Path(text)
+    explicit = path.is_absolute() or len(path.parts) > 1 or str(text).startswith(("./", ".\\"))
+    return path if explicit else FIGURE_DIR / path
+
+
 def add_arguments(parser):
     arg = parser.add_argument
     arg("--model", help="model name from minimix.models.MODELS (default: the checkpoint's, else mixnet_cifar)")
@@ -31,7 +45,8 @@ def add_arguments(parser):
     arg("--checkpoint", help="trained weights: a run directory, checkpoint .json or .npz (default: random init)")
     arg("--layer", help="dotted module name (default: the last convolution-like layer); see --list-layers")
     arg("--list-layers", action="store_true", help="print the theoretical receptive-field table and stop")
-    arg("--out", type=Path, help="save the effective-receptive-field figure here (.png, .pdf, .svg)")
+    arg("--out", type=figure_path, help="save the effective-receptive-field figure here (.png, .pdf, .svg; a bare "
+                                        "file name goes to runs/rf/)")
     arg("--log", action="store_true", help="log colour scale (shows the tails)")
     arg("--group", type=non_negative_int, help="only this MixConv kernel group's channels (0 = smallest kernel)")
     arg("--images", choices=("random", "cifar"), default="random", help="input images (default random)")
@@ -41,8 +56,8 @@ def add_arguments(parser):
     arg("--batch", type=positive_int, default=8, help="images averaged over (default 8)")
     arg("--mode", choices=("eval", "train"), default="eval", help="BatchNorm statistics: running (eval) or batch")
     arg("--allow-clipped", action="store_true", help="accept inputs smaller than the layer's theoretical field")
-    arg("--kernels-out", type=Path, help="save a picture of --layer's (MixConv) kernels here")
-    arg("--depth-plot", type=Path, help="save r against depth, compared with the all-3x3 variant, here")
+    arg("--kernels-out", type=figure_path, help="save a picture of --layer's (MixConv) kernels here")
+    arg("--depth-plot", type=figure_path, help="save r against depth, compared with the all-3x3 variant, here")
     arg("--seed", type=non_negative_int, default=0,
         help="seed of the random initialisation and random inputs (default 0)")
 

@@ -129,9 +129,12 @@ def _kernel_list(text: str) -> list:
     return sizes
 
 
+CONFIG_NAME = "config.json"  # the run's recipe, written when the run starts (before any checkpoint)
+
+
 def run(args):
-    from ..training import TrainConfig, lock_run_dir, read_checkpoint, resolve_checkpoint
-    from ..training.recipe import builder_accepts
+    from ..training import TrainConfig, lock_run_dir, read_checkpoint
+    from ..training.recipe import builder_accepts, data_location
 
     configure_performance(args.threads)
     given = {name: getattr(args, name) for name in RECIPE_OPTIONS if getattr(args, name) is not None}
@@ -139,12 +142,12 @@ def run(args):
                     if getattr(args, option) is not None}
 
     if args.resume:
-        run_dir = resolve_checkpoint(args.resume).parent
+        run_dir = _resume_dir(args.resume)
         if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
             raise ValueError(f"--out {args.out} cannot be used with --resume: a resumed run continues in its own "
                              f"directory {run_dir}. Drop --out (or drop --resume to start a new run in {args.out})")
     else:
-        config = TrainConfig(**given, model_kwargs=model_kwargs, data=args.data)
+        config = TrainConfig(**given, model_kwargs=model_kwargs)
         if "init" not in config.model_kwargs and builder_accepts(config.model, "init"):
             config.model_kwargs["init"] = RECIPE_INIT
         run_dir = args.out or Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -158,14 +161,65 @@ def run(args):
             print(f"removed {len(lock.removed)} temporary file(s) an interrupted write left in {run_dir}: "
                   + ", ".join(lock.removed))
         state = meta = None
-        if args.resume:
+        restart = args.resume and Path(args.resume).is_dir() and not (run_dir / "last.json").exists()
+        if args.resume and not restart:
             meta, state, config = read_checkpoint(args.resume, resume=True)
             _refuse_changes(config, given, model_kwargs)
-            if args.data:
-                config.data = args.data
+        elif restart:  # the run stopped before its first checkpoint: start it again with its recipe
+            config = _read_config(run_dir)
+            _refuse_changes(config, given, model_kwargs)
+            print(f"no checkpoint yet in {run_dir} (the run stopped before its first epoch ended): "
+                  f"starting it again from the beginning with its saved recipe ({run_dir / CONFIG_NAME})")
         else:
             _refuse_existing_run(run_dir)  # again under the lock: a process that just finished may have written one
-        return _train(args, config, state, run_dir, meta)
+        # Where the data is: --data, else $MINIMIX_DATA, else the location the run stored. The
+        # absolute location goes into the config (and so into every checkpoint).
+        config.data, origin = data_location(args.data, config.data)
+        print(f"data: {config.data} (from {origin})")
+        _write_config(run_dir, config)
+        try:
+            return _train(args, config, state, run_dir, meta)
+        except USER_ERRORS:
+            # Refused before training began (no data found, a bad model option): a new run leaves no
+            # directory behind (the lock removes the directory it created once it holds nothing).
+            if not args.resume and not (run_dir / "last.json").exists():
+                (run_dir / CONFIG_NAME).unlink(missing_ok=True)
+            raise
+
+
+from . import USER_ERRORS  # noqa: E402  (the command errors main() reports in one line)
+
+
+def _resume_dir(resume) -> Path:
+    """The run directory ``--resume`` names: a run directory, or the one of a checkpoint file."""
+    from ..training import resolve_checkpoint
+
+    path = Path(resume)
+    if path.is_dir() and not (path / "last.json").exists() and (path / CONFIG_NAME).is_file():
+        return path  # a run that has its config but no checkpoint yet
+    return resolve_checkpoint(resume).parent
+
+
+def _read_config(run_dir: Path):
+    from ..training import TrainConfig
+
+    path = run_dir / CONFIG_NAME
+    try:
+        values = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path}: not a valid JSON config ({err})") from None
+    return TrainConfig.from_dict(values, source=path)
+
+
+def _write_config(run_dir: Path, config):
+    """``RUN_DIR/config.json``: the recipe, written (atomically) when the run starts, so a run stopped
+    before its first checkpoint can be started again with ``--resume RUN_DIR``."""
+    import os
+
+    path = run_dir / CONFIG_NAME
+    temporary = path.with_name(path.name + f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(dataclasses.asdict(config), indent=1) + "\n")
+    os.replace(temporary, path)
 
 
 def _refuse_existing_run(run_dir):
@@ -177,10 +231,12 @@ def _refuse_existing_run(run_dir):
 def _train(args, config, state, run_dir: Path, meta):
     from .. import manual_seed
     from ..training import Trainer
-    from ..training.recipe import balanced_subset, build_model, load_split, proportional_test_limit
+    from ..training.recipe import (COMPILE_SECONDS, balanced_subset, build_model, load_split,
+                                   mark_numba_cache_warm, numba_cache_dir, numba_cache_is_cold,
+                                   proportional_test_limit)
 
-    train_images, train_labels, classes = load_split(config.data, train=True)
-    test_images, test_labels, _ = load_split(config.data, train=False)
+    train_images, train_labels, classes = load_split(config.data, train=True, log=print)
+    test_images, test_labels, _ = load_split(config.data, train=False, log=print)
     if config.limit is not None and config.test_limit is None:
         config.test_limit = proportional_test_limit(config.limit, len(train_labels), len(test_labels))
     train_images, train_labels = balanced_subset(train_images, train_labels, config.limit)
@@ -188,13 +244,20 @@ def _train(args, config, state, run_dir: Path, meta):
 
     manual_seed(config.seed)
     model = build_model(config.model, config.model_kwargs, num_classes=len(classes))
+
+    def log_epoch(line):  # after an epoch (training and test): the kernels are compiled and cached
+        print(line)
+        mark_numba_cache_warm()
+
     trainer = Trainer(model, (train_images, train_labels), (test_images, test_labels), config,
-                      run_dir=run_dir, progress=not args.no_progress)
+                      run_dir=run_dir, progress=not args.no_progress, log=log_epoch)
     if state is not None:
         trainer.load_state_dict(state, source=meta)
         print(f"resuming {run_dir} after epoch {trainer.epoch}/{config.epochs}")
     print(f"{config.model} {config.model_kwargs or ''}: {model.num_parameters():,} parameters; "
           f"{len(train_labels):,} training and {len(test_labels):,} test images; run directory {run_dir}")
+    if trainer.epoch < config.epochs and numba_cache_is_cold():
+        print(f"compiling the Numba kernels once ({COMPILE_SECONDS}; cached in {numba_cache_dir()})", flush=True)
     start = time.perf_counter()
     try:
         history = trainer.fit()
@@ -224,7 +287,8 @@ def _resume_hint(run_dir: Path, diverged: bool = False) -> str:
     try:
         epoch = json.loads((run_dir / "last.json").read_text())["state"]["epoch"]
     except (OSError, ValueError, KeyError, TypeError):
-        return "No checkpoint was written yet (the first epoch did not finish): nothing to resume, start the run again"
+        return (f"No checkpoint was written yet (the first epoch did not finish); {run_dir} keeps the run's "
+                f"config: `{resume_command(run_dir)}` starts it again from the beginning")
     if diverged:
         return (f"The last good checkpoint (epoch {epoch}) is in {run_dir}; `{resume_command(run_dir)}` continues "
                 "from it with the same recipe (and so takes the same steps again); for a lower learning rate "

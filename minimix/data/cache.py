@@ -3,9 +3,10 @@
 Where: ``$MINIMIX_CACHE`` if set, else ``$XDG_CACHE_HOME/minimix``, else
 ``~/.cache/minimix`` -- never beside the dataset, whose folder may be read-only.
 
-Key: a hash of the source's absolute path and of the size and modification
-time of every file it is read from, plus :data:`VERSION` (bumped when decoding
-changes). Editing, replacing or re-downloading the source changes the key, so a
+Key: a hash of the source's real path (``Path.resolve()``: symbolic links
+followed, so a linked path and its target share one entry) and of the real path,
+size and modification time of every file it is read from, plus :data:`VERSION`
+(bumped when decoding changes). Editing, replacing or re-downloading the source changes the key, so a
 stale cache is never used; entries of an older key for the same path are deleted
 when a new one is written.
 
@@ -43,18 +44,21 @@ def cache_dir() -> Path:
 
 
 def fingerprint(files: list[Path]) -> str:
-    """Hash of (path, size, mtime) of each file: changes whenever any of them changes."""
+    """Hash of (real path, size, mtime) of each file: changes whenever any of them changes. The path
+    is resolved like the entry's prefix (:func:`_prefix`), so the same archive reached through a
+    symbolic link gets the same key and does not evict the entry of its real path."""
     digest = hashlib.sha256(f"v{VERSION}".encode())
     for file in files:
         try:
             stat = os.stat(file)
         except OSError as error:  # e.g. a broken symbolic link
             raise DatasetError(f"{file}: cannot read ({error.strerror})") from error
-        digest.update(f"{os.path.abspath(file)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{Path(file).resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]
 
 
 def _prefix(name: str, source: Path) -> str:
+    """Entries of one source share this prefix (real path, as in :func:`fingerprint`)."""
     return f"{name}-{hashlib.sha256(str(Path(source).resolve()).encode()).hexdigest()[:12]}"
 
 

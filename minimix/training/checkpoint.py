@@ -209,6 +209,10 @@ def resolve_checkpoint(path) -> Path:
     if path.is_dir():
         meta = path / "last.json"
         if not meta.is_file():
+            if (path / "config.json").is_file():  # the train command writes it when a run starts
+                raise FileNotFoundError(
+                    f"no checkpoint yet in {path} (the run stopped before its first epoch ended); start it again "
+                    f"with: python -m minimix train --resume {path}")
             raise FileNotFoundError(f"no checkpoint in directory {path}: expected {meta}")
         return meta
     if not path.exists():

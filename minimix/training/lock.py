@@ -46,7 +46,9 @@ def lock_run_dir(run_dir):
 
     Raises ``RunDirectoryLocked`` if another process holds it. If this call created the
     directory and it holds nothing but the lock file at the end, the directory is removed again
-    (a run that failed before its first checkpoint leaves no empty run directory behind).
+    (a run that failed before writing anything leaves no empty run directory behind). The
+    ``train`` command writes the run's ``config.json`` right after taking the lock, so a run
+    stopped before its first checkpoint keeps its directory, and ``--resume`` starts it again.
     """
     run_dir = Path(run_dir)
     created = not run_dir.exists()

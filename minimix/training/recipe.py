@@ -1,8 +1,12 @@
 """Build a run's model and data from its ``TrainConfig`` (shared by ``train`` and ``evaluate``)."""
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
+import os
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -43,16 +47,115 @@ def builder_accepts(name: str, kwarg: str) -> bool:
     return kwarg in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
-def load_split(data_root, train: bool):
-    """``(images uint8 (N, 32, 32, 3), labels int64 (N,), classes)`` of CIFAR-10's train or test split."""
+def absolute(path) -> str:
+    """``path`` as an absolute path with symbolic links resolved (``~`` expanded)."""
+    return str(Path(path).expanduser().resolve())
+
+
+def data_location(given=None, saved=None) -> tuple[str, str]:
+    """``(absolute dataset location, where it came from)``: ``given`` (``--data``), else
+    ``$MINIMIX_DATA``, else ``saved`` (the location a run's config stores), else the minimix cache
+    folder (``minimix.data.CIFAR10``'s own last resort). A run stores this location in its config, so
+    ``evaluate`` and ``--resume`` in a new shell find the data without ``MINIMIX_DATA``."""
+    if given:
+        return absolute(given), "--data"
+    if os.environ.get("MINIMIX_DATA"):
+        return absolute(os.environ["MINIMIX_DATA"]), "$MINIMIX_DATA"
+    if saved:
+        return saved, "the run's config"
+    from ..data.cache import cache_dir
+
+    return absolute(cache_dir()), "the minimix cache folder (neither --data nor $MINIMIX_DATA is set)"
+
+
+# Measured on 2 cores: decoding the 60,000 images of an image-folder copy (PNG/JPEG, e.g. the
+# JPEG archive in ../shared/data) took 25-35 s; the official pickled/binary archives take a few.
+DECODE_SECONDS = {"images": "about 30 s", "python": "a few seconds", "binary": "a few seconds"}
+
+
+def cifar_cache_is_cold(data_root) -> tuple[str, Path] | None:
+    """``(kind of source, cache folder)`` when loading CIFAR-10 from ``data_root`` would decode it
+    (no complete cache entry for its current files), None when it is cached or not found (then
+    ``CIFAR10`` reports it). Only looks at file names and stats, reads no data."""
+    from ..data import cache
+    from ..data.cifar import find_source, resolve_root
+
+    try:
+        source = find_source(resolve_root(data_root)[0])
+        if source is None:
+            return None
+        key = cache.fingerprint(source.files())
+    except (OSError, ValueError):
+        return None
+    entries = [p for split in ("train", "test") for p in cache._paths("cifar10", source.path, key, split)]
+    return None if all(p.is_file() for p in entries) else (source.kind, cache.cache_dir())
+
+
+def load_split(data_root, train: bool, log=None):
+    """``(images uint8 (N, 32, 32, 3), labels int64 (N,), classes)`` of CIFAR-10's train or test split.
+    With ``log`` (e.g. ``print``), says so before a first load decodes the data set."""
     from ..data import CIFAR10
 
+    if log is not None:
+        cold = cifar_cache_is_cold(data_root)
+        if cold is not None:
+            log(f"decoding CIFAR-10 once ({DECODE_SECONDS.get(cold[0], 'up to a minute')}), cached in {cold[1]}")
     try:
         dataset = CIFAR10(root=data_root, train=train)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{err}\nOn the command line: pass --data PATH, or `export MINIMIX_DATA=PATH` "
                                 "(PATH: a folder or archive as listed above).") from None
     return dataset.images, dataset.labels, list(dataset.classes)
+
+
+# -- the Numba kernels' compile cache ----------------------------------------------------------------
+# Numba compiles minimix's kernels (minimix/kernels/*_numba.py, vector_math.py) on their first call
+# and caches the machine code (cache=True) in $NUMBA_CACHE_DIR, else in minimix/kernels/__pycache__.
+# A marker file written beside that cache after a first successful epoch tells a later run that
+# the cache is warm; its name hashes what Numba's cache depends on (the kernels' source, where they
+# live, Python's and Numba's versions), so an edited kernel or a new Numba says "compiling" again.
+COMPILE_SECONDS = "about 45 s on 2 cores"
+
+
+def numba_cache_dir() -> Path:
+    """Where Numba caches minimix's compiled kernels."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"]).expanduser()
+    return Path(__file__).resolve().parent.parent / "kernels" / "__pycache__"
+
+
+def _compile_marker() -> Path | None:
+    """The marker file of the current kernels, or None without Numba."""
+    import importlib.metadata
+    import importlib.util
+
+    if importlib.util.find_spec("numba") is None:
+        return None
+    kernels = Path(__file__).resolve().parent.parent / "kernels"
+    digest = hashlib.sha256(f"{importlib.metadata.version('numba')}|{sys.version}|{kernels}".encode())
+    for source in sorted(kernels.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return numba_cache_dir() / f"minimix-kernels-{digest.hexdigest()[:16]}.compiled"
+
+
+def numba_cache_is_cold() -> bool:
+    """Whether the kernels will be compiled in this process (no marker of a finished first epoch)."""
+    try:
+        marker = _compile_marker()
+    except OSError:
+        return False
+    return marker is not None and not marker.is_file()
+
+
+def mark_numba_cache_warm():
+    """Record that the kernels were compiled and cached (after a first successful epoch)."""
+    try:
+        marker = _compile_marker()
+        if marker is not None and not marker.is_file():
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text("minimix's Numba kernels were compiled and cached here\n")
+    except OSError:  # a read-only cache: the message will be shown again, nothing worse
+        pass
 
 
 def balanced_subset(images, labels, limit: int | None):

@@ -177,9 +177,9 @@ IDS = ["sigmoid_backward", "op", "conv_output_size", "im2col", "depthwise_forwar
 
 @pytest.mark.parametrize("check, good, bad", CASES, ids=IDS)
 def test_check_passes_a_correct_answer_and_fails_a_wrong_one(check, good, bad, capsys):
-    assert check(good) is True
+    assert check(good).passed is True
     assert "PASS" in capsys.readouterr().out
-    assert check(bad) is False
+    assert check(bad).passed is False
     out = capsys.readouterr().out
     assert out.startswith("FAIL") and "expected" in out
 
@@ -255,12 +255,12 @@ def test_an_unsolved_stub_fails_with_a_clear_message(capsys):
     def stub(*args):
         raise NotImplementedError
 
-    assert lessons.check_split_channels(stub) is False
+    assert not lessons.check_split_channels(stub)
     assert "NotImplementedError (not written yet?)" in capsys.readouterr().out
 
 
 def test_an_exception_in_the_learners_code_is_reported_not_raised(capsys):
-    assert lessons.check_round_filters(lambda c, w: c / 0) is False
+    assert not lessons.check_round_filters(lambda c, w: c / 0)
     out = capsys.readouterr().out
     assert "ZeroDivisionError" in out and "c / 0" in out
 
@@ -293,8 +293,81 @@ def test_difference_accepts_equal_answers_in_other_containers():
 
 def test_run_check_reports_the_case_description(capsys):
     cases = [Case("f(1)", (1,), 2), Case("f(2)", (2,), 4)]
-    assert run_check("check_f", lambda v: v + 1, cases, "doubling") is False
+    assert run_check("check_f", lambda v: v + 1, cases, "doubling").passed is False
     assert "case 2 of 2, f(2)\n  got 3, expected 4" in capsys.readouterr().out
+
+
+def test_a_check_result_is_a_bool_that_a_notebook_does_not_echo(capsys):
+    """A check cell's output is its PASS/FAIL line only: the result is truthy or falsy, but IPython's
+    display of it (a check as a cell's last line) is empty, where a bool would add 'True' under PASS."""
+    passed = run_check("check_f", lambda v: 2 * v, [Case("f(1)", (1,), 2)], "doubling")
+    failed = run_check("check_f", lambda v: v, [Case("f(1)", (1,), 2)], "doubling")
+    assert passed and not failed
+    assert (passed.passed, failed.passed) == (True, False)
+    assert repr(passed) == "<check_f: PASS>" and repr(failed) == "<check_f: FAIL>"
+    formatters = require("IPython.core.formatters", "the notebook display of a check result needs IPython")
+    assert formatters.DisplayFormatter().format(passed) == ({}, {})
+    assert formatters.DisplayFormatter().format(True) != ({}, {})  # what a plain bool would show
+
+
+def sigmoid_backward_naive(x, g):
+    s = 1 / (1 + np.exp(-x))  # overflows for x < -88.7 in float32, x < -709.8 in float64
+    return g * s * (1 - s)
+
+
+def sigmoid_backward_stable(x, g):
+    e = np.exp(-np.abs(x))  # never more than 1
+    s = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    return g * s * (1 - s)
+
+
+def sigmoid_backward_naive_in_float64(x, g):
+    s = 1 / (1 + np.exp(-x.astype(np.float64)))  # fine at +-100, overflows at +-1000
+    return (g * s * (1 - s)).astype(x.dtype)
+
+
+def test_the_sigmoid_check_fails_the_naive_formula_in_both_dtypes(capsys):
+    """Lesson 1's claim: exp(-x) overflows beyond ~88.7 in float32 and ~709.8 in float64, and the check
+    sees it (x = +-100 in float32, +-1000 in float64), although NumPy only warns and 1 / (1 + inf) = 0
+    is even the right value."""
+    with np.errstate(over="ignore"):  # what a learner's notebook does: warn, and carry on
+        assert np.isinf(np.exp(np.float32(100))) and np.isfinite(np.exp(np.float32(88)))
+        assert np.isinf(np.exp(np.float64(1000))) and np.isfinite(np.exp(np.float64(709)))
+    assert not lessons.check_sigmoid_backward(sigmoid_backward_naive)
+    out = capsys.readouterr().out
+    assert "float32 with x = +-100" in out and "FloatingPointError: overflow encountered in exp" in out
+    assert not lessons.check_sigmoid_backward(sigmoid_backward_naive_in_float64)
+    out = capsys.readouterr().out
+    assert "float64 with x = +-1000" in out and "overflow" in out
+    assert lessons.check_sigmoid_backward(sigmoid_backward_stable)
+    assert lessons.check_sigmoid_backward(sigmoid_backward)
+    assert capsys.readouterr().out.count("PASS") == 2
+
+
+def test_the_overflow_rule_is_the_sigmoid_checks_alone():
+    """np.errstate is restored after the check: the learner's notebook keeps NumPy's warn-and-continue."""
+    before = np.geterr()
+    lessons.check_sigmoid_backward(sigmoid_backward_naive)
+    assert np.geterr() == before
+
+
+def test_yours_or_library_picks_the_library_while_an_exercise_fails(capsys):
+    from minimix.data import normalize as library
+    from minimix.lessons import yours_or_library
+
+    def normalize(images):
+        raise NotImplementedError
+
+    assert yours_or_library(True, normalize, library) is normalize
+    assert capsys.readouterr().out == ""
+    stand_in = yours_or_library(lessons.check_normalize(normalize), normalize, library)
+    out = capsys.readouterr().out
+    assert "(your normalize does not pass its check yet: the cells below use minimix.data.normalize instead)" in out
+    images = np.zeros((1, 2, 2, 3), np.uint8)
+    np.testing.assert_array_equal(stand_in(images), library(images))
+    # re-running the check cell now (without the exercise cell) must not pass minimix's function as yours
+    assert not lessons.check_normalize(stand_in)
+    assert "run your exercise cell again" in capsys.readouterr().out
 
 
 # -- strip_solutions -------------------------------------------------------------------------------

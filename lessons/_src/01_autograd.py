@@ -188,8 +188,34 @@ if torch is not None:
 #
 # With $s = \sigma(x)$, show that $\dfrac{ds}{dx} = s\,(1 - s)$. Then write `sigmoid_backward(x, g)`
 # that returns $\bar x = g \odot \sigma(x) \odot (1 - \sigma(x))$ element-wise, where $g = \bar s$ is the
-# upstream gradient. Careful: `np.exp(-x)` overflows (with a warning) for very negative `x`;
-# the check includes $x = \pm 40$.
+# upstream gradient.
+#
+# Careful with the formula $1 / (1 + e^{-x})$: `np.exp` overflows to `inf` once its argument exceeds the
+# logarithm of the largest number of the dtype, and how far that is depends on the dtype. The cell below
+# computes both limits and tries the naive formulas for $\sigma$ and $\sigma'$ around them.
+
+# %%
+import warnings
+
+for dtype in (np.float32, np.float64):
+    limit = np.log(np.finfo(dtype).max)  # np.exp(t) is inf for every t beyond this
+    print(f"{np.dtype(dtype).name}: np.exp overflows beyond {limit:.1f}")
+    for value in (-40, -100, -1000):
+        x_far = dtype(value)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            naive_s = 1 / (1 + np.exp(-x_far))                    # sigma(x)
+            naive_ds = np.exp(-x_far) / (1 + np.exp(-x_far)) ** 2  # sigma'(x), written out
+        warned = "; ".join(sorted({str(w.message) for w in caught})) or "no warning"
+        print(f"  x = {value:6d}: naive sigma = {naive_s:.3g}, naive sigma' = {naive_ds:.3g}   ({warned})")
+
+# %% [markdown]
+# Read the lines above: in each dtype the naive formulas are fine while $-x$ stays below the printed limit;
+# beyond it `np.exp(-x)` is `inf`, NumPy only prints a `RuntimeWarning`, $\sigma$ still comes out as the
+# right value 0 (since $1/\infty = 0$), but $\sigma'$ written out becomes $\infty/\infty$ = `nan`. Writing
+# $\sigma$ in a form that never overflows (e.g. with `np.tanh`, or `np.exp(-np.abs(x))`) avoids both. The
+# check uses $x = \pm 100$ in float32 and $x = \pm 1000$ in float64, beyond both limits, and treats an
+# overflow as a failure (it runs your function under `np.errstate(over="raise")`).
 
 # %% tags=["solution"]
 def sigmoid_backward(x, g):
@@ -232,16 +258,19 @@ class MySiLU(mm.Function):
         ### END SOLUTION
 
 # %%
-from minimix.lessons import check_op
+from minimix.lessons import check_op, yours_or_library
 
-if check_op(MySiLU.apply, mm.ops.silu):
+silu_ok = check_op(MySiLU.apply, mm.ops.silu)
+if silu_ok:
     print("and gradcheck agrees:", mm.gradcheck(MySiLU.apply, [mm.Tensor(rng.standard_normal(5), requires_grad=True)]))
+silu = yours_or_library(silu_ok, MySiLU.apply, mm.ops.silu, name="MySiLU")  # what section 7 uses
 
 # %% [markdown]
 # ## 7. Autograd at work: fitting a curve
 #
 # With gradients for free, learning is a loop: forward, `backward()`, step against the gradient.
 # Here a two-layer network with your SiLU fits $\sin(3x)$ — plain gradient descent on minimix tensors.
+# (Until `MySiLU` passes its check, `silu` is `minimix.ops.silu`: the cell above says so.)
 
 # %%
 mm.manual_seed(0)
@@ -253,7 +282,7 @@ W2 = mm.Tensor(rng.standard_normal((32, 1)) / np.sqrt(32), requires_grad=True)
 params = [W1, b1, W2]
 losses = []
 for step in range(300 if FAST else 2000):
-    prediction = MySiLU.apply(mm.Tensor(xs) @ W1 + b1) @ W2
+    prediction = silu(mm.Tensor(xs) @ W1 + b1) @ W2
     loss = ((prediction - ys) ** 2).mean()
     for p in params:
         p.grad = None

@@ -106,7 +106,7 @@ print("MixConv2d == split -> depthwise per group -> concat:", np.allclose(mix(x)
 # The layer's kernels at initialisation, one row per group (`minimix.viz.plot_mixconv_kernels`):
 
 # %%
-viz.plot_mixconv_kernels(mix)
+viz.plot_mixconv_kernels(mix);
 
 # %% [markdown]
 # ## 4. What it costs
@@ -171,35 +171,44 @@ plt.show()
 # On a CIFAR-10 subset and a few epochs the differences between the three are small and partly noise —
 # the paper's effect needs full-length training — but the experiment shows the whole pipeline and the
 # cost side of the trade-off exactly. In fast mode (CI) the numbers mean nothing.
+#
+# `SPLIT` at the top of the experiment cell is the MixConv's channel split rule (section 2): `"equal"`, as
+# MixNet uses, or `"exponential"`; `MIX_KERNELS` its kernel sizes.
 
 # %%
 TRAIN_IMAGES, TEST_IMAGES, EPOCHS = (256, 200, 1) if FAST else (4000, 1000, 3)
 data = load_data(train_limit=TRAIN_IMAGES, test_limit=TEST_IMAGES)
 
 
-def separable_block(c_in, c_out, kernel_sizes, stride):
-    return [nn.MixConv2d(c_in, kernel_sizes, stride=stride), nn.BatchNorm2d(c_in), nn.ReLU(),
+def separable_block(c_in, c_out, kernel_sizes, stride, split="equal"):
+    return [nn.MixConv2d(c_in, kernel_sizes, stride=stride, split=split), nn.BatchNorm2d(c_in), nn.ReLU(),
             nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
 
 
-def small_net(kernel_sizes, width=32, num_classes=10):
+def small_net(kernel_sizes, width=32, num_classes=10, split="equal"):
     return nn.Sequential(
         nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-        *separable_block(width, 2 * width, kernel_sizes, stride=2),       # 32x32 -> 16x16
-        *separable_block(2 * width, 4 * width, kernel_sizes, stride=2),   # 16x16 -> 8x8
-        *separable_block(4 * width, 4 * width, kernel_sizes, stride=1),
+        *separable_block(width, 2 * width, kernel_sizes, stride=2, split=split),       # 32x32 -> 16x16
+        *separable_block(2 * width, 4 * width, kernel_sizes, stride=2, split=split),   # 16x16 -> 8x8
+        *separable_block(4 * width, 4 * width, kernel_sizes, stride=1, split=split),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes),
     )
 
 # %%
 from minimix.training import TrainConfig, Trainer
 
+SPLIT = "equal"  # the MixConv's channel split: change to "exponential" and re-run this cell and the next ones
+MIX_KERNELS = (3, 5, 7, 9)
+MIX_NAME = "MixConv" + str(MIX_KERNELS).replace(" ", "") + ("" if SPLIT == "equal" else f" {SPLIT}")
+
 config = TrainConfig(epochs=EPOCHS, batch_size=64, lr=0.1, warmup_epochs=0.5 if EPOCHS > 1 else 0.0)
-experiments = {"all 3x3": (3,), "all 7x7": (7,), "MixConv(3,5,7,9)": (3, 5, 7, 9)}
+experiments = {"all 3x3": (3,), "all 7x7": (7,), MIX_NAME: MIX_KERNELS}
+print(f"{MIX_NAME}: channels per kernel size in the three blocks:",
+      [nn.split_channels(c, len(MIX_KERNELS), SPLIT) for c in (32, 64, 128)])
 results = {}
 for name, kernels in experiments.items():
     mm.manual_seed(0)  # same initialisation stream and data order for every variant
-    model = small_net(kernels)
+    model = small_net(kernels, split=SPLIT)
     macs = summary(model, (3, 32, 32), verbose=False).total_macs
     start = time.perf_counter()
     trainer = Trainer(model, (data.train_images, data.train_labels), (data.test_images, data.test_labels),
@@ -208,7 +217,7 @@ for name, kernels in experiments.items():
     results[name] = {"model": model, "params": model.num_parameters(), "macs": macs,
                      "test_acc": history[-1]["test_acc"], "train_acc": history[-1]["train_acc"],
                      "seconds": time.perf_counter() - start}
-    print(f"{name:18s} params {results[name]['params']:7,d}  MACs {macs / 1e6:5.2f} M  "
+    print(f"{name:{max(map(len, experiments))}s} params {results[name]['params']:7,d}  MACs {macs / 1e6:5.2f} M  "
           f"train acc {results[name]['train_acc']:6.1%}  test acc {results[name]['test_acc']:6.1%}  "
           f"({results[name]['seconds']:.0f} s)")
 
@@ -228,8 +237,8 @@ plt.show()
 # What the trained MixConv layer of the last block learned (compare with the random kernels above):
 
 # %%
-trained_mix = [m for m in results["MixConv(3,5,7,9)"]["model"].modules() if isinstance(m, nn.MixConv2d)][-1]
-viz.plot_mixconv_kernels(trained_mix)
+trained_mix = [m for m in results[MIX_NAME]["model"].modules() if isinstance(m, nn.MixConv2d)][-1]
+viz.plot_mixconv_kernels(trained_mix);
 
 # %% [markdown]
 # ## Summary
@@ -240,6 +249,8 @@ viz.plot_mixconv_kernels(trained_mix)
 # * MixNet (next lesson) is built from blocks whose depthwise layers are MixConvs, with the kernel sizes
 #   found by architecture search.
 #
-# Try it: re-run the experiment with `(3, 5)`, `(9,)`, or the exponential split (`nn.MixConv2d(..., split=...)`).
+# Try it: set `SPLIT = "exponential"` at the top of the experiment cell (the MixConv then gives half its
+# channels to the 3x3 kernels, a quarter to the 5x5, ...: the cell prints the split) and re-run it and the
+# cells after it; or change `MIX_KERNELS` to `(3, 5)` or `(9,)`.
 #
 # Next: [Lesson 5](05_mixnet.ipynb) — building MixNet.

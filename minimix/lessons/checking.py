@@ -11,12 +11,19 @@ which calls the learner's function on each case in turn and stops at the first w
 The learner's function gets fresh copies of the arguments (so an in-place edit cannot change the
 expected answer), and an exception it raises -- ``NotImplementedError`` from an unsolved stub
 included -- is reported as a FAIL instead of stopping the notebook.
+
+A check returns a :class:`CheckResult`: true when every case passed (``if check_op(...):``,
+``ok = check_im2col(im2col)``), and shown as nothing in a notebook, so that a check cell's output is
+its PASS/FAIL line alone (a plain ``True`` would be echoed under it as the cell's value).
+:func:`yours_or_library` is how a lesson's later cells keep running while an exercise is unsolved.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import numbers
+import sys
 import traceback
 
 import numpy as np
@@ -26,42 +33,123 @@ import numpy as np
 class Case:
     """One call ``fn(*args, **kwargs)`` and the answer minimix gives for it.
 
-    ``describe`` is how the call is shown in a FAIL message (e.g. ``"im2col(x (2, 5, 5), k=3)"``).
+    ``describe`` is how the call is shown in a FAIL message (e.g. ``"im2col(x (2, 5, 5), k=3)"``);
+    ``rtol``/``atol``, when set, replace the check's tolerances for this case (float32 cases).
     """
 
     describe: str
     args: tuple
     expected: object
     kwargs: dict = dataclasses.field(default_factory=dict)
+    rtol: float | None = None  # this case's tolerances (None: the check's)
+    atol: float | None = None
 
 
-def run_check(name: str, fn, cases, reference: str, rtol: float = 1e-6, atol: float = 1e-8) -> bool:
-    """Call ``fn`` on every case; print ``PASS``/``FAIL`` (with the first mismatch) and return a bool.
+class CheckResult:
+    """What every check returns: true when all its cases passed, false otherwise.
+
+    It behaves as a bool where one is asked for (``if``, ``and``, ``not``, ``assert``; ``.passed`` is the
+    plain bool) but, unlike ``True``, a notebook does not echo it when a check is a cell's last line: the
+    PASS/FAIL line printed by :func:`run_check` is the whole output.
+    """
+
+    __slots__ = ("name", "passed")
+
+    def __init__(self, name: str, passed: bool):
+        self.name, self.passed = name, bool(passed)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return f"<{self.name}: {'PASS' if self.passed else 'FAIL'}>"
+
+    def _ipython_display_(self):
+        """IPython displays this instead of the value: nothing (the PASS/FAIL line is already printed)."""
+
+
+def run_check(name: str, fn, cases, reference: str, rtol: float = 1e-6, atol: float = 1e-8,
+              errstate: dict | None = None) -> CheckResult:
+    """Call ``fn`` on every case; print ``PASS``/``FAIL`` (with the first mismatch) and return a
+    :class:`CheckResult` (true on PASS).
 
     ``reference`` names the minimix function the answers come from (shown in the PASS line).
-    Arrays are compared with ``|got - expected| <= atol + rtol * |expected|`` element-wise.
+    Arrays are compared with ``|got - expected| <= atol + rtol * |expected|`` element-wise (a case may
+    set its own ``rtol``/``atol``). ``errstate`` (e.g. ``{"over": "raise"}``) is applied with
+    ``np.errstate`` around the learner's call, so that an overflow NumPy would only warn about fails the
+    check.
     """
     if not callable(fn):
         raise TypeError(f"{name}: expected your function, got {type(fn).__name__} {fn!r}")
+    stand_in = getattr(fn, "lesson_stand_in", None)
+    if stand_in is not None:  # yours_or_library's replacement, not the learner's function
+        print(f"FAIL {name}: this is {stand_in}, used in place of your function while it failed; "
+              "run your exercise cell again, then this check")
+        return CheckResult(name, False)
     cases = list(cases)
     for number, case in enumerate(cases, 1):
         where = f"case {number} of {len(cases)}, {case.describe}"
         try:
-            got = fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
+            with np.errstate(**(errstate or {})):
+                got = fn(*copy.deepcopy(case.args), **copy.deepcopy(case.kwargs))
         except NotImplementedError:
             print(f"FAIL {name}: {where}\n  your function raised NotImplementedError (not written yet?)")
-            return False
+            return CheckResult(name, False)
         except Exception as error:  # the learner's bug: show it, do not crash the notebook
             frame = traceback.extract_tb(error.__traceback__)[-1]
+            hint = ""
+            if isinstance(error, FloatingPointError):
+                hint = ("\n  (outside the check NumPy only prints a RuntimeWarning and carries on with inf; "
+                        "the check treats it as an error)")
             print(f"FAIL {name}: {where}\n  your function raised {type(error).__name__}: {error}\n"
-                  f"  (at line {frame.lineno} of {frame.filename}: {frame.line})")
-            return False
-        problem = difference(got, case.expected, rtol, atol)
+                  f"  (at line {frame.lineno} of {frame.filename}: {frame.line}){hint}")
+            return CheckResult(name, False)
+        problem = difference(got, case.expected, rtol if case.rtol is None else case.rtol,
+                             atol if case.atol is None else case.atol)
         if problem is not None:
             print(f"FAIL {name}: {where}\n  {problem}")
-            return False
+            return CheckResult(name, False)
     print(f"PASS {name}: {len(cases)} cases agree with {reference}")
-    return True
+    return CheckResult(name, True)
+
+
+def yours_or_library(passed, yours, library, name: str | None = None):
+    """``yours`` if its check ``passed``, else a stand-in that calls ``library``, with a printed note.
+
+    The cells after an exercise use the function this returns, so that a lesson runs top to bottom
+    while an exercise is still unsolved (showing minimix's results, and saying so)::
+
+        normalize = yours_or_library(check_normalize(normalize), normalize, minimix.data.normalize)
+
+    ``name`` is how your function is named in the note (default: its ``__name__``). The stand-in is
+    marked: a check given it fails and asks for your exercise cell to be run again, so re-running a
+    check cell can never pass minimix's own function off as yours.
+    """
+    if passed:
+        return yours
+    name = name or getattr(yours, "__name__", None) or repr(yours)
+    where = _public_name(library)
+    print(f"(your {name} does not pass its check yet: the cells below use {where} instead)")
+
+    @functools.wraps(library)
+    def stand_in(*args, **kwargs):
+        return library(*args, **kwargs)
+
+    stand_in.lesson_stand_in = where
+    return stand_in
+
+
+def _public_name(fn) -> str:
+    """``minimix.data.normalize`` rather than the defining ``minimix.data.augment.normalize``: the
+    shortest package path from which ``fn`` can be imported."""
+    module, name = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if not module or not name:
+        return repr(fn)
+    parts = module.split(".")
+    for i in range(1, len(parts) + 1):
+        if getattr(sys.modules.get(".".join(parts[:i])), name, None) is fn:
+            return ".".join(parts[:i] + [name])
+    return f"{module}.{name}"
 
 
 def difference(got, expected, rtol=1e-6, atol=1e-8, path="") -> str | None:

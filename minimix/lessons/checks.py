@@ -2,7 +2,8 @@
 
 Every check takes the learner's function, calls it on a set of random (but seeded, so
 reproducible) cases, compares each answer with what minimix computes, prints ``PASS`` or
-``FAIL`` with the first mismatch, and returns True/False. See :mod:`minimix.lessons.checking`.
+``FAIL`` with the first mismatch, and returns a :class:`~minimix.lessons.checking.CheckResult` (true on
+PASS, not echoed by a notebook). See :mod:`minimix.lessons.checking`.
 
 =============================== ===================================================== ==========
 check                           the learner writes                                    lesson
@@ -30,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..tensor import Tensor
-from .checking import Case, run_check, shape_text
+from .checking import Case, CheckResult, run_check, shape_text
 
 
 def _rng(seed):
@@ -38,8 +39,13 @@ def _rng(seed):
 
 
 # -- lesson 1: autograd ----------------------------------------------------------------------------
-def check_sigmoid_backward(fn, seed: int = 0) -> bool:
+def check_sigmoid_backward(fn, seed: int = 0) -> CheckResult:
     """``fn(x, g)``: given the input x and g = dL/dy of y = sigmoid(x), return dL/dx (same shape).
+
+    Cases in float32 and float64, each with saturated ends beyond where ``np.exp`` overflows in that
+    dtype (float32 at x = +-100, past ~88.7; float64 at x = +-1000, past ~709.8): the gradient must
+    vanish there, without an overflow -- the check runs ``fn`` under ``np.errstate(over="raise")``, so
+    the naive ``1 / (1 + np.exp(-x))`` fails it even where its result happens to be right.
 
     Reference: minimix's autograd through ``minimix.ops.sigmoid``.
     """
@@ -47,18 +53,22 @@ def check_sigmoid_backward(fn, seed: int = 0) -> bool:
 
     rng = _rng(seed)
     cases = []
-    for shape in [(1,), (5,), (3, 4), (2, 3, 4)]:
-        x = rng.standard_normal(shape) * 4
-        if len(shape) == 2:
-            x[0, 0], x[-1, -1] = 40.0, -40.0  # saturated ends: the gradient must vanish, not be NaN
-        g = rng.standard_normal(shape)
-        t = Tensor(x.copy(), requires_grad=True)
-        sigmoid(t).backward(g)
-        cases.append(Case(f"x {shape_text(x)} float64", (x, g), t.grad))
-    return run_check("check_sigmoid_backward", fn, cases, "minimix.ops.sigmoid's backward")
+    for dtype, far in ((np.float32, 100.0), (np.float64, 1000.0)):
+        for shape in [(1,), (5,), (3, 4), (2, 3, 4)]:
+            x = (rng.standard_normal(shape) * 4).astype(dtype)
+            if len(shape) >= 2:
+                x[0, 0], x[-1, -1] = far, -far  # saturated ends: the gradient must vanish, not overflow or be NaN
+            g = rng.standard_normal(shape).astype(dtype)
+            t = Tensor(x.copy(), requires_grad=True)
+            sigmoid(t).backward(g)
+            tolerances = dict(rtol=1e-4, atol=1e-6) if dtype == np.float32 else {}
+            cases.append(Case(f"x {shape_text(x)} {np.dtype(dtype).name} with x = +-{far:g}" if len(shape) >= 2
+                              else f"x {shape_text(x)} {np.dtype(dtype).name}", (x, g), t.grad, **tolerances))
+    return run_check("check_sigmoid_backward", fn, cases, "minimix.ops.sigmoid's backward",
+                     errstate={"over": "raise"})
 
 
-def check_op(fn, reference, shapes=((3,), (2, 5), (4, 3, 2)), num_inputs: int = 1, seed: int = 0) -> bool:
+def check_op(fn, reference, shapes=((3,), (2, 5), (4, 3, 2)), num_inputs: int = 1, seed: int = 0) -> CheckResult:
     """Compare the op ``fn`` (Tensors -> Tensor) with ``reference``: forward values and every
     input's gradient, on random float64 inputs of each shape (all inputs share a shape).
 
@@ -97,7 +107,7 @@ def _values_and_grads(op, arrays, upstream):
 
 
 # -- lesson 2: convolution as matrix multiplication ----------------------------------------------
-def check_conv_output_size(fn, seed: int = 0) -> bool:
+def check_conv_output_size(fn, seed: int = 0) -> CheckResult:
     """``fn(size, kernel, stride, padding, dilation)``: output length along one axis."""
     from ..kernels.naive import output_size
 
@@ -113,7 +123,7 @@ def check_conv_output_size(fn, seed: int = 0) -> bool:
     return run_check("check_conv_output_size", fn, cases, "minimix.kernels.naive.output_size")
 
 
-def check_im2col(fn, seed: int = 0) -> bool:
+def check_im2col(fn, seed: int = 0) -> CheckResult:
     """``fn(x, kernel_size, stride, padding)``: x (C, H, W) -> the (C*k*k, OH*OW) matrix of windows.
 
     Row ``c*k*k + p*k + q`` holds input channel c at kernel offset (p, q) for every output
@@ -176,7 +186,7 @@ def _depthwise_input_grad(x, weight, stride, padding, gy):
     return naive.conv2d_backward_input(gy, weight[:, None], x.shape[2:], s, p, d, x.shape[1])
 
 
-def check_depthwise_forward(fn, seed: int = 0) -> bool:
+def check_depthwise_forward(fn, seed: int = 0) -> CheckResult:
     """``fn(x, w, stride, padding)``: y (N, C, OH, OW) of a depthwise convolution, x (N, C, H, W),
     w (C, k, k), int stride and padding (both axes). Reference: ``minimix.kernels.naive.conv2d_forward``
     with groups = C."""
@@ -186,7 +196,7 @@ def check_depthwise_forward(fn, seed: int = 0) -> bool:
     return run_check("check_depthwise_forward", fn, cases, "minimix.kernels.naive.conv2d_forward (groups=C)")
 
 
-def check_depthwise_backward_weight(fn, seed: int = 0) -> bool:
+def check_depthwise_backward_weight(fn, seed: int = 0) -> CheckResult:
     """``fn(x, gy, kernel_size, stride, padding)``: dL/dw (C, k, k) of a depthwise convolution.
 
     x (N, C, H, W), gy = dL/dy (N, C, OH, OW). Reference: ``minimix.kernels.naive.conv2d_backward_weight``
@@ -204,7 +214,7 @@ def check_depthwise_backward_weight(fn, seed: int = 0) -> bool:
                      "minimix.kernels.naive.conv2d_backward_weight (groups=C)")
 
 
-def check_depthwise_backward_input(fn, seed: int = 0) -> bool:
+def check_depthwise_backward_input(fn, seed: int = 0) -> CheckResult:
     """``fn(gy, w, input_hw, stride, padding)``: dL/dx (N, C, H, W) of a depthwise convolution.
 
     gy = dL/dy (N, C, OH, OW), w (C, k, k), input_hw = (H, W), a tuple. Reference:
@@ -223,7 +233,7 @@ def check_depthwise_backward_input(fn, seed: int = 0) -> bool:
 
 
 # -- lesson 4: MixConv -----------------------------------------------------------------------------
-def check_split_channels(fn, seed: int = 0) -> bool:
+def check_split_channels(fn, seed: int = 0) -> CheckResult:
     """``fn(channels, num_groups, split)`` with split "equal" or "exponential": a list of group sizes."""
     from ..nn import split_channels
 
@@ -252,7 +262,7 @@ def _mixconv_configs(rng, count=12):
     return configs
 
 
-def check_mixconv_params(fn, seed: int = 0) -> bool:
+def check_mixconv_params(fn, seed: int = 0) -> CheckResult:
     """``fn(channels, kernel_sizes, split)``: parameters of ``MixConv2d(channels, kernel_sizes, split=split)``."""
     from ..nn import MixConv2d
 
@@ -261,7 +271,7 @@ def check_mixconv_params(fn, seed: int = 0) -> bool:
     return run_check("check_mixconv_params", fn, cases, "MixConv2d(...).num_parameters()")
 
 
-def check_mixconv_macs(fn, seed: int = 0) -> bool:
+def check_mixconv_macs(fn, seed: int = 0) -> CheckResult:
     """``fn(channels, kernel_sizes, height, width, split)``: multiply-accumulates of one MixConv2d
     (stride 1) on one (channels, height, width) image."""
     from ..models import summary
@@ -281,7 +291,7 @@ def check_mixconv_macs(fn, seed: int = 0) -> bool:
 
 
 # -- lesson 5: MixNet ------------------------------------------------------------------------------
-def check_round_filters(fn, seed: int = 0) -> bool:
+def check_round_filters(fn, seed: int = 0) -> CheckResult:
     """``fn(channels, width_multiplier)``: the reference's channel rounding (divisor 8)."""
     from ..models import round_filters
 
@@ -293,7 +303,7 @@ def check_round_filters(fn, seed: int = 0) -> bool:
     return run_check("check_round_filters", fn, cases, "minimix.models.round_filters")
 
 
-def check_block_params(fn, seed: int = 0) -> bool:
+def check_block_params(fn, seed: int = 0) -> CheckResult:
     """``fn(block_args)``: the number of parameters of ``make_block(block_args)`` (BatchNorm's
     weight and bias count, its running statistics do not). Cases: MixNet-S's blocks at a few widths."""
     from ..models import MIXNET_S, decode_stages, make_block
@@ -310,7 +320,7 @@ def check_block_params(fn, seed: int = 0) -> bool:
 
 
 # -- lesson 6: training --------------------------------------------------------------------------
-def check_normalize(fn, seed: int = 0) -> bool:
+def check_normalize(fn, seed: int = 0) -> CheckResult:
     """``fn(images)``: uint8 (N, H, W, 3) -> float32 (N, 3, H, W), ``(x/255 - mean[c]) / std[c]``
     with ``minimix.data.CIFAR10_MEAN`` and ``CIFAR10_STD``."""
     from ..data import normalize
@@ -323,7 +333,7 @@ def check_normalize(fn, seed: int = 0) -> bool:
     return run_check("check_normalize", fn, cases, "minimix.data.normalize", rtol=1e-5, atol=1e-5)
 
 
-def check_confusion_matrix(fn, seed: int = 0) -> bool:
+def check_confusion_matrix(fn, seed: int = 0) -> CheckResult:
     """``fn(predictions, labels, num_classes)``: M[i, j] = images of true class i predicted as j."""
     from ..training import confusion_matrix
 
@@ -337,7 +347,7 @@ def check_confusion_matrix(fn, seed: int = 0) -> bool:
     return run_check("check_confusion_matrix", fn, cases, "minimix.training.confusion_matrix")
 
 
-def check_cross_entropy(fn, seed: int = 0) -> bool:
+def check_cross_entropy(fn, seed: int = 0) -> CheckResult:
     """``fn(logits (N, C) array, labels (N,), label_smoothing)``: the mean cross-entropy (a float)."""
     from ..ops import cross_entropy
 
@@ -352,7 +362,7 @@ def check_cross_entropy(fn, seed: int = 0) -> bool:
 
 
 # -- lesson 7: receptive fields --------------------------------------------------------------------
-def check_rf_recurrence(fn, seed: int = 0) -> bool:
+def check_rf_recurrence(fn, seed: int = 0) -> CheckResult:
     """``fn(r, jump, kernel, stride, dilation)``: (r, jump) after one layer, as in
     ``minimix.viz.AxisField.through``."""
     from ..viz import AxisField

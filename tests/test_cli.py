@@ -564,3 +564,31 @@ def test_the_small_run_rule():
     assert scaled_lr(256, 0.2, warmup_steps=195) == 0.2
     args = build_parser().parse_args(["train", "--limit", "2048", "--batch-size", "256"])
     assert args.batch_size == 256  # an explicit batch is kept (and the lr stays 0.2 at 256)
+
+
+def test_cli_resume_from_a_mid_epoch_checkpoint(dataset, tmp_path, monkeypatch, capsys):
+    """Item 7, second part: --checkpoint-minutes 0 checkpoints after every step; Ctrl-C in the middle
+    of epoch 1 names that checkpoint, and --resume continues to the same weights as a straight run."""
+    from minimix.training import load_checkpoint
+    from minimix.training.trainer import Trainer
+
+    assert train(dataset, tmp_path / "straight") == 0
+    real_train_epoch = Trainer.train_epoch
+
+    def interrupted(self, epoch):
+        self.on_step = lambda e, s, loss: (_ for _ in ()).throw(KeyboardInterrupt) if s == 2 else None
+        return real_train_epoch(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    capsys.readouterr()
+    assert train(dataset, tmp_path / "run", "--checkpoint-minutes", "0") == 130
+    err = capsys.readouterr().err
+    assert "The last checkpoint (epoch 0, step 3 of epoch 1)" in err and f"--resume {tmp_path / 'run'}" in err
+    monkeypatch.setattr(Trainer, "train_epoch", real_train_epoch)
+
+    assert main(["train", "--resume", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert "after epoch 0/2, step 3/5 of epoch 1" in capsys.readouterr().out
+    straight, resumed = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "run")
+    assert resumed["epoch"] == 2
+    for name, value in straight["model"].items():
+        np.testing.assert_array_equal(resumed["model"][name], value, err_msg=name)

@@ -201,11 +201,11 @@ def small_config(**overrides):
                           "eval_batch_size": 50, **overrides})
 
 
-def make_trainer(build, config, run_dir=None, seed=0, on_step=None, train_size=96, test_size=40):
+def make_trainer(build, config, run_dir=None, seed=0, on_step=None, train_size=96, test_size=40, **options):
     minimix.manual_seed(seed)
     model = build()
     return Trainer(model, colour_dataset(train_size, seed=1), colour_dataset(test_size, seed=2), config,
-                   run_dir=run_dir, progress=False, log=lambda line: None, on_step=on_step)
+                   run_dir=run_dir, progress=False, log=lambda line: None, on_step=on_step, **options)
 
 
 def test_training_reduces_the_loss():
@@ -626,3 +626,62 @@ def test_numpy_global_random_state_is_neither_used_nor_saved(tmp_path):
     after_seed = global_state()
     make_trainer(small_convnet, small_config(epochs=1)).resume(tmp_path)
     np.testing.assert_array_equal(global_state(), after_seed)  # and a resume does not overwrite it
+
+
+def test_resume_from_a_mid_epoch_checkpoint_continues_bit_for_bit(tmp_path):
+    """Issue 15, item 7: with checkpoint_every, `last` is also written within an epoch; a run stopped
+    after a mid-epoch checkpoint resumes from it exactly (same losses, weights, optimizer, random state)."""
+    straight_losses = []
+    straight = make_trainer(small_convnet, small_config(), run_dir=tmp_path / "straight",
+                            on_step=lambda e, s, loss: straight_losses.append(loss))
+    straight.fit()
+    straight_rng = minimix.random.get_state()
+
+    class Crash(Exception):
+        pass
+
+    losses = []
+
+    def crash(epoch, step, loss):
+        losses.append(loss)
+        if (epoch, step) == (1, 1):
+            raise Crash  # after the checkpoint of step 2 of epoch 2
+
+    interrupted = make_trainer(small_convnet, small_config(), run_dir=tmp_path / "run", on_step=crash,
+                               checkpoint_every=0)
+    with pytest.raises(Crash):
+        interrupted.fit()
+    saved = load_checkpoint(tmp_path / "run")
+    assert (saved["epoch"], saved["step"]) == (1, 2) and saved["partial"]["seen"] == 64
+
+    resumed = make_trainer(small_convnet, small_config(), run_dir=tmp_path / "run", seed=123,
+                           on_step=lambda e, s, loss: losses.append(loss))
+    resumed.resume(tmp_path / "run")
+    assert (resumed.epoch, resumed.step) == (1, 2)
+    resumed.fit()
+
+    assert losses == straight_losses  # exactly equal floats, 3 + 2 + 1 steps
+    for name, value in straight.model.state_dict().items():
+        np.testing.assert_array_equal(resumed.model.state_dict()[name], value, err_msg=name)
+    for index, buffers in straight.optimizer.state_dict()["state"].items():
+        for key, value in buffers.items():
+            np.testing.assert_array_equal(resumed.optimizer.state_dict()["state"][index][key], value)
+    assert minimix.random.get_state() == straight_rng
+    final = load_checkpoint(tmp_path / "run")
+    assert (final["epoch"], final["step"]) == (2, 0)
+    timing = ("seconds", "images_per_s")
+    strip = [{k: v for k, v in h.items() if k not in timing} for h in straight.history]
+    assert [{k: v for k, v in h.items() if k not in timing} for h in resumed.history] == strip
+
+
+def test_a_mid_epoch_checkpoint_with_a_wrong_step_is_refused(tmp_path):
+    trainer = make_trainer(small_convnet, small_config(), run_dir=tmp_path, checkpoint_every=0,
+                           on_step=lambda e, s, loss: (_ for _ in ()).throw(KeyboardInterrupt) if (e, s) == (0, 1) else None)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    state = load_checkpoint(tmp_path)
+    assert state["step"] == 2
+    state["step"] = 1  # disagrees with the saved schedule (2 steps done)
+    fresh = make_trainer(small_convnet, small_config())
+    with pytest.raises(ValueError, match="last_epoch"):
+        fresh.load_state_dict(state, source="x")

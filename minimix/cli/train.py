@@ -6,7 +6,7 @@ weights only, label smoothing 0.1, random crop + horizontal flip, 15 epochs, see
 starting from PyTorch's layer defaults (--init pytorch; the paper's init trained slower here).
 
 The run directory receives last.json/best.json + their .npz (checkpoints), metrics.csv (one row
-per epoch). Continue an interrupted run exactly where it stopped with --resume RUN_DIR (it
+per epoch); last.json is also written within an epoch every --checkpoint-minutes (10). Continue an interrupted run exactly where it stopped with --resume RUN_DIR (it
 continues in RUN_DIR with its saved recipe: recipe options and --out are refused). One process
 at a time trains in a run directory: it holds the directory's lock (RUN_DIR/.lock) while it runs.
 Ctrl-C, or a loss that becomes NaN/inf, stops the run with one line that says how to resume.
@@ -117,6 +117,9 @@ def add_arguments(parser):
                                             "in that directory")
     arg("--threads", type=positive_int, help="threads for the kernels (Numba, chunked NumPy; BLAS stays "
                                              "single-threaded; default: all cores)")
+    arg("--checkpoint-minutes", type=_number(0), default=10.0, metavar="M",
+        help="also checkpoint within an epoch every M minutes (default 10; 0: after every step); "
+             "--resume continues from such a checkpoint bit for bit")
     arg("--no-progress", action="store_true", help="no progress bar (e.g. when logging to a file)")
 
 
@@ -290,11 +293,15 @@ def _train(args, config, state, run_dir: Path, meta):
         print(line)
         mark_numba_cache_warm()
 
+    minutes = getattr(args, "checkpoint_minutes", None)
     trainer = Trainer(model, (train_images, train_labels), (test_images, test_labels), config,
-                      run_dir=run_dir, progress=not args.no_progress, log=log_epoch)
+                      run_dir=run_dir, progress=not args.no_progress, log=log_epoch,
+                      checkpoint_every=None if minutes is None else 60.0 * minutes)
     if state is not None:
         trainer.load_state_dict(state, source=meta)
-        print(f"resuming {run_dir} after epoch {trainer.epoch}/{config.epochs}")
+        within = (f", step {trainer.step}/{len(trainer.train_loader)} of epoch {trainer.epoch + 1}"
+                  if trainer.step else "")
+        print(f"resuming {run_dir} after epoch {trainer.epoch}/{config.epochs}{within}")
     print(f"{config.model} {config.model_kwargs or ''}: {model.num_parameters():,} parameters; "
           f"{len(train_labels):,} training and {len(test_labels):,} test images; run directory {run_dir}")
     if trainer.epoch < config.epochs and numba_cache_is_cold():
@@ -326,7 +333,10 @@ def resume_command(run_dir) -> str:
 def _resume_hint(run_dir: Path, diverged: bool = False) -> str:
     """Where the run can be continued from: its last checkpoint and the command, or that it has none."""
     try:
-        epoch = json.loads((run_dir / "last.json").read_text())["state"]["epoch"]
+        saved = json.loads((run_dir / "last.json").read_text())["state"]
+        epoch = saved["epoch"]
+        if saved.get("step"):
+            epoch = f"{epoch}, step {saved['step']} of epoch {epoch + 1}"
     except (OSError, ValueError, KeyError, TypeError):
         return (f"No checkpoint was written yet (the first epoch did not finish); {run_dir} keeps the run's "
                 f"config: `{resume_command(run_dir)}` starts it again from the beginning")

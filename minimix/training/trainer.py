@@ -9,7 +9,8 @@ One optimisation step, as in every PyTorch training script::
     scheduler.step()                                    # the learning rate of the next step
 
 After every epoch the model is evaluated on the test set (eval mode, no graph) and a checkpoint
-is written. Resuming from it gives bit-for-bit the run that was not interrupted, because
+is written; with ``checkpoint_every`` also within an epoch (``last`` only, recording the steps done
+in the epoch: resuming skips those batches of the epoch's fixed order). Resuming from it gives bit-for-bit the run that was not interrupted, because
 everything that decides the next step is saved: weights and BatchNorm buffers, momentum buffers,
 scheduler step, the library's random generator (``minimix.random``: initialisation, dropout);
 and the data loader's shuffling and augmentation of epoch ``e`` is a pure function of
@@ -187,6 +188,14 @@ def check_state(state, source, resume: bool = False):
     bad = [k for k, v in state["model"].items() if not isinstance(v, np.ndarray)]
     if bad:
         raise CheckpointError(f"{source}: 'model' must hold arrays, but {bad[:3]} are not")
+    step, partial = state.get("step", 0), state.get("partial")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{source}: 'step' must be the number of steps done in the unfinished epoch "
+                              f"(an integer >= 0), got {step!r:.80}")
+    if partial is not None and not (isinstance(partial, dict) and set(partial) == set(_empty_partial()) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in partial.values())):
+        raise CheckpointError(f"{source}: 'partial' must hold the unfinished epoch's running metrics "
+                              f"{sorted(_empty_partial())}, got {partial!r:.80}")
     if resume:
         optimizer = state["optimizer"]
         if not (isinstance(optimizer.get("state"), dict) and isinstance(optimizer.get("param_groups"), list)
@@ -266,10 +275,16 @@ class Trainer:
 
     ``on_step(epoch, step, loss)`` is called after every optimisation step (tests use it to record
     losses or to simulate a crash). ``log`` prints the one-line epoch summaries.
+
+    ``checkpoint_every`` (seconds, None: only at the end of each epoch): also write ``last`` within an
+    epoch once that long has passed since the last checkpoint. Such a checkpoint records the steps
+    done in the epoch (``step``) and the epoch's running training metrics (``partial``); resuming
+    from it skips those batches (the epoch's order and augmentation depend only on (seed, epoch))
+    and continues bit for bit like from an epoch checkpoint.
     """
 
     def __init__(self, model, train_data, test_data, config: TrainConfig, run_dir=None,
-                 progress: bool = True, log=print, on_step=None):
+                 progress: bool = True, log=print, on_step=None, checkpoint_every: float | None = None):
         from ..data import DataLoader
         from ..optim.lr_scheduler import WarmupCosineLR
 
@@ -288,7 +303,13 @@ class Trainer:
         warmup_steps = min(round(config.warmup_epochs * len(self.train_loader)), total_steps // 2)
         self.scheduler = WarmupCosineLR(self.optimizer, warmup_steps=warmup_steps, total_steps=total_steps)
         self.epoch = 0  # number of finished epochs
+        self.step = 0  # optimisation steps finished in epoch self.epoch + 1 (non-zero after a mid-epoch resume)
+        self.partial = _empty_partial()  # that epoch's running training metrics
         self.history: list = []  # one dict of metrics per finished epoch
+        if checkpoint_every is not None and not (isinstance(checkpoint_every, (int, float)) and checkpoint_every >= 0):
+            raise ValueError(f"checkpoint_every must be a number of seconds >= 0 or None, got {checkpoint_every!r}")
+        self.checkpoint_every = checkpoint_every
+        self._last_checkpoint = time.monotonic()
 
     def _make_optimizer(self):
         from ..optim import SGD, weight_decay_groups
@@ -318,7 +339,7 @@ class Trainer:
         for epoch in range(self.epoch, self.config.epochs):
             train = self.train_epoch(epoch)
             test = evaluate(self.model, self.test_loader, tta=self.config.tta, progress=self.progress)
-            self.epoch = epoch + 1
+            self.epoch, self.step, self.partial = epoch + 1, 0, _empty_partial()
             record = {
                 "epoch": self.epoch,
                 "lr": self.scheduler.get_last_lr()[0],
@@ -334,18 +355,24 @@ class Trainer:
         return self.history
 
     def train_epoch(self, epoch: int) -> dict:
-        """One pass over the training set; returns mean loss, accuracy, seconds and images/s."""
+        """One pass over the training set; returns mean loss, accuracy, seconds and images/s.
+        After a mid-epoch resume (``self.step`` > 0, ``epoch == self.epoch``) the first ``self.step``
+        batches were trained on before: they are drawn (the same order and augmentation) and skipped."""
         from tqdm import tqdm
 
         model, loader, cfg = self.model, self.train_loader, self.config
         model.train()
         loader.set_epoch(epoch)  # this epoch's shuffle and augmentation depend only on (seed, epoch)
-        total_loss, correct, seen = 0.0, 0, 0
-        start = time.perf_counter()
+        first = self.step if epoch == self.epoch else 0
+        p = self.partial if first else _empty_partial()
+        total_loss, correct, seen = p["loss"], p["correct"], p["seen"]
+        start = time.perf_counter() - p["seconds"]
         bar = tqdm(loader, total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                   leave=False, disable=not self.progress, dynamic_ncols=True)
+                   leave=False, disable=not self.progress, dynamic_ncols=True, initial=0)
         try:
             for step, (x, y) in enumerate(bar):
+                if step < first:  # trained on before the mid-epoch checkpoint this run resumed from
+                    continue
                 logits = model(Tensor(x))
                 loss = cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
                 value = loss.item()
@@ -362,6 +389,11 @@ class Trainer:
                 elapsed = time.perf_counter() - start
                 bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.1%}",
                                 img_s=f"{seen / elapsed:.0f}", refresh=False)
+                self.step = step + 1
+                self.partial = {"loss": total_loss, "correct": correct, "seen": seen, "seconds": elapsed}
+                if (self.run_dir is not None and self.checkpoint_every is not None and self.step < len(loader)
+                        and time.monotonic() - self._last_checkpoint >= self.checkpoint_every):
+                    self.save()  # a mid-epoch checkpoint: `last` only
                 if self.on_step is not None:
                     self.on_step(epoch, step, value)
         finally:
@@ -391,9 +423,13 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Everything needed to continue the run exactly (arrays and plain values)."""
+        """Everything needed to continue the run exactly (arrays and plain values). ``step`` and
+        ``partial``: the steps done in the unfinished epoch ``epoch + 1`` and its running training
+        metrics (0 and zeros at an epoch's end)."""
         return {
             "epoch": self.epoch,
+            "step": self.step,
+            "partial": dict(self.partial),
             "config": dataclasses.asdict(self.config),
             "history": self.history,
             "model": dict(self.model.state_dict()),
@@ -430,6 +466,8 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         mm_random.set_state(state["rng"]["minimix"])
         self.epoch = int(state["epoch"])
+        self.step = int(state.get("step", 0))
+        self.partial = dict(state.get("partial") or _empty_partial())
         self.history = list(state["history"])
         return self
 
@@ -469,8 +507,10 @@ class Trainer:
                 compare(f"optimizer param_groups[{i}][{entry!r}]", saved.get(entry), fresh[entry], key)
         for entry, key in schedule_keys.items():
             compare(f"scheduler {entry!r}", saved_schedule.get(entry), fresh_schedule[entry], key)
-        compare(f"scheduler step 'last_epoch' (epoch {state['epoch']} x {steps_per_epoch} batches)",
-                saved_schedule.get("last_epoch"), state["epoch"] * steps_per_epoch, None)
+        step = state.get("step", 0)
+        within = f" + {step} steps" if step else ""
+        compare(f"scheduler step 'last_epoch' (epoch {state['epoch']} x {steps_per_epoch} batches{within})",
+                saved_schedule.get("last_epoch"), state["epoch"] * steps_per_epoch + step, None)
         if problems:
             raise ValueError(f"{source}: the config disagrees with the saved optimizer/scheduler state, which "
                              "resuming would keep: " + "; ".join(problems)
@@ -480,12 +520,18 @@ class Trainer:
         """Write ``last`` (and ``best``) checkpoints, then the metrics CSV, into ``run_dir``."""
         path = save_checkpoint(self.run_dir, self.state_dict(), names=("last", "best") if best else ("last",))
         write_log(self.run_dir / "metrics.csv", self.history)
+        self._last_checkpoint = time.monotonic()
         return path
 
     def resume(self, path) -> "Trainer":
         """Load the checkpoint at ``path`` (run directory, .json or .npz) and continue from it."""
         meta = resolve_checkpoint(path)
         return self.load_state_dict(load_checkpoint(meta), source=meta)
+
+
+def _empty_partial() -> dict:
+    """The running training metrics of an epoch before its first step."""
+    return {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
 
 
 class TrainingDiverged(FloatingPointError):

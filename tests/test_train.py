@@ -675,8 +675,11 @@ def test_resume_from_a_mid_epoch_checkpoint_continues_bit_for_bit(tmp_path):
 
 
 def test_a_mid_epoch_checkpoint_with_a_wrong_step_is_refused(tmp_path):
-    trainer = make_trainer(small_convnet, small_config(), run_dir=tmp_path, checkpoint_every=0,
-                           on_step=lambda e, s, loss: (_ for _ in ()).throw(KeyboardInterrupt) if (e, s) == (0, 1) else None)
+    def stop(epoch, step, loss):
+        if (epoch, step) == (0, 1):
+            raise KeyboardInterrupt
+
+    trainer = make_trainer(small_convnet, small_config(), run_dir=tmp_path, checkpoint_every=0, on_step=stop)
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
     state = load_checkpoint(tmp_path)

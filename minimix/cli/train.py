@@ -6,7 +6,8 @@ weights only, label smoothing 0.1, random crop + horizontal flip, 15 epochs, see
 starting from PyTorch's layer defaults (--init pytorch; the paper's init trained slower here).
 
 The run directory receives last.json/best.json + their .npz (checkpoints), metrics.csv (one row
-per epoch); last.json is also written within an epoch every --checkpoint-minutes (10). Continue an interrupted run exactly where it stopped with --resume RUN_DIR (it
+per epoch); last.json is also written within an epoch every --checkpoint-minutes (10). Continue
+an interrupted run exactly where it stopped with --resume RUN_DIR (it
 continues in RUN_DIR with its saved recipe: recipe options and --out are refused). One process
 at a time trains in a run directory: it holds the directory's lock (RUN_DIR/.lock) while it runs.
 Ctrl-C, or a loss that becomes NaN/inf, stops the run with one line that says how to resume.
@@ -226,9 +227,9 @@ def _small_run_rule(given: dict) -> dict:
         lr = scaled_lr(batch, default.lr, warmup)
         if lr != default.lr:
             options["lr"] = lr
+            halved = lr != default.lr * batch / REFERENCE_BATCH
             notes.append(f"peak learning rate {lr:g} ({default.lr:g} x {batch}/{REFERENCE_BATCH}"
-                         + (f", halved: a warmup of {warmup:g} steps, not 195" if lr != default.lr * batch / REFERENCE_BATCH
-                            else "") + ")")
+                         + (f", halved: a warmup of {warmup:g} steps, not 195" if halved else "") + ")")
     if notes:
         print("recipe for this run: " + ", ".join(notes) + "; --batch-size and --lr override")
     return options

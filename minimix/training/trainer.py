@@ -10,7 +10,8 @@ One optimisation step, as in every PyTorch training script::
 
 After every epoch the model is evaluated on the test set (eval mode, no graph) and a checkpoint
 is written; with ``checkpoint_every`` also within an epoch (``last`` only, recording the steps done
-in the epoch: resuming skips those batches of the epoch's fixed order). Resuming from it gives bit-for-bit the run that was not interrupted, because
+in the epoch: resuming skips those batches of the epoch's fixed order). Resuming from it gives
+bit-for-bit the run that was not interrupted, because
 everything that decides the next step is saved: weights and BatchNorm buffers, momentum buffers,
 scheduler step, the library's random generator (``minimix.random``: initialisation, dropout);
 and the data loader's shuffling and augmentation of epoch ``e`` is a pure function of

@@ -540,8 +540,8 @@ def test_a_limit_run_learns_with_the_default_recipe(larger_dataset, tmp_path, ca
     """Item 8: a --limit run with the recipe's defaults (no --batch-size, no --lr) trains. At batch 256 and
     lr 0.2 it had a handful of steps per epoch and a warmup of as many steps to 0.2 (the real data's
     `--limit 2048 --epochs 3` diverged; this run reached 46% here, 78% with the rule). The batch now gives
-    at least 32 steps per epoch and the peak learning rate follows it (0.2 x batch / 256, halved for a warmup shorter than the
-    full recipe's 195 steps)."""
+    at least 32 steps per epoch and the peak learning rate follows it (0.2 x batch / 256, halved for a
+    warmup shorter than the full recipe's 195 steps)."""
     run = tmp_path / "small"
     assert main(["train", "--model", "tiny", "--data", str(larger_dataset), "--out", str(run), "--no-progress",
                  "--limit", "640", "--epochs", "3"]) == 0

@@ -491,38 +491,7 @@ def test_the_synthetic_classes_differ_in_their_pictures():
     assert vertical > 1.5 * horizontal
 
 
-def test_find_checkpoint_without_any_run_says_so(monkeypatch, tmp_path, capsys):
-    monkeypatch.delenv("MINIMIX_CHECKPOINT", raising=False)
-    assert course.find_checkpoint(search_from=tmp_path) is None
-    assert "No finished checkpoint found" in capsys.readouterr().out
-
-
-def test_find_checkpoint_rejects_a_missing_environment_path(monkeypatch, tmp_path):
-    monkeypatch.setenv("MINIMIX_CHECKPOINT", str(tmp_path / "missing"))
-    with pytest.raises(FileNotFoundError, match="MINIMIX_CHECKPOINT"):
-        course.find_checkpoint()
-
-
-def test_find_and_load_a_checkpoint_from_runs(monkeypatch, tmp_path):
-    from minimix.models import mixnet_cifar
-    from minimix.training import save_checkpoint
-
-    monkeypatch.delenv("MINIMIX_CHECKPOINT", raising=False)
-    kwargs = {"width_multiplier": 0.25, "head_channels": 64}
-    mm.manual_seed(5)
-    model = mixnet_cifar(**kwargs)
-    state = {"epoch": 1, "config": {"model": "mixnet_cifar", "model_kwargs": kwargs}, "history": [],
-             "model": dict(model.state_dict())}
-    save_checkpoint(tmp_path / "runs" / "demo", state, names=("last", "best"))
-    (tmp_path / "lessons").mkdir()
-    found = course.find_checkpoint(search_from=tmp_path / "lessons", verbose=False)  # looks in the parent too
-    assert found == tmp_path / "runs" / "demo" / "best.json"
-    loaded, config, saved = course.load_trained_model(found)
-    assert config.model_kwargs == kwargs and not loaded.training
-    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
-        np.testing.assert_array_equal(a, b, err_msg=name)
-    monkeypatch.setenv("MINIMIX_CHECKPOINT", str(tmp_path / "runs" / "demo"))
-    assert course.find_checkpoint(verbose=False) == tmp_path / "runs" / "demo" / "last.json"
+# find_checkpoint / load_trained_model: tests/test_lessons_course.py
 
 
 def test_best_time_returns_the_fastest_call():

@@ -27,7 +27,7 @@ from IPython.display import Image, display
 import minimix as mm
 import minimix.perf
 from minimix import data as mmdata
-from minimix.lessons import fast_mode, find_checkpoint, load_data
+from minimix.lessons import fast_mode, find_checkpoint, load_data, load_trained_model
 
 FAST = fast_mode()
 minimix.perf.configure()  # threads, BLAS, allocator: see above
@@ -270,17 +270,16 @@ display(Image(filename=plot_confusion_matrix(matrix, data.classes, run_dir / "co
 #
 # A checkpoint is two files: a JSON with the recipe (`config`), the epoch, the metrics history and the
 # random-number state, and an `.npz` with every array (weights, BatchNorm statistics, momentum buffers).
-# Rebuilding the model from the recipe and loading the weights takes three lines (`read_checkpoint` also checks the file: keys, dtypes, finite values, the recipe). `find_checkpoint` looks at
-# `$MINIMIX_CHECKPOINT`, then at `runs/*/` (the default output folder of `python -m minimix train`).
+# Rebuilding the model from the recipe and loading the weights is what `load_trained_model` does
+# (`minimix.training.read_checkpoint` checks the file first: keys, dtypes, finite values, the recipe).
+# `find_checkpoint` takes `$MINIMIX_CHECKPOINT` if set, else your most recent *completed* full-data run in
+# `runs/` (a `--limit` quick look or an unfinished run is not a trained model), else the small checkpoint
+# shipped with minimix; it prints which one and its accuracy.
 
 # %%
 checkpoint = find_checkpoint()
 if checkpoint is not None:
-    from minimix.training import load_weights, read_checkpoint
-
-    meta, state, trained_config = read_checkpoint(checkpoint)  # the saved file, checked
-    trained = build_model(trained_config.model, trained_config.model_kwargs)
-    load_weights(trained, state["model"], meta)
+    trained, trained_config, state = load_trained_model(checkpoint)
     print(f"{trained_config.model} {trained_config.model_kwargs}, trained for {state['epoch']} epoch(s) "
           f"({trained.num_parameters():,} parameters)")
 
@@ -310,7 +309,7 @@ if checkpoint is not None:
         fig.suptitle("mistakes: true class -> prediction", fontsize=9)
         plt.show()
 else:
-    print("(skipped: no finished checkpoint)")
+    print("(skipped: no trained checkpoint)")
 
 # %% [markdown]
 # ## Summary

@@ -52,9 +52,17 @@ def rf_step(r, jump, kernel, stride, dilation):
     ### END SOLUTION
 
 # %%
-from minimix.lessons import check_rf_recurrence
+from minimix.lessons import check_rf_recurrence, yours_or_library
+from minimix.viz.receptive_field import AxisField
 
-check_rf_recurrence(rf_step)
+
+def library_rf_step(r, jump, kernel, stride, dilation):
+    """minimix's recurrence (``AxisField.through``), for the cells below while the exercise is unsolved."""
+    field = AxisField(r, jump, 0.0).through(kernel, stride, 0, dilation)
+    return field.r, field.jump
+
+
+rf_step = yours_or_library(check_rf_recurrence(rf_step), rf_step, library_rf_step)
 
 # %% [markdown]
 # ## 2. The CIFAR MixNet, layer by layer
@@ -192,8 +200,9 @@ viz.plot_erfs(erfs_init[DEEP], titles=[f"{e.label}\nuntrained" for e in erfs_ini
 #
 # ## 5. After training
 #
-# Training changes the picture: Luo et al. found that effective fields *grow* during training. With a
-# finished checkpoint we can compare the same layers, groups and inputs.
+# Luo et al. found that effective fields *grow* during training. Does that hold here? `find_checkpoint`
+# gives a trained network: your own completed run if there is one in `runs/` (or `$MINIMIX_CHECKPOINT`),
+# else the small checkpoint shipped with minimix. We compare the same layers, groups and inputs.
 
 # %%
 checkpoint = find_checkpoint()
@@ -215,6 +224,14 @@ if checkpoint is not None:
     plt.title("effective receptive field per MixConv group")
     plt.legend()
     plt.show()
+    grew = sum(b < a for b, a in zip(before, after))
+    print(f"after training, {grew} of {len(before)} groups have a wider 50% square than at initialisation "
+          f"({'as Luo et al. found' if grew > len(before) / 2 else 'unlike what Luo et al. found: here most shrank'}"
+          f"; mean side {np.mean(before):.1f} -> {np.mean(after):.1f} px)")
+    for layer in (SHALLOW, DEEP):
+        sides = [e.summary()[0.5] for e in erfs_trained[layer]]
+        order = "grows with the kernel size" if all(np.diff(sides) >= 0) else "does not grow monotonically with the kernel size"
+        print(f"{layer}: trained 50% side per group {[round(x, 1) for x in sides]} px: {order}")
 else:
     erfs_trained = None
     print("(skipped: the after-training comparison needs a finished checkpoint)")
@@ -233,8 +250,9 @@ if erfs_trained is not None:
 #   kernels count more. MixConv gives each channel group its own $r$.
 # * Effective field: the input-gradient magnitude of one unit; roughly Gaussian, growing like
 #   $\sqrt{\text{depth}}$, much smaller than the theoretical field.
-# * MixConv's large-kernel groups do see further, at initialisation and after training — measure it on
-#   your own run with `python -m minimix rf --checkpoint runs/<run> --layer blocks.4.1.conv_dw --out erf.png`.
+# * Whether MixConv's large-kernel groups see further, at initialisation and after training, is what the
+#   lines above printed for this network — measure it on your own run with
+#   `python -m minimix rf --checkpoint runs/<run> --layer blocks.4.1.conv_dw --out runs/erf.png`.
 #
 # That completes the course: from a scalar graph differentiated by hand to the receptive fields of a
 # trained MixNet, all on a few thousand lines of NumPy you can read.

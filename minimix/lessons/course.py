@@ -7,7 +7,8 @@ Environment variables read here:
   runs in CI in a few minutes; results are then only a smoke test, not meaningful numbers.
 * ``MINIMIX_DATA``: where CIFAR-10 is (see :class:`minimix.data.CIFAR10`).
 * ``MINIMIX_CHECKPOINT``: a finished training run (run directory, checkpoint ``.json`` or ``.npz``)
-  for the lessons that look at a trained network; otherwise ``runs/*/`` is searched.
+  for the lessons that look at a trained network; otherwise completed full-data runs in ``runs/``,
+  else the small trained checkpoint shipped in ``minimix/lessons/checkpoints/``.
 """
 from __future__ import annotations
 
@@ -73,12 +74,33 @@ def load_data(train_limit: int | None = None, test_limit: int | None = None, roo
     return LessonData(train_images, train_labels, test_images, test_labels, tuple(train.classes), False)
 
 
-def find_checkpoint(search_from=None, verbose: bool = True) -> Path | None:
-    """The checkpoint of a finished training run, or None (with a message saying how to get one).
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "mixnet_cifar.json"
 
-    Order: ``$MINIMIX_CHECKPOINT`` (an error if it names nothing), else the most recent
-    ``runs/*/best.json`` (or ``last.json``) under ``search_from`` (default: the working directory)
-    or its parent -- the repository root when a notebook runs in ``lessons/``.
+
+def _completed_full_run(meta: Path):
+    """``(accuracy, epochs)`` if the checkpoint ``meta`` ends a completed training run on the full data
+    (every epoch of its recipe done, no ``--limit``/``--test-limit``), else None."""
+    import json
+
+    try:
+        record = json.loads(meta.read_text())["state"]  # the saved state's plain values (arrays are in the .npz)
+        config, history = record["config"], record.get("history") or []
+        done = record["epoch"] == config["epochs"] and config.get("limit") is None \
+            and config.get("test_limit") is None
+        accuracy = max(float(h["test_acc"]) for h in history) if history else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (accuracy, record["epoch"]) if done and accuracy is not None else None
+
+
+def find_checkpoint(search_from=None, verbose: bool = True) -> Path | None:
+    """The checkpoint the lessons use for "a trained network", saying which one and its accuracy.
+
+    Order: ``$MINIMIX_CHECKPOINT`` (an error if it names nothing); else the most recent COMPLETED
+    full-data run under ``runs/`` in ``search_from`` (default: the working directory) or its parent
+    (the repository root when a notebook runs in ``lessons/``): every epoch of its recipe done, no
+    ``--limit`` (a quick look is not a trained model); else the small checkpoint shipped with minimix
+    (``minimix/lessons/checkpoints/``: its JSON records the recipe, accuracy and commit).
     """
     from ..training import resolve_checkpoint
 
@@ -89,23 +111,40 @@ def find_checkpoint(search_from=None, verbose: bool = True) -> Path | None:
             raise FileNotFoundError(f"${CHECKPOINT_VARIABLE} is {named!r}, which does not exist; point it at a "
                                     "run directory, a checkpoint .json or its .npz (or unset it)")
         found = resolve_checkpoint(path)
-    else:
-        here = Path(search_from or Path.cwd()).resolve()
-        candidates = []
-        for folder in (here, here.parent):
-            for run in sorted((folder / "runs").glob("*/")):
-                best, last = run / "best.json", run / "last.json"
-                if best.is_file() or last.is_file():
-                    candidates.append(best if best.is_file() else last)
-        found = max(candidates, key=lambda p: p.stat().st_mtime) if candidates else None
+        if verbose:
+            print(f"checkpoint: {found} (from ${CHECKPOINT_VARIABLE})")
+        return found
+    here = Path(search_from or Path.cwd()).resolve()
+    candidates, skipped = [], 0
+    for folder in (here, here.parent):
+        for run in sorted((folder / "runs").glob("*/")):
+            meta = next((m for m in (run / "best.json", run / "last.json") if m.is_file()), None)
+            if meta is None:
+                continue
+            result = _completed_full_run(meta)
+            if result is None:
+                skipped += 1
+            else:
+                candidates.append((meta.stat().st_mtime, meta, result))
+    if candidates:
+        _, found, (accuracy, epochs) = max(candidates, key=lambda c: c[0])
+        if verbose:
+            print(f"checkpoint: {found} (your completed run: {epochs} epochs, best test accuracy {accuracy:.2%})")
+        return found
+    if not SHIPPED_CHECKPOINT.is_file():  # a copy of minimix without its package data
+        if verbose:
+            print("No trained checkpoint found (no $MINIMIX_CHECKPOINT, no completed run in runs/, no shipped "
+                  "checkpoint): skipping the parts that need a trained network. To get one: "
+                  "`python -m minimix train --epochs 15` from the repository root.")
+        return None
+    found = SHIPPED_CHECKPOINT
     if verbose:
-        if found is None:
-            print(f"No finished checkpoint found (no ${CHECKPOINT_VARIABLE}, no runs/*/best.json here or in the "
-                  "parent folder): skipping the parts that need a trained network.\n"
-                  "To get one: `python -m minimix train --epochs 15` from the repository root "
-                  f"(or set {CHECKPOINT_VARIABLE}=path/to/run).")
-        else:
-            print(f"checkpoint: {found}")
+        import json
+
+        info = json.loads(found.read_text())
+        extra = f" ({skipped} unfinished or --limit run(s) in runs/ not used)" if skipped else ""
+        print(f"checkpoint: the one shipped with minimix{extra}: {info['description']}, test accuracy "
+              f"{info['test_accuracy']:.2%}. Set ${CHECKPOINT_VARIABLE}=runs/<run> to use your own.")
     return found
 
 
@@ -116,11 +155,31 @@ def load_trained_model(checkpoint):
     from ..training import load_weights, read_checkpoint
     from ..training.recipe import build_model
 
+    if Path(checkpoint).resolve() == SHIPPED_CHECKPOINT:
+        return _load_shipped(build_model)
     meta, state, config = read_checkpoint(checkpoint)  # checks keys, dtypes, finiteness and the config
     model = build_model(config.model, config.model_kwargs)
     load_weights(model, state["model"], meta)
     model.eval()
     return model, config, state
+
+
+def _load_shipped(build_model):
+    """The shipped checkpoint: weights stored in float16 (half the size), loaded into the float32 model."""
+    import json
+
+    from ..training import TrainConfig
+
+    info = json.loads(SHIPPED_CHECKPOINT.read_text())
+    config = TrainConfig.from_dict(info["config"], source=SHIPPED_CHECKPOINT)
+    model = build_model(config.model, config.model_kwargs)
+    with np.load(SHIPPED_CHECKPOINT.with_suffix(".npz")) as arrays:
+        weights = {k: arrays[k].astype(np.float32) for k in arrays.files}
+    if not all(np.isfinite(w).all() for w in weights.values()):
+        raise ValueError(f"{SHIPPED_CHECKPOINT.with_suffix('.npz')}: non-finite weights (damaged file)")
+    model.load_state_dict(weights)
+    model.eval()
+    return model, config, {"epoch": info["epoch"], "history": info["history"], "config": info["config"]}
 
 
 def best_time(fn, repeat: int = 3) -> float:

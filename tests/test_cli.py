@@ -4,7 +4,6 @@ The dataset is a CIFAR-10-style tree of 32x32 PNGs written to tmp_path (class = 
 channel, so it is learnable), read through minimix.data like the real one. Most tests use a tiny
 registered model ("tiny") to stay fast; one runs the real mixnet_cifar at a small width.
 """
-import hashlib
 import json
 import os
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require
+from conftest import require, rewrite_checkpoint_arrays
 
 import minimix
 from minimix import nn
@@ -23,14 +22,13 @@ from minimix.cli import COMMANDS, build_parser, main
 PIL = require("PIL.Image", "Pillow writes the test dataset and reads the PNGs")
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """train/<class>/*.png (8 per class) and test/<class>/*.png (3 per class), the ten CIFAR classes."""
+def _class_tree(root, per_split, seed):
+    """root/<split>/<class>/*.png with ``per_split[split]`` images per class; a class is a brightened
+    colour channel, so a small network can learn it."""
     from minimix.data import CLASSES
 
-    root = tmp_path_factory.mktemp("cifar_tree")
-    rng = np.random.default_rng(0)
-    for split, per_class in (("train", 8), ("test", 3)):
+    rng = np.random.default_rng(seed)
+    for split, per_class in per_split.items():
         for label, name in enumerate(CLASSES):
             folder = root / split / name
             folder.mkdir(parents=True)
@@ -39,6 +37,12 @@ def dataset(tmp_path_factory):
                 image[:, :, label % 3] += 40 * (1 + label // 3)
                 PIL.fromarray(image.astype(np.uint8)).save(folder / f"{i:04d}.png")
     return root
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """train/<class>/*.png (8 per class) and test/<class>/*.png (3 per class), the ten CIFAR classes."""
+    return _class_tree(tmp_path_factory.mktemp("cifar_tree"), {"train": 8, "test": 3}, seed=0)
 
 
 @pytest.fixture(autouse=True)
@@ -210,19 +214,6 @@ def edit_json(path, change):
     path.write_text(json.dumps(record))
 
 
-def rewrite_arrays(meta, change):
-    """Change the checkpoint's arrays and record the new size and SHA-256, so only new checks can catch it."""
-    record = json.loads(meta.read_text())
-    data = meta.parent / record["data"]
-    with np.load(data) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    change(arrays)
-    with open(data, "wb") as f:
-        np.savez(f, **arrays)
-    record.update(data_bytes=data.stat().st_size, data_sha256=hashlib.sha256(data.read_bytes()).hexdigest())
-    meta.write_text(json.dumps(record))
-
-
 RUNNER = textwrap.dedent("""
     # `python -m minimix` with the tests' "tiny" model; with MINIMIX_TEST_HOLD set, training waits for a line on
     # stdin once it holds the run directory's lock (so that a second process can be started meanwhile).
@@ -354,10 +345,10 @@ def test_damaged_checkpoints_give_one_line_naming_file_and_key(dataset, tmp_path
         change()
         return error_line(capsys, 2, ["evaluate", str(run)])
 
-    line = damaged(lambda: rewrite_arrays(meta, lambda a: a.update({"model/0.weight": a["model/0.weight"].astype(
+    line = damaged(lambda: rewrite_checkpoint_arrays(meta, lambda a: a.update({"model/0.weight": a["model/0.weight"].astype(
         np.int64)})))
     assert f"{meta}: model arrays of the wrong dtype: 0.weight is int64, expected float32" in line
-    line = damaged(lambda: rewrite_arrays(meta, lambda a: a["model/5.bias"].__setitem__(0, np.nan)))
+    line = damaged(lambda: rewrite_checkpoint_arrays(meta, lambda a: a["model/5.bias"].__setitem__(0, np.nan)))
     assert f"{data}: array 'model/5.bias' holds 1 non-finite values" in line
     line = damaged(lambda: edit_json(meta, lambda r: r["state"]["config"].update(lr="fast")))
     assert line == (f"minimix evaluate: error: {meta}: config key 'lr' must be a finite number > 0, got 'fast' (str)")
@@ -365,7 +356,7 @@ def test_damaged_checkpoints_give_one_line_naming_file_and_key(dataset, tmp_path
     assert line.startswith(f"minimix evaluate: error: {meta}: the checkpoint has no 'config' (expected")
     line = damaged(lambda: edit_json(meta, lambda r: r.pop("data")))
     assert line.startswith(f"minimix evaluate: error: {meta}: the checkpoint metadata has no 'data' (expected")
-    line = damaged(lambda: rewrite_arrays(meta, lambda a: a.pop("model/0.weight")))
+    line = damaged(lambda: rewrite_checkpoint_arrays(meta, lambda a: a.pop("model/0.weight")))
     assert f"{meta} names the array 'model/0.weight', which the data file does not hold" in line
     line = damaged(lambda: edit_json(meta, lambda r: r.update(data=f"../other/{data}")))
     assert f"names the data file '../other/{data}', which is not in its run directory" in line
@@ -521,19 +512,7 @@ def test_rf_figures_named_without_a_folder_go_under_runs(tmp_path, monkeypatch, 
 @pytest.fixture(scope="module")
 def larger_dataset(tmp_path_factory):
     """Like ``dataset`` with 64 training and 20 test images per class (the class: a brightened colour channel)."""
-    from minimix.data import CLASSES
-
-    root = tmp_path_factory.mktemp("cifar_tree_64")
-    rng = np.random.default_rng(1)
-    for split, per_class in (("train", 64), ("test", 20)):
-        for label, name in enumerate(CLASSES):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                image = rng.integers(0, 120, (32, 32, 3))
-                image[:, :, label % 3] += 40 * (1 + label // 3)
-                PIL.fromarray(image.astype(np.uint8)).save(folder / f"{i:04d}.png")
-    return root
+    return _class_tree(tmp_path_factory.mktemp("cifar_tree_64"), {"train": 64, "test": 20}, seed=1)
 
 
 def test_a_limit_run_learns_with_the_default_recipe(larger_dataset, tmp_path, capsys):

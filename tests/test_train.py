@@ -3,7 +3,6 @@
 The models are tiny MLPs on small synthetic images whose class is decided by their colour, so a
 few steps of training visibly reduce the loss and every test runs in about a second.
 """
-import hashlib
 import json
 import signal
 import subprocess
@@ -12,6 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import rewrite_checkpoint_arrays
 
 import minimix
 from minimix import nn
@@ -349,21 +349,6 @@ def test_non_finite_weights_are_told_apart_from_a_diverging_loss():
 
 
 # -- issue 14: reliability of runs and checkpoints ---------------------------------------------------
-def _rewrite_data(meta, change):
-    """Apply ``change(arrays)`` to the checkpoint's .npz and record the new size and SHA-256 in ``meta``,
-    so that only the new validation can catch what ``change`` did."""
-    record = json.loads(meta.read_text())
-    data = meta.parent / record["data"]
-    with np.load(data) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    change(arrays)
-    with open(data, "wb") as f:
-        np.savez(f, **arrays)
-    record["data_bytes"] = data.stat().st_size
-    record["data_sha256"] = hashlib.sha256(data.read_bytes()).hexdigest()
-    meta.write_text(json.dumps(record))
-
-
 def _edit_record(meta, change):
     record = json.loads(meta.read_text())
     change(record)
@@ -506,7 +491,7 @@ def test_resume_refuses_an_epoch_count_that_disagrees_with_the_schedule(tmp_path
 def test_checkpoint_arrays_of_the_wrong_dtype_are_refused(tmp_path):
     """Item 9: int64 weights (or momentum buffers) are a damaged file, not something to cast."""
     meta = _resumable_run(tmp_path)
-    _rewrite_data(meta, lambda a: a.update({"model/1.weight": np.round(a["model/1.weight"] * 100).astype(np.int64)}))
+    rewrite_checkpoint_arrays(meta, lambda a: a.update({"model/1.weight": np.round(a["model/1.weight"] * 100).astype(np.int64)}))
     trainer, state = _trainer_from(meta)
     before = trainer.model.state_dict()
     with pytest.raises(CheckpointError, match="last.json: model arrays of the wrong dtype: 1.weight is int64, "
@@ -516,7 +501,7 @@ def test_checkpoint_arrays_of_the_wrong_dtype_are_refused(tmp_path):
         np.testing.assert_array_equal(value, before[name])
 
     meta = _resumable_run(tmp_path / "momentum")
-    _rewrite_data(meta, lambda a: a.update({"optimizer/state/0/momentum_buffer": np.ones((16, 3072), np.int64)}))
+    rewrite_checkpoint_arrays(meta, lambda a: a.update({"optimizer/state/0/momentum_buffer": np.ones((16, 3072), np.int64)}))
     trainer, state = _trainer_from(meta)
     with pytest.raises(CheckpointError, match="momentum_buffer' of parameter 0 has dtype int64, expected float32"):
         trainer.load_state_dict(state, source=meta)
@@ -530,7 +515,7 @@ def test_non_finite_checkpoint_arrays_are_refused_on_load(tmp_path):
         arrays["model/3.bias"][1] = np.nan
         arrays["model/1.weight"][0, :3] = np.inf
 
-    _rewrite_data(meta, poison)
+    rewrite_checkpoint_arrays(meta, poison)
     data = json.loads(meta.read_text())["data"]
     with pytest.raises(CheckpointError, match=f"{data}: array 'model/1.weight' holds 3 non-finite values"):
         load_checkpoint(meta)
@@ -595,7 +580,7 @@ def test_a_checkpoint_missing_a_key_or_an_array_names_it(tmp_path):
     with pytest.raises(CheckpointError, match="last.json: the checkpoint has no 'scheduler'"):
         read_checkpoint(tmp_path, resume=True)
     meta.write_text(text)
-    _rewrite_data(meta, lambda a: a.pop("model/1.weight"))
+    rewrite_checkpoint_arrays(meta, lambda a: a.pop("model/1.weight"))
     with pytest.raises(CheckpointError, match="last.json names the array 'model/1.weight', which the data file "
                                               "does not hold"):
         load_checkpoint(tmp_path)

@@ -31,7 +31,7 @@ import minimix.nn.functional as F
 import minimix.perf
 from minimix.kernels import depthwise_numba, naive
 from minimix.kernels import im2col as im2col_kernels
-from minimix.lessons import fast_mode
+from minimix.lessons import best_time, fast_mode
 
 FAST = fast_mode()
 minimix.perf.configure()  # threads, BLAS, allocator: see above
@@ -663,13 +663,9 @@ def triad(a, b, c, scale):
 
 
 def best_of(fn, repeat):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    """``best_time`` (the fastest of ``repeat`` calls) after one untimed warm-up call (compilation, caches)."""
+    fn()
+    return best_time(fn, repeat)
 
 
 size = 1024 if FAST else 2048

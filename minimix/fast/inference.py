@@ -9,11 +9,10 @@ under ``no_grad`` (inference); with a graph to record the reference forward runs
 import numpy as np
 
 from ..kernels import depthwise_numba
-from ..nn.layers import Identity, ReLU, SiLU
 from ..ops.conv import conv_geometry
 from ..tensor import Function, is_grad_enabled
+from .norm_act import activation_kind
 
-_KINDS = {Identity: None, ReLU: "relu", SiLU: "silu"}
 
 
 class MixedDepthwiseBatchNormAct(Function):
@@ -40,9 +39,8 @@ class MixedDepthwiseBatchNormAct(Function):
 def fused_mixconv_bn_act(module, x):
     """``MixConvBNAct.forward`` in one pass: under no_grad, for (N>0, C, H, W) input of the weights'
     dtype and an unhooked ReLU / SiLU / no activation; else NotImplemented (the reference runs)."""
-    act = module.act
-    if (is_grad_enabled() or type(act) not in _KINDS or act._forward_hooks or act._forward_pre_hooks
-            or len(x.shape) != 4 or x.shape[0] == 0 or x.shape[1] != module.channels
+    kind = activation_kind(module.act)
+    if (is_grad_enabled() or kind is NotImplemented or len(x.shape) != 4 or x.shape[0] == 0 or x.shape[1] != module.channels
             or x.dtype != module.weights[0].dtype):
         return NotImplemented
     stride, _, dilation = conv_geometry((1, 1), module.stride, 0, module.dilation)
@@ -51,4 +49,4 @@ def fused_mixconv_bn_act(module, x):
     coef = np.stack([np.ones_like(shift), shift])
     return MixedDepthwiseBatchNormAct.apply(x, *module.weights, splits=tuple(module.splits), paddings=paddings,
                                             stride=stride, dilation=dilation, coef=coef,
-                                            activation=_KINDS[type(act)])
+                                            activation=kind)

@@ -94,11 +94,13 @@ class MixedConv2d(Function):
         return (gx, *gws, *gbs)
 
 
-def mixed_conv2d(x, weights, in_splits, stride=1, dilation=1, biases=None):
-    """The fast ``F.mixed_conv2d`` (arguments already checked by it); NotImplemented for an empty batch."""
+def mixed_conv2d(x, weights, in_splits, stride=1, dilation=1, biases=None, groups=None):
+    """The fast ``F.mixed_conv2d``; NotImplemented for an empty batch. ``groups``: each group's
+    (padding, groups) from ``mixed_conv_groups`` when the caller has checked the arguments already."""
     if x.shape[0] == 0:
         return NotImplemented
-    groups = mixed_conv_groups(x, weights, in_splits, stride, dilation, biases)
+    if groups is None:
+        groups = mixed_conv_groups(x, weights, in_splits, stride, dilation, biases)
     stride_pair, _, dilation_pair = conv_geometry((1, 1), stride, 0, dilation)
     plans = tuple((padding, g, _kernels(None, x.dtype, (x.shape[0], c) + tuple(x.shape[2:]), w.shape, stride_pair,
                                         padding, dilation_pair, g))

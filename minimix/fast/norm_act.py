@@ -15,6 +15,14 @@ from ..tensor import Function
 _KINDS = {Identity: None, ReLU: "relu", SiLU: "silu"}
 
 
+def activation_kind(act):
+    """The fused kernels' name for activation module ``act`` (None, "relu", "silu"), or NotImplemented
+    when they cannot stand in for it: another activation, or one a forward hook watches (it must run)."""
+    if type(act) not in _KINDS or act._forward_hooks or act._forward_pre_hooks:
+        return NotImplemented
+    return _KINDS[type(act)]
+
+
 class BatchNormAct(Function):
     """y = act(batch_norm(x)) in one node, act in (None, "relu", "silu"). Saves x and y by
     reference (no copies) and a few (C,) vectors."""
@@ -59,7 +67,5 @@ def batch_norm(bn, x):
 def batch_norm_act(bn, x):
     """``nn.BatchNormAct2d.forward`` fused: activation ReLU, SiLU or none; anything else, or an
     activation watched by a forward hook, runs the reference (which calls the activation module)."""
-    act = bn.act
-    if type(act) not in _KINDS or act._forward_hooks or act._forward_pre_hooks:
-        return NotImplemented
-    return _run(bn, x, _KINDS[type(act)])
+    kind = activation_kind(bn.act)
+    return NotImplemented if kind is NotImplemented else _run(bn, x, kind)

@@ -201,7 +201,7 @@ def mixed_conv2d(x, weights, in_splits, stride=1, dilation=1, biases=None, backe
     groups = mixed_conv_groups(x, weights, in_splits, stride, dilation, biases)
     if backend in (None, "auto") and len(weights) > 1:
         for fast in backends.implementations("mixed_conv2d", x.dtype):
-            out = fast(x, weights, in_splits, stride, dilation, biases)
+            out = fast(x, weights, in_splits, stride, dilation, biases, groups)
             if out is not NotImplemented:
                 return out
     parts = split(x, [int(c) for c in in_splits], axis=1)

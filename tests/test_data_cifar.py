@@ -177,7 +177,7 @@ def test_image_folder_of_pngs(tmp_path, splits, layout):
 
 
 def test_image_folder_archive_of_jpegs(tmp_path):
-    """Like /work/shared/data/cifar10-jpeg.tar.gz: one top folder, JPEGs, found from the parent folder."""
+    """Like ../shared/data/cifar10-jpeg.tar.gz: one top folder, JPEGs, found from the parent folder."""
     rng = np.random.default_rng(1)
     ramp = np.linspace(0, 150, 32)  # smooth images (no uint8 overflow) survive JPEG almost unchanged
     smooth = {s: ((ramp[None, :, None, None] + ramp[None, None, :, None] / 4

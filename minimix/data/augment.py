@@ -21,7 +21,7 @@ from numpy.lib.stride_tricks import as_strided
 # std, not the mean of per-image stds). Computed from the decoded training set with
 #     x = CIFAR10(train=True).images.reshape(-1, 3) / 255.0   # float64
 #     x.mean(axis=0), x.std(axis=0)
-# on the JPEG copy in /work/shared/data (the only copy available here), giving
+# on the JPEG copy in ../shared/data (the only copy available here), giving
 # mean (0.49125, 0.48209, 0.44652) and std (0.24523, 0.24278, 0.26063). The official
 # lossless archives give the often quoted (0.4914, 0.4822, 0.4465) and
 # (0.2470, 0.2435, 0.2616): JPEG smoothing lowers the std by ~0.002. Either set

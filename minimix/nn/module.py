@@ -206,11 +206,14 @@ class Module:
 
         Every problem is reported at once in one ``StateDictError``: missing keys,
         unexpected keys (both only when ``strict``), and shape mismatches (with both
-        shapes). Nothing is loaded unless everything fits.
+        shapes). Nothing is loaded unless everything fits. A module's ``_optional_buffers``
+        (BatchNorm's ``num_batches_tracked``) may be absent: they keep their value, as in PyTorch.
         """
         targets = dict(self.named_parameters())
         targets.update(self.named_buffers())
-        missing = [k for k in targets if k not in state]
+        optional = {f"{m}.{b}" if m else b
+                    for m, mod in self.named_modules() for b in getattr(mod, "_optional_buffers", ())}
+        missing = [k for k in targets if k not in state and k not in optional]
         unexpected = [k for k in state if k not in targets]
         wrong = [
             f"{k}: checkpoint {tuple(np.shape(state[k]))} vs model {tuple(np.shape(t))}"

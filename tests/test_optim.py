@@ -61,6 +61,11 @@ CONFIGS = {
     "SGD nesterov": dict(lr=0.1, momentum=0.9, nesterov=True),
     "SGD nesterov weight_decay": dict(lr=0.1, momentum=0.8, nesterov=True, weight_decay=1e-2),
     "SGD weight_decay": dict(lr=0.05, weight_decay=0.1),
+    "Adam": dict(lr=0.01),
+    "Adam weight_decay": dict(lr=0.01, weight_decay=0.1),
+    "Adam amsgrad": dict(lr=0.01, amsgrad=True),
+    "Adam all": dict(lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.3, amsgrad=True),
+    "AdamW amsgrad": dict(lr=0.01, amsgrad=True, weight_decay=0.1),
     "AdamW": dict(lr=0.01),
     "AdamW no decay": dict(lr=0.01, weight_decay=0.0),
     "AdamW betas eps": dict(lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.3),
@@ -90,7 +95,8 @@ def take_steps(params, optimizer, steps):
         optimizer.step()
 
 
-@pytest.mark.parametrize("config", ["SGD nesterov weight_decay", "AdamW", "RMSprop all"])
+@pytest.mark.parametrize("config", ["SGD nesterov weight_decay", "SGD momentum dampening", "Adam all", "AdamW",
+                                    "RMSprop all"])
 def test_state_dict_round_trip_resumes_exactly(config):
     """Save after 3 steps and keep going; a fresh optimizer loaded from the save must follow bit for bit."""
     cls_name, kwargs = config.split()[0], CONFIGS[config]
@@ -108,6 +114,29 @@ def test_state_dict_round_trip_resumes_exactly(config):
     take_steps(resumed, fresh, range(3, STEPS))
     for a, b in zip(resumed, params):
         np.testing.assert_array_equal(a.data, b.data)
+
+
+@pytest.mark.parametrize("config", ["SGD momentum dampening", "Adam all", "AdamW", "RMSprop all"])
+def test_state_dict_matches_torch_structure_and_values(config):
+    """After the same steps, our state_dict has torch's layout: the same parameter indices, the same
+    state entries with the same values (NumPy arrays here), and torch's hyperparameter names."""
+    cls_name = config.split()[0]
+    _, ours = run("minimix", cls_name, CONFIGS[config], np.float64, grouped=True)
+    _, theirs = run("torch", cls_name, CONFIGS[config], np.float64, grouped=True)
+    ours, theirs = ours.state_dict(), theirs.state_dict()
+    assert sorted(ours["state"]) == sorted(theirs["state"])
+    for index, state in theirs["state"].items():
+        assert sorted(ours["state"][index]) == sorted(state), f"parameter {index}"
+        for field, value in state.items():
+            assert isinstance(ours["state"][index][field], np.ndarray)
+            np.testing.assert_allclose(ours["state"][index][field], value.numpy(), rtol=1e-12, atol=1e-14,
+                                       err_msg=f"parameter {index}: {field}")
+    for mine, reference in zip(ours["param_groups"], theirs["param_groups"]):
+        assert mine["params"] == reference["params"]
+        for key, value in mine.items():
+            assert key in reference, f"{key!r} is not one of torch's group entries"
+            expected = list(reference[key]) if isinstance(reference[key], tuple) else reference[key]
+            assert value == expected, key
 
 
 def test_state_dict_layout():
@@ -164,6 +193,12 @@ def test_constructor_errors():
         optim.SGD([], lr=0.1)
     with pytest.raises(ValueError, match="nesterov"):
         optim.SGD([p], lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="Nesterov momentum requires a momentum and zero dampening"):
+        optim.SGD([p], lr=0.1, momentum=0.9, dampening=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="Nesterov momentum requires a momentum and zero dampening"):
+        torch.optim.SGD([torch.zeros(2, requires_grad=True)], lr=0.1, momentum=0.9, dampening=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="amsgrad must be True or False"):
+        optim.Adam([p], amsgrad="yes")
     with pytest.raises(ValueError, match="already in another group"):
         optim.SGD([{"params": [p]}, {"params": [p]}], lr=0.1)
     with pytest.raises(TypeError, match="requires_grad"):
@@ -174,7 +209,7 @@ def test_constructor_errors():
         optim.RMSprop([p], alpha=1.5)
 
 
-@pytest.mark.parametrize("config", ["SGD nesterov weight_decay", "AdamW", "RMSprop all"])
+@pytest.mark.parametrize("config", ["SGD nesterov weight_decay", "Adam all", "AdamW", "RMSprop all"])
 def test_updates_are_in_place_and_allocation_free(config):
     """After the first step (state creation), a step allocates no parameter-sized temporaries."""
     cls_name = config.split()[0]
@@ -280,8 +315,9 @@ def test_construction_applies_step_zero_and_records_initial_lr():
 @pytest.mark.parametrize(
     "make",
     [lambda o: lr_scheduler.WarmupCosineLR(o, 3, 20, min_lr=1e-4), lambda o: lr_scheduler.StepLR(o, 4, 0.3),
-     lambda o: lr_scheduler.LambdaLR(o, lambda t: 0.9**t)],
-    ids=["WarmupCosineLR", "StepLR", "LambdaLR"],
+     lambda o: lr_scheduler.LambdaLR(o, lambda t: 0.9**t), lambda o: lr_scheduler.CosineAnnealingLR(o, 9, 0.01),
+     lambda o: lr_scheduler.OneCycleLR(o, max_lr=[0.3, 0.6], total_steps=14, three_phase=True)],
+    ids=["WarmupCosineLR", "StepLR", "LambdaLR", "CosineAnnealingLR", "OneCycleLR"],
 )
 def test_scheduler_resume(make):
     """Optimizer + scheduler saved mid-run and restored into fresh objects continue the same schedule."""
@@ -375,3 +411,164 @@ def test_scheduler_load_state_dict_takes_only_its_own_entries():
     with pytest.raises(ValueError, match="one rate per parameter group \\(2\\)"):
         sched.load_state_dict({**saved, "base_lrs": [0.1]})
     assert sched.optimizer is opt
+
+
+# -- issue 16: Adam, CosineAnnealingLR, OneCycleLR --------------------------------------------------
+
+
+def momenta(optimizer):
+    """Each group's momentum, or beta1 for Adam-style optimizers."""
+    return [g["betas"][0] if "betas" in g else g["momentum"] for g in optimizer.param_groups]
+
+
+def schedule_trace(scheduler, optimizer, steps):
+    """(lr per group, momentum per group) after construction and after each of ``steps`` steps."""
+    rows = [scheduler.get_last_lr() + momenta(optimizer)]
+    for _ in range(steps):
+        optimizer.step()
+        scheduler.step()
+        rows.append(scheduler.get_last_lr() + momenta(optimizer))
+    return np.array(rows)
+
+
+def test_cosine_annealing_matches_torch_past_t_max():
+    """Two groups, eta_min > 0, and 2.5 periods: past T_max the cosine climbs back, as in torch."""
+    opt, topt = two_group_optimizer(), torch_twin()
+    ours = trajectory(lr_scheduler.CosineAnnealingLR(opt, T_max=6, eta_min=0.01), opt, 15)
+    theirs = trajectory(torch.optim.lr_scheduler.CosineAnnealingLR(topt, T_max=6, eta_min=0.01), topt, 15)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
+    assert ours[6].tolist() == pytest.approx([0.01, 0.01]) and ours[12].tolist() == pytest.approx([0.1, 0.5])
+
+
+ONE_CYCLE = {
+    "defaults": dict(max_lr=0.4, total_steps=20),
+    "per-group max_lr, linear": dict(max_lr=[0.4, 1.0], total_steps=13, anneal_strategy="linear", pct_start=0.25),
+    "three_phase": dict(max_lr=0.4, total_steps=17, three_phase=True, div_factor=10.0, final_div_factor=100.0),
+    "epochs x steps_per_epoch": dict(max_lr=0.3, epochs=3, steps_per_epoch=5, base_momentum=0.8,
+                                     max_momentum=[0.9, 0.99]),
+    "no momentum cycling": dict(max_lr=0.4, total_steps=10, cycle_momentum=False),
+}
+
+
+@pytest.mark.parametrize("cls_name", ["SGD", "Adam"])
+@pytest.mark.parametrize("config", list(ONE_CYCLE))
+def test_one_cycle_lr_and_momentum_match_torch(config, cls_name):
+    """Rates and momenta (SGD's momentum, Adam's beta1) step by step, over the whole schedule."""
+    kwargs = ONE_CYCLE[config]
+    extra = {"momentum": 0.9} if cls_name == "SGD" else {}
+    params = [nn.Parameter(v) for v in make_params(np.float64)]
+    opt = getattr(optim, cls_name)([{"params": params[:2]}, {"params": params[2:], "lr": 0.5}], lr=0.1, **extra)
+    tparams = [torch.zeros(2, requires_grad=True), torch.zeros(2, requires_grad=True)]
+    topt = getattr(torch.optim, cls_name)([{"params": tparams[:1]}, {"params": tparams[1:], "lr": 0.5}], lr=0.1,
+                                          **extra)
+    sched = lr_scheduler.OneCycleLR(opt, **kwargs)
+    tsched = torch.optim.lr_scheduler.OneCycleLR(topt, **kwargs)
+    steps = kwargs.get("total_steps") or kwargs["epochs"] * kwargs["steps_per_epoch"]
+    ours, theirs = schedule_trace(sched, opt, steps - 1), schedule_trace(tsched, topt, steps - 1)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
+    for key in ("initial_lr", "max_lr", "min_lr"):
+        assert [g[key] for g in opt.param_groups] == pytest.approx([g[key] for g in topt.param_groups]), key
+
+
+@pytest.mark.parametrize("cls_name, kwargs", [("SGD", dict(lr=0.1, momentum=0.9, weight_decay=0.01)),
+                                              ("SGD", dict(lr=0.1)),  # torch switches momentum on
+                                              ("Adam", dict(lr=0.01, weight_decay=0.1)),
+                                              ("AdamW", dict(lr=0.01, amsgrad=True))],
+                         ids=["SGD momentum", "SGD plain", "Adam", "AdamW amsgrad"])
+def test_training_with_one_cycle_matches_torch(cls_name, kwargs):
+    """The parameters themselves after 8 steps of optimizer + OneCycleLR, float64, tight."""
+    results = []
+    for library in ("minimix", "torch"):
+        values = make_params(np.float64)
+        if library == "minimix":
+            params = [nn.Parameter(v.copy()) for v in values]
+            opt = getattr(optim, cls_name)(groups_of(params, True), **kwargs)
+            sched = lr_scheduler.OneCycleLR(opt, max_lr=[0.05, 0.2], total_steps=8, pct_start=0.4)
+        else:
+            params = [torch.tensor(v.copy(), requires_grad=True) for v in values]
+            opt = getattr(torch.optim, cls_name)(groups_of(params, True), **kwargs)
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[0.05, 0.2], total_steps=8, pct_start=0.4)
+        for step in range(8):
+            for p, g in zip(params, gradients(np.float64, step)):
+                p.grad = None if g is None else (g.copy() if library == "minimix" else torch.from_numpy(g.copy()))
+            opt.step()
+            if step < 7:
+                sched.step()
+        results.append([p.data if library == "minimix" else p.detach().numpy() for p in params])
+    for i, (a, b) in enumerate(zip(*results)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14, err_msg=f"parameter {i}")
+
+
+def test_one_cycle_resumes_from_state_dicts():
+    """Optimizer + OneCycleLR saved after 3 steps and loaded into fresh ones: the same rates, momenta
+    and parameters as the uninterrupted run (the rates live in the optimizer's groups, as in torch)."""
+    def make(values):
+        params = [nn.Parameter(v.copy()) for v in values]
+        opt = optim.Adam(groups_of(params, True), lr=0.01, weight_decay=0.01)
+        return params, opt, lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10)
+
+    def steps(params, opt, sched, which):
+        rows = []
+        for step in which:
+            for p, g in zip(params, gradients(np.float64, step)):
+                p.grad = g
+            opt.step()
+            sched.step()
+            rows.append(sched.get_last_lr() + momenta(opt))
+        return rows
+
+    params, opt, sched = make(make_params(np.float64))
+    steps(params, opt, sched, range(3))
+    saved = copy.deepcopy((opt.state_dict(), sched.state_dict(), [p.data.copy() for p in params]))
+    json.dumps(saved[1])
+    expected = steps(params, opt, sched, range(3, 9))
+
+    params2, opt2, sched2 = make(saved[2])
+    opt2.load_state_dict(saved[0])
+    sched2.load_state_dict(saved[1])
+    assert steps(params2, opt2, sched2, range(3, 9)) == expected
+    for a, b in zip(params2, params):
+        np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_one_cycle_errors():
+    opt = two_group_optimizer()
+    with pytest.raises(ValueError, match="give total_steps, or epochs and steps_per_epoch"):
+        lr_scheduler.OneCycleLR(opt, max_lr=0.1)
+    with pytest.raises(ValueError, match="total_steps must be a positive int, got 0"):
+        lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=0)
+    with pytest.raises(ValueError, match="max_lr must be one number or one per parameter group \\(2\\), got 3"):
+        lr_scheduler.OneCycleLR(opt, max_lr=[0.1, 0.2, 0.3], total_steps=5)
+    with pytest.raises(ValueError, match="anneal_strategy must be 'cos' or 'linear'"):
+        lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=5, anneal_strategy="exp")
+    with pytest.raises(ValueError, match="pct_start must be a finite number in \\[0, 1\\]"):
+        lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=5, pct_start=1.5)
+
+    class Plain(optim.Optimizer):
+        def __init__(self, params):
+            super().__init__(params, dict(lr=0.1))
+
+        def update(self, p, grad, state, group):
+            p.data -= group["lr"] * grad
+
+    plain = Plain([nn.Parameter(np.ones(2))])
+    with pytest.raises(ValueError, match="cycle_momentum=True needs an optimizer with momentum or betas"):
+        lr_scheduler.OneCycleLR(plain, max_lr=0.1, total_steps=5)
+    sched = lr_scheduler.OneCycleLR(plain, max_lr=0.1, total_steps=3, cycle_momentum=False)
+    tplain = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    tsched = torch.optim.lr_scheduler.OneCycleLR(tplain, max_lr=0.1, total_steps=3, cycle_momentum=False)
+    for _ in range(3):
+        sched.step()
+        tsched.step()
+    with pytest.raises(ValueError, match="tried to step 4 times; the specified number of total steps is 3"):
+        sched.step()
+    with pytest.raises(ValueError, match="(?i)tried to step 4 times"):
+        tsched.step()
+
+
+def test_cosine_annealing_errors():
+    opt = two_group_optimizer()
+    with pytest.raises(ValueError, match="T_max must be a positive int, got 0"):
+        lr_scheduler.CosineAnnealingLR(opt, T_max=0)
+    with pytest.raises(ValueError, match="eta_min must be a finite number >= 0, got nan"):
+        lr_scheduler.CosineAnnealingLR(opt, T_max=5, eta_min=float("nan"))

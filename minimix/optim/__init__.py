@@ -7,6 +7,7 @@
         opt.zero_grad(); loss.backward(); opt.step(); sched.step()
 """
 from . import lr_scheduler
+from .adam import Adam
 from .adamw import AdamW
 from .optimizer import Optimizer
 from .rmsprop import RMSprop
@@ -23,4 +24,4 @@ def weight_decay_groups(model, weight_decay: float) -> list:
     ]
 
 
-__all__ = ["Optimizer", "SGD", "AdamW", "RMSprop", "lr_scheduler", "weight_decay_groups"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "lr_scheduler", "weight_decay_groups"]

@@ -43,6 +43,12 @@ def check_number(owner: str, name: str, value, low: float = 0.0, high: float | N
 
 
 class Optimizer:
+    """Base class: parameter groups, ``step()``, ``zero_grad()``, ``state_dict()``/``load_state_dict()``.
+
+    Subclasses set their defaults in ``__init__``, check them in ``check_hyperparameters`` and
+    write the update in ``update(p, grad, state, group)``.
+    """
+
     def __init__(self, params, defaults: dict):
         self.defaults = dict(defaults)
         self.check_hyperparameters(self.defaults, type(self).__name__)
@@ -92,6 +98,7 @@ class Optimizer:
                     self.update(p, p.grad, self.state.setdefault(id(p), {}), group)
 
     def update(self, p, grad, state: dict, group: dict):  # pragma: no cover - abstract
+        """Change ``p.data`` in place from ``grad``, this parameter's ``state`` and its ``group``'s settings."""
         raise NotImplementedError(f"{type(self).__name__} must implement update()")
 
     def zero_grad(self):

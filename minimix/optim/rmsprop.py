@@ -18,11 +18,14 @@ from .optimizer import Optimizer, check_number
 
 
 class RMSprop(Optimizer):
+    """RMSprop; ``RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False)``."""
+
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False):
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum, centered=centered)
         super().__init__(params, defaults)
 
     def check_hyperparameters(self, group, owner):
+        """Refuse NaN, inf and out-of-range values (``alpha`` in [0, 1])."""
         for name in ("lr", "eps", "weight_decay", "momentum"):
             check_number(owner, name, group[name])
         check_number(owner, "alpha", group["alpha"], high=1.0, high_inclusive=True)
@@ -30,6 +33,7 @@ class RMSprop(Optimizer):
             raise ValueError(f"{owner}: centered must be True or False, got {group['centered']!r}")
 
     def update(self, p, grad, state, group):
+        """One RMSprop step for ``p`` (in place; see the module docstring for the formulas)."""
         lr, alpha, eps, wd, mu = group["lr"], group["alpha"], group["eps"], group["weight_decay"], group["momentum"]
         if not state:
             state.update(step=0, square_avg=np.zeros_like(p.data))

@@ -16,21 +16,31 @@ from .optimizer import Optimizer, check_number
 
 
 class SGD(Optimizer):
+    """SGD; ``SGD(params, lr, momentum=0, dampening=0, weight_decay=0, nesterov=False)``, as ``torch.optim.SGD``.
+
+    ``dampening`` scales the gradient's share of the momentum buffer after the first step
+    (the buffer starts as the first gradient, undamped, as in PyTorch). Nesterov momentum needs
+    ``momentum > 0`` and ``dampening == 0`` (PyTorch raises the same ``ValueError``).
+    """
+
     def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
         super().__init__(params, defaults)
 
     def check_hyperparameters(self, group, owner):
+        """Refuse NaN, inf, negative rates and nesterov without momentum or with dampening."""
         for name in ("lr", "momentum", "weight_decay"):
             check_number(owner, name, group[name])
         check_number(owner, "dampening", group["dampening"], low=-math.inf)
         if not isinstance(group["nesterov"], bool):
             raise ValueError(f"{owner}: nesterov must be True or False, got {group['nesterov']!r}")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
-            raise ValueError(f"{owner}: nesterov needs momentum > 0 and dampening 0, got momentum "
+            raise ValueError(f"{owner}: Nesterov momentum requires a momentum and zero dampening "
+                             f"(nesterov needs momentum > 0 and dampening 0), got momentum "
                              f"{group['momentum']}, dampening {group['dampening']}")
 
     def update(self, p, grad, state, group):
+        """One SGD step for ``p`` (in place; see the module docstring for the formulas)."""
         lr, mu, wd, tau = group["lr"], group["momentum"], group["weight_decay"], group["dampening"]
         work = self.scratch(p)
         d = grad  # never modified in place: it is p.grad

@@ -1,4 +1,4 @@
-"""minimix.data: CIFAR-10 loading, augmentation and mini-batching, all in NumPy.
+"""minimix.data: CIFAR-10 loading, augmentation and mini-batching, all in NumPy::
 
     from minimix.data import CIFAR10, DataLoader
     train = CIFAR10(train=True)                   # images uint8 (50000, 32, 32, 3)

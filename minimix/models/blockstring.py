@@ -68,10 +68,12 @@ class BlockArgs:
 
     @property
     def expand_groups(self) -> int:
+        """How many kernel groups the expansion (1x1) convolution is split into."""
         return len(self.expand_kernel_sizes)
 
     @property
     def project_groups(self) -> int:
+        """How many kernel groups the projection (1x1) convolution is split into."""
         return len(self.project_kernel_sizes)
 
     def scaled(self, width_multiplier: float, divisor: int = 8) -> "BlockArgs":
@@ -223,4 +225,6 @@ def decode_stages(stages) -> list:
 
 
 def encode_stages(stages) -> list:
+    """Encode a table (a list of stages, each a list of BlockArgs) as block strings: the inverse of
+    :func:`decode_stages`."""
     return [[encode_block_string(a) for a in stage] for stage in stages]

@@ -30,6 +30,9 @@ from ..tensor import Tensor, no_grad
 
 @dataclasses.dataclass
 class LayerRow:
+    """One row of :func:`summary`'s table: a layer, its output shape (None when it did not run), its
+    parameter count, its multiply-accumulates per image and its kernel sizes (as text)."""
+
     name: str
     type: str
     output_shape: tuple | None  # None when the layer did not run
@@ -40,6 +43,9 @@ class LayerRow:
 
 @dataclasses.dataclass
 class Summary:
+    """What :func:`summary` returns: the input and output shapes, one :class:`LayerRow` per layer, the
+    total parameter count and the multiply-accumulates per image; ``str()`` of it is the printed table."""
+
     input_shape: tuple
     output_shape: tuple
     rows: list

@@ -1,4 +1,4 @@
-"""Training: the loop (``Trainer``, ``evaluate``), crash-safe checkpoints and metrics.
+"""Training: the loop (``Trainer``, ``evaluate``), crash-safe checkpoints and metrics::
 
     from minimix.training import Trainer, TrainConfig
     trainer = Trainer(model, (train_images, train_labels), (test_images, test_labels),

@@ -45,6 +45,7 @@ class ERF:
     label: str = ""
 
     def summary(self, fractions=(0.2, 0.5, 0.99)) -> dict:
+        """``{fraction: side}`` of this map: :func:`erf_summary` of ``map`` around ``centre``."""
         return erf_summary(self.map, self.centre, fractions)
 
 

@@ -19,7 +19,8 @@ implementations registered in ``minimix.backends`` (the default where they apply
 from . import backends, ops
 from .backends import use_backend
 from .gradcheck import GradcheckError, gradcheck
-from .ops import cat, concatenate, split
+from .ops import (abs, amax, amin, argmax, argmin, cat, clamp, clip, concatenate, flatten, gather, max, maximum,
+                  min, minimum, split, squeeze, stack, std, unsqueeze, var, where)
 from .random import manual_seed
 from .tensor import Function, Tensor, is_grad_enabled, no_grad
 
@@ -64,4 +65,6 @@ def __getattr__(name):  # lazy subpackages: minimix.nn, minimix.optim, ...
 __all__ = [
     "Tensor", "Function", "no_grad", "is_grad_enabled", "gradcheck", "GradcheckError",
     "manual_seed", "use_backend", "backends", "tensor", "zeros", "ones", "randn", "cat", "concatenate", "split",
+    "abs", "clamp", "clip", "maximum", "minimum", "where", "argmax", "argmin", "max", "min", "amax", "amin",
+    "unsqueeze", "squeeze", "stack", "flatten", "gather", "var", "std",
 ]

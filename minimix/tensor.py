@@ -107,7 +107,9 @@ _SUPPORTED = "float32 or float64 (float16 as storage only), integers or bools"
 
 
 def _to_array(data, dtype=None) -> np.ndarray:
-    """NumPy arrays keep their dtype; Python scalars and lists become float32. Only numbers (module
+    """The array a Tensor holds, with PyTorch's dtype rules for Python data: NumPy arrays and NumPy
+    scalars keep their dtype; Python floats (and lists mixing ints and floats, or empty lists) become
+    float32, torch's default dtype; Python ints become int64 and Python bools bool. Only numbers (module
     docstring): anything else is a TypeError."""
     if isinstance(data, Tensor):
         data = data.data
@@ -119,8 +121,10 @@ def _to_array(data, dtype=None) -> np.ndarray:
         array = np.asarray(data)
         if dtype is not None:
             array = array.astype(dtype, copy=False)
-        elif array.dtype.kind == "f" or array.dtype.kind in "iub" and isinstance(data, (numbers.Number, list, tuple)):
+        elif array.dtype.kind == "f":
             array = array.astype(np.float32)
+        elif array.dtype.kind == "i" and isinstance(data, (numbers.Number, list, tuple)):
+            array = array.astype(np.int64)  # NumPy's default int is int32 on some platforms
     return _numeric(array, data)
 
 
@@ -161,9 +165,13 @@ def check_float_dtypes(op, **arrays):
 class Tensor:
     """An n-dimensional array with an optional gradient.
 
-    ``Tensor(np.ones((2, 3)))`` keeps float64; ``Tensor([1, 2])`` and
-    ``Tensor(3.0)`` are float32 (as in PyTorch). Only float32 and float64 tensors
-    can require gradients; a Tensor holds numbers only (dtypes: module docstring).
+    ``Tensor(np.ones((2, 3)))`` keeps float64; ``Tensor([1.0, 2.0])`` and
+    ``Tensor(3.0)`` are float32, ``Tensor([1, 2])`` is int64 and ``Tensor([True])``
+    is bool, as in PyTorch. Only float32 and float64 tensors can require gradients;
+    a Tensor holds numbers only (dtypes: module docstring).
+
+    Intended differences from ``torch.Tensor``: ``.data`` and ``.grad`` are NumPy arrays,
+    and a NumPy array passed in keeps its dtype (float64 stays float64).
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "name", "__weakref__")
@@ -196,8 +204,23 @@ class Tensor:
     def ndim(self) -> int:
         return self.data.ndim
 
-    @property
-    def size(self) -> int:
+    def size(self, dim=None):
+        """The shape as a tuple (``torch.Tensor.size``), or the length of axis ``dim``.
+
+        Unlike NumPy's ``ndarray.size`` this is a method returning the shape; the number
+        of elements is ``numel()``.
+        """
+        if dim is None:
+            return self.data.shape
+        if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+            raise TypeError(f"size: dim must be an int, got {type(dim).__name__}")
+        if not -self.data.ndim <= dim < self.data.ndim:
+            raise ValueError(f"size: dim {dim} is out of range for a tensor of shape {self.shape} "
+                             f"({self.data.ndim} dimensions)")
+        return self.data.shape[dim]
+
+    def numel(self) -> int:
+        """The number of elements (the product of the shape; 1 for a 0-d tensor)."""
         return self.data.size
 
     def __len__(self) -> int:
@@ -220,10 +243,6 @@ class Tensor:
     def detach(self) -> "Tensor":
         """A tensor sharing the same data but cut from the graph."""
         return Tensor(self.data)
-
-    def astype(self, dtype) -> "Tensor":
-        """A copy in another dtype (not differentiable: use it on inputs)."""
-        return Tensor(self.data.astype(dtype), requires_grad=self.requires_grad)
 
     @property
     def is_leaf(self) -> bool:
@@ -292,15 +311,29 @@ class Tensor:
                 start = time.perf_counter()
                 parent_grads = fn.backward(g)
                 _record(fn, 2, time.perf_counter() - start)
-            if not isinstance(parent_grads, tuple):
+            if not isinstance(parent_grads, (tuple, list)):
                 parent_grads = (parent_grads,)
             parents = fn.parents
+            if len(parent_grads) != len(parents) and not (  # extra Nones are fine, as in PyTorch
+                    len(parent_grads) > len(parents) and all(pg is None for pg in parent_grads[len(parents):])):
+                raise RuntimeError(
+                    f"backward: {type(fn).__name__}.backward returned {len(parent_grads)} gradient"
+                    f"{'s' if len(parent_grads) != 1 else ''}, but {type(fn).__name__} has {len(parents)} "
+                    f"input{'s' if len(parents) != 1 else ''}: return one per input, in the order of "
+                    f"forward's arguments (None for an input that needs no gradient; extra ones may only be None)"
+                )
             if not retain_graph:
                 fn.release()
-            for parent, pg in zip(parents, parent_grads):
+            for i, (parent, pg) in enumerate(zip(parents, parent_grads)):
                 if pg is None or not parent.requires_grad:
                     continue
                 if pg.shape != parent.shape:
+                    if not _reducible(pg.shape, parent.shape):
+                        raise RuntimeError(
+                            f"backward: {type(fn).__name__}.backward returned a gradient of shape {pg.shape} for "
+                            f"input {i}, which has shape {parent.shape}: a gradient must have its input's shape "
+                            f"(or a shape that input broadcasts to, which is summed back to it)"
+                        )
                     pg = unbroadcast(pg, parent.shape)
                 key = id(parent)
                 if key in grads:
@@ -327,6 +360,13 @@ def _topological_order(root: Tensor) -> list:
                 if parent.requires_grad and id(parent) not in visited:
                     stack.append((parent, False))
     return order
+
+
+def _reducible(grad_shape: tuple, shape: tuple) -> bool:
+    """Whether an array of ``shape`` broadcasts to ``grad_shape``, i.e. ``unbroadcast`` can sum back to it."""
+    if len(grad_shape) < len(shape):
+        return False
+    return all(n == 1 or n == m for n, m in zip(shape[::-1], grad_shape[::-1]))
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple) -> np.ndarray:

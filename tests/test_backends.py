@@ -34,7 +34,7 @@ def _module_case(make, x_shape, label, no_grad=False, strided=False, train=True)
         mm.manual_seed(3)
         module = make().train(train)
         for p in module.parameters():  # float64, and random enough that every tap matters
-            p.data = randn(*p.shape, seed=p.size).astype(np.float64) + (1.0 if p.ndim == 1 else 0.0)
+            p.data = randn(*p.shape, seed=p.numel()).astype(np.float64) + (1.0 if p.ndim == 1 else 0.0)
         x = randn(*x_shape, seed=7)
         return module, [_strided(x) if strided else x], lambda m, x: m(x)
     return dict(build=build, label=label, no_grad=no_grad)

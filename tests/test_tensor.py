@@ -1,10 +1,12 @@
 """The autograd engine itself: accumulation, no_grad, detach, deep graphs, dtype rules, freed graphs."""
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require
 
 import minimix as mm
 from minimix.tensor import Function
@@ -12,7 +14,8 @@ from minimix.tensor import Function
 
 def test_attributes():
     x = mm.Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
-    assert x.shape == (2, 3) and x.dtype == np.float64 and x.ndim == 2 and x.size == 6 and len(x) == 2
+    assert x.shape == (2, 3) and x.dtype == np.float64 and x.ndim == 2 and len(x) == 2
+    assert x.numel() == 6 and x.size() == (2, 3) and x.size(1) == 3 and x.size(-2) == 2  # torch's size()
     assert x.requires_grad and x.grad is None and x.is_leaf
     assert x.numpy() is x.data
     assert mm.Tensor([[2.5]]).item() == 2.5
@@ -113,16 +116,26 @@ def test_100k_deep_chain_backward_and_release():
 
 
 class TestDtypes:
-    def test_python_values_default_to_float32(self):
-        assert mm.Tensor(3.0).dtype == np.float32
-        assert mm.Tensor([1, 2]).dtype == np.float32
-        assert mm.Tensor([[1.5, 2.0]]).dtype == np.float32
-        assert mm.tensor(2).dtype == np.float32
+    def test_python_values_follow_pytorch(self):
+        """Python floats -> float32 (torch's default dtype), ints -> int64, bools -> bool: torch.tensor's rules."""
+        torch = require("torch", "the dtype rules are torch.tensor's")
+        for value in (3.0, [1, 2], [[1.5, 2.0]], 2, [1, 2.5], [], [True, False], True, [[1], [2]], -7):
+            expected = torch.tensor(value).numpy().dtype
+            assert mm.Tensor(value).dtype == expected, value
+            assert mm.tensor(value).dtype == expected, value
+        assert mm.Tensor([1, 2]).dtype == np.int64 and mm.Tensor([1.0, 2]).dtype == np.float32
+        assert mm.Tensor([1, 2], dtype=np.float64).dtype == np.float64
+
+    def test_an_int_tensor_cannot_require_grad(self):
+        with pytest.raises(TypeError, match="int64"):
+            mm.Tensor([1, 2], requires_grad=True)
 
     def test_numpy_arrays_keep_their_dtype(self):
         assert mm.Tensor(np.ones(2)).dtype == np.float64
         assert mm.Tensor(np.ones(2, np.float32)).dtype == np.float32
         assert mm.Tensor(np.arange(3)).dtype == np.int64
+        assert mm.Tensor(np.arange(3, dtype=np.int32)).dtype == np.int32
+        assert mm.Tensor(np.float64(2.0)).dtype == np.float64 and mm.Tensor(np.array([True])).dtype == np.bool_
 
     @pytest.mark.parametrize("dtype", [np.float32, np.float64])
     def test_scalars_never_change_the_dtype(self, dtype):
@@ -198,6 +211,68 @@ def test_custom_function():
     x = mm.Tensor(np.array([1.0, -2.0]), requires_grad=True)
     Cube.apply(x).sum().backward()
     np.testing.assert_array_equal(x.grad, [3.0, 12.0])
+
+
+class TestCustomFunctionErrors:
+    """A user's Function whose backward returns the wrong number or shape of gradients is named in the error."""
+
+    @staticmethod
+    def _op(grads):
+        class Scale(Function):
+            def forward(self, a, b):
+                return a * b
+
+            def backward(self, g):
+                return grads(g)
+
+        return Scale
+
+    @pytest.mark.parametrize("returned, count", [(lambda g: (g,), 1), (lambda g: (g, g, g), 3), (lambda g: g, 1),
+                                                 (lambda g: [g, None, g], 3), (lambda g: (), 0)])
+    def test_wrong_number_of_gradients(self, returned, count):
+        a = mm.Tensor(np.ones((2, 3)), requires_grad=True)
+        b = mm.Tensor(np.ones((2, 3)), requires_grad=True)
+        out = self._op(returned).apply(a, b).sum()
+        with pytest.raises(RuntimeError, match=rf"Scale\.backward returned {count} gradients?, but Scale has 2 inputs"):
+            out.backward()
+        assert a.grad is None and b.grad is None
+
+    def test_extra_none_gradients_are_accepted(self):
+        """As in PyTorch: gradients beyond the inputs are allowed when they are None (an optional bias)."""
+        a = mm.Tensor(np.ones((2, 3)), requires_grad=True)
+        b = mm.Tensor(np.full((2, 3), 2.0), requires_grad=True)
+        self._op(lambda g: [g * 2.0, g * 1.0, None, None]).apply(a, b).sum().backward()
+        np.testing.assert_array_equal(a.grad, np.full((2, 3), 2.0))
+        np.testing.assert_array_equal(b.grad, np.ones((2, 3)))
+
+    @pytest.mark.parametrize("grad_shape", [(6,), (3, 2), (2, 4), (3,), ()])
+    def test_gradient_of_an_irreducible_shape(self, grad_shape):
+        """(6,) and (3, 2) have the input's size, so a bare reshape would have accepted them silently."""
+        a = mm.Tensor(np.ones((2, 3)), requires_grad=True)
+        b = mm.Tensor(np.ones((2, 3)))
+        out = self._op(lambda g: (np.ones(grad_shape), None)).apply(a, b).sum()
+        message = rf"Scale\.backward returned a gradient of shape {re.escape(str(grad_shape))} for input 0, which " \
+                  rf"has shape \(2, 3\)"
+        with pytest.raises(RuntimeError, match=message):
+            out.backward()
+
+    @pytest.mark.parametrize("grad_shape, each", [((2, 3), 3.0), ((4, 2, 3), 12.0), ((2, 1), 1.0), ((5, 2, 1), 5.0)])
+    def test_broadcast_gradients_are_still_summed(self, grad_shape, each):
+        """A gradient in a shape its (2, 1) input broadcasts to is summed back to (2, 1), not refused."""
+        a = mm.Tensor(np.ones((2, 1)), requires_grad=True)
+        b = mm.Tensor(np.ones((2, 3)))
+        self._op(lambda g: (np.ones(grad_shape), None)).apply(a, b).sum().backward()
+        np.testing.assert_array_equal(a.grad, np.full((2, 1), each))
+
+
+def test_readme_write_your_own_op():
+    """The README's "Write your own op" example runs as printed (the code block is executed)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Write your own op", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    namespace = {}
+    exec(compile(code, "README.md: Write your own op", "exec"), namespace)
+    assert namespace["ok"] is True
 
 
 def test_import_stays_light():

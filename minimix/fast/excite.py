@@ -40,7 +40,7 @@ def excite(x, gate):
     """The fast ``nn.squeeze_excite.excite``; NotImplemented (the reference then explains or handles it)
     for bad shapes, mixed dtypes or no values at all (an empty batch)."""
     if len(x.shape) != 4 or tuple(gate.shape) != (x.shape[0], x.shape[1], 1, 1) or gate.dtype != x.dtype \
-            or x.size == 0:
+            or 0 in x.shape:
         return NotImplemented
     return Excite.apply(x, gate)
 

@@ -173,7 +173,7 @@ def summary(model, input_shape, dtype=np.float32, file=None, verbose=True) -> Su
     for key, (name, m) in enumerate(layers):
         out_shape = shapes.get(key)
         rows.append(LayerRow(name=name, type=type(m).__name__, output_shape=out_shape,
-                             params=sum(p.size for p in m.parameters()),
+                             params=sum(p.numel() for p in m.parameters()),
                              macs=_macs(m, out_shape), kernel=_kernel(m)))
     result = Summary(input_shape=shape, output_shape=tuple(out.shape), rows=rows,
                      total_params=model.num_parameters(), total_macs=sum(r.macs for r in rows))

@@ -192,7 +192,7 @@ class Module:
             p.grad = None
 
     def num_parameters(self) -> int:
-        return sum(p.size for p in self.parameters())
+        return sum(p.numel() for p in self.parameters())
 
     # -- state ---------------------------------------------------------------------
     def state_dict(self) -> "OrderedDict[str, np.ndarray]":

@@ -101,6 +101,17 @@ class Neg(Function):
         return (-g,)
 
 
+class Abs(Function):
+    """|x|; d|x|/dx = sign(x), 0 at x = 0 (as PyTorch)."""
+
+    def forward(self, x):
+        self.sign = np.sign(x)
+        return np.abs(x)
+
+    def backward(self, g):
+        return (g * self.sign,)
+
+
 class Exp(Function):
     def forward(self, x):
         self.y = np.exp(x)
@@ -185,6 +196,12 @@ def _sigmoid(x):
 @tensor_method("neg", "__neg__")
 def neg(x):
     return Neg.apply(x)
+
+
+@tensor_method("abs", "__abs__")
+def abs(x):
+    """Element-wise absolute value |x| (``torch.abs``)."""
+    return Abs.apply(x)
 
 
 @tensor_method("exp")

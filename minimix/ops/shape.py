@@ -196,3 +196,91 @@ def pad(x, pad, value=0.0):
     for i in range(len(pad) // 2):
         widths[x.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
     return Pad.apply(x, pad_width=tuple(widths), value=value)
+
+
+class Expand(Function):
+    """Broadcast x to ``shape`` (a read-only view, no copy); the backward sums the gradient back
+    over the broadcast axes (the engine's ``unbroadcast``)."""
+
+    def forward(self, x, shape):
+        return np.broadcast_to(x, shape)
+
+    def backward(self, g):
+        return (g,)
+
+
+class Stack(Function):
+    """Stack n equal-shaped arrays along a new ``axis``; the backward takes each slice back."""
+
+    def forward(self, *xs, axis=0):
+        self.axis = axis
+        return np.stack(xs, axis=axis)
+
+    def backward(self, g):
+        return tuple(np.take(g, i, axis=self.axis) for i in range(g.shape[self.axis]))
+
+
+@tensor_method("unsqueeze")
+def unsqueeze(x, dim):
+    """Insert an axis of size 1 at ``dim`` (in ``-ndim-1 .. ndim``), as ``torch.unsqueeze``."""
+    if not -x.ndim - 1 <= dim <= x.ndim:
+        raise ValueError(f"unsqueeze: dim {dim} is out of range for a tensor of shape {x.shape} "
+                         f"(expected -{x.ndim + 1} <= dim <= {x.ndim})")
+    dim = dim % (x.ndim + 1)
+    return Reshape.apply(x, shape=x.shape[:dim] + (1,) + x.shape[dim:])
+
+
+@tensor_method("squeeze")
+def squeeze(x, dim=None):
+    """Remove axes of size 1, as ``torch.squeeze``: all of them when ``dim`` is None, else those among
+    ``dim`` (an int or a tuple) that have size 1; a named axis of another size is left alone."""
+    if dim is None:
+        axes = [a for a, n in enumerate(x.shape) if n == 1]
+    else:
+        ndim = max(x.ndim, 1)  # like PyTorch, a 0-d tensor accepts dim 0 or -1
+        axes = [_check_axis("squeeze", d, ndim) for d in ((dim,) if isinstance(dim, (int, np.integer)) else dim)]
+        axes = [a for a in axes if a < x.ndim and x.shape[a] == 1]
+    return Reshape.apply(x, shape=tuple(n for a, n in enumerate(x.shape) if a not in axes))
+
+
+@tensor_method("expand")
+def expand(x, *sizes):
+    """``x`` broadcast to ``sizes`` without copying, as ``torch.Tensor.expand``: -1 keeps an axis, new
+    axes may be added in front, and only axes of size 1 can grow. The result is read-only."""
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = tuple(sizes[0])
+    extra = len(sizes) - x.ndim
+    if extra < 0:
+        raise ValueError(f"expand: {len(sizes)} sizes {tuple(sizes)} for a tensor of shape {x.shape}; give at "
+                         f"least {x.ndim}")
+    shape = []
+    for i, n in enumerate(sizes):
+        old = x.shape[i - extra] if i >= extra else None
+        if n == -1:
+            if old is None:
+                raise ValueError(f"expand: size -1 at position {i} of {tuple(sizes)} names a new axis; "
+                                 f"new axes need a size")
+            n = old
+        elif old is not None and old != 1 and old != n:
+            raise ValueError(f"expand: axis {i - extra} of shape {x.shape} has size {old}; only axes of size 1 "
+                             f"can expand, so size {n} is not possible (sizes {tuple(sizes)})")
+        elif n < 0:
+            raise ValueError(f"expand: size {n} in {tuple(sizes)} must be non-negative (or -1)")
+        shape.append(int(n))
+    return Expand.apply(x, shape=tuple(shape))
+
+
+def stack(tensors, dim=0):
+    """Join equal-shaped tensors along a new axis ``dim``, as ``torch.stack``."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: needs at least one tensor")
+    ref = tuple(tensors[0].shape)
+    for i, t in enumerate(tensors):
+        if tuple(t.shape) != ref:
+            raise ValueError(f"stack: tensor {i} has shape {tuple(t.shape)}, but all tensors must have the "
+                             f"shape of tensor 0, {ref}")
+    if not -len(ref) - 1 <= dim <= len(ref):
+        raise ValueError(f"stack: dim {dim} is out of range for tensors of shape {ref} "
+                         f"(expected -{len(ref) + 1} <= dim <= {len(ref)})")
+    return Stack.apply(*tensors, axis=dim % (len(ref) + 1))

@@ -33,6 +33,7 @@ def tensor(data, requires_grad=False, dtype=None) -> Tensor:
 
 
 def zeros(*shape, dtype="float32", requires_grad=False) -> Tensor:
+    """A tensor of zeros (``torch.zeros``): ``zeros(2, 3)`` or ``zeros((2, 3))``; ``dtype`` a NumPy dtype."""
     import numpy as np
 
     shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
@@ -40,6 +41,7 @@ def zeros(*shape, dtype="float32", requires_grad=False) -> Tensor:
 
 
 def ones(*shape, dtype="float32", requires_grad=False) -> Tensor:
+    """A tensor of ones (``torch.ones``): ``ones(2, 3)`` or ``ones((2, 3))``; ``dtype`` a NumPy dtype."""
     import numpy as np
 
     shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape

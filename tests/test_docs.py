@@ -136,6 +136,16 @@ def test_pytorch_page_lists_every_public_name_and_nothing_else():
     assert not problems, "docs/pytorch.md is out of date:\n" + "\n".join(problems)
 
 
+def test_pytorch_page_code_runs():
+    """The page's Python code (moving a state dict to PyTorch and back) runs and its checks hold."""
+    require("torch", "the page's code moves weights to PyTorch")
+    blocks = re.findall(r"```python\n(.*?)```", PAGE.read_text(encoding="utf-8"), flags=re.S)
+    assert blocks, "docs/pytorch.md has no python code block"
+    namespace = {"__name__": "pytorch_page"}
+    for block in blocks:
+        exec(compile(block, str(PAGE), "exec"), namespace)
+
+
 def test_pytorch_page_rows_name_a_pytorch_counterpart():
     """Every row says what PyTorch has instead (its name, or 'none' with what is closest)."""
     empty = []

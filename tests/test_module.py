@@ -20,16 +20,16 @@ class Block(nn.Module):
 
 
 class Net(nn.Module):
-    """Exercises every discovery rule: attribute order, a list of modules, a list of parameters,
+    """Exercises every discovery rule: attribute order, a ModuleList, a ParameterList,
     a Sequential, a shared parameter, a module-less attribute and a buffer."""
 
     def __init__(self):
         super().__init__()
         self.scale = nn.Parameter(np.ones(1, np.float32))
-        self.blocks = [Block(4), Block(4)]
+        self.blocks = nn.ModuleList([Block(4), Block(4)])
         self.note = "not a module"
         self.head = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Dropout(0.5), nn.Linear(3, 2, bias=False))
-        self.extras = [nn.Parameter(np.zeros((2, 2), np.float32)), nn.Parameter(np.zeros(2, np.float32))]
+        self.extras = nn.ParameterList([nn.Parameter(np.zeros((2, 2), np.float32)), np.zeros(2, np.float32)])
         self.tied = self.scale  # the same Parameter again: listed once
 
     def forward(self, x):
@@ -38,10 +38,8 @@ class Net(nn.Module):
         return self.head(x * self.scale)
 
 
-EXPECTED_PARAMETERS = [
+EXPECTED_PARAMETERS = [  # the order of TorchNet's named_parameters (test_discovery_matches_torch)
     ("scale", (1,)),
-    ("extras.0", (2, 2)),
-    ("extras.1", (2,)),
     ("blocks.0.fc.weight", (4, 4)),
     ("blocks.0.fc.bias", (4,)),
     ("blocks.1.fc.weight", (4, 4)),
@@ -49,6 +47,8 @@ EXPECTED_PARAMETERS = [
     ("head.0.weight", (3, 4)),
     ("head.0.bias", (3,)),
     ("head.3.weight", (2, 3)),
+    ("extras.0", (2, 2)),
+    ("extras.1", (2,)),
 ]
 
 
@@ -64,8 +64,8 @@ def test_named_parameters_names_and_order():
 def test_named_modules_and_buffers():
     net = Net()
     names = [n for n, _ in net.named_modules()]
-    assert names == ["", "blocks.0", "blocks.0.fc", "blocks.0.act", "blocks.1", "blocks.1.fc", "blocks.1.act",
-                     "head", "head.0", "head.1", "head.2", "head.3"]
+    assert names == ["", "blocks", "blocks.0", "blocks.0.fc", "blocks.0.act", "blocks.1", "blocks.1.fc",
+                     "blocks.1.act", "head", "head.0", "head.1", "head.2", "head.3", "extras"]
     assert [n for n, _ in net.named_buffers()] == ["blocks.0.running", "blocks.1.running"]
 
 
@@ -432,3 +432,218 @@ def test_linear_module_and_sequential_match_torch(dtype):
     for (name, p), (tname, tp) in zip(model.named_parameters(), reference.named_parameters()):
         assert name == tname
         np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
+# -- issue 16, item 7: ModuleList / ParameterList, plain lists, apply, to / double / float, requires_grad_ ------
+
+
+class TorchBlock(torch.nn.Module):
+    def __init__(self, n):
+        super().__init__()
+        self.fc = torch.nn.Linear(n, n)
+        self.act = torch.nn.SiLU()
+        self.register_buffer("running", torch.zeros(n))
+
+
+class TorchNet(torch.nn.Module):
+    """Net, written for PyTorch."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(1))
+        self.blocks = torch.nn.ModuleList([TorchBlock(4), TorchBlock(4)])
+        self.note = "not a module"
+        self.head = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Dropout(0.5),
+                                        torch.nn.Linear(3, 2, bias=False))
+        self.extras = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros(2, 2)), torch.zeros(2)])
+        self.tied = self.scale
+
+
+def test_discovery_matches_torch():
+    """Parameter names and order, module names and order, state_dict keys: as torch's for the same net."""
+    ours, theirs = Net(), TorchNet()
+    assert [(n, p.shape) for n, p in ours.named_parameters()] == [
+        (n, tuple(p.shape)) for n, p in theirs.named_parameters()]
+    assert [n for n, _ in ours.named_modules()] == [n for n, _ in theirs.named_modules()]
+    # a difference on purpose: minimix's state_dict names a tied parameter once, torch's under every name
+    assert sorted(ours.state_dict()) == sorted(set(theirs.state_dict()) - {"tied"})
+    assert [n for n, _ in ours.named_buffers()] == [n for n, _ in theirs.named_buffers()]
+
+
+def test_apply_visits_children_first_then_self_as_torch():
+    ours, theirs = Net(), TorchNet()
+    order = {"minimix": [], "torch": []}
+    for model, log in ((ours, order["minimix"]), (theirs, order["torch"])):
+        names = {id(m): n for n, m in model.named_modules()}
+        assert model.apply(lambda m, names=names, log=log: log.append(names[id(m)])) is model
+    assert order["minimix"] == order["torch"]
+    assert order["minimix"][-1] == "" and order["minimix"][0] == "blocks.0.fc"
+
+
+def test_apply_initialises_weights():
+    net = Net()
+
+    def zero_linear(m):
+        if isinstance(m, nn.Linear):
+            m.weight.data[...] = 0
+
+    net.apply(zero_linear)
+    assert all(not m.weight.data.any() for m in net.modules() if isinstance(m, nn.Linear))
+
+
+@pytest.mark.parametrize("holder, kind", [
+    (lambda: [nn.Linear(2, 2), nn.ReLU()], "ModuleList"),
+    (lambda: (nn.Linear(2, 2),), "ModuleList"),
+    (lambda: [nn.Parameter(np.ones(2, np.float32))], "ParameterList"),
+], ids=["list of modules", "tuple of modules", "list of parameters"])
+def test_a_plain_list_registers_nothing_and_warns_once(holder, kind):
+    """As in PyTorch: nothing in a plain list is registered; minimix also says what to use instead."""
+    class Holder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.items = holder()
+
+    class TorchHolder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.items = [torch.nn.Linear(2, 2)]
+
+    with pytest.warns(UserWarning, match=f"Holder.items is a plain .* registers nothing.*nn.{kind}"):
+        first = Holder()
+    assert first.parameters() == [] and list(first.state_dict()) == []
+    assert [n for n, _ in first.named_modules()] == [""]
+    assert list(TorchHolder().parameters()) == [] and list(TorchHolder().state_dict()) == []
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second instance (or assignment) of the same class: silent
+        Holder().items = holder()
+
+
+def test_lists_of_other_things_do_not_warn():
+    import warnings
+
+    class Settings(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.kernel_sizes = [3, 5, 7]
+            self.empty = []
+            self.tensors = [mm.Tensor(np.ones(2))]  # plain tensors are never registered: nothing to warn about
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Settings().parameters() == []
+
+
+def test_parameter_list():
+    plist = nn.ParameterList([np.ones((2, 3), np.float32)]).append(mm.Tensor(np.zeros(4, np.float32)))
+    plist.extend([nn.Parameter(np.ones(1, np.float32))])
+    assert len(plist) == 3 and all(isinstance(p, nn.Parameter) and p.requires_grad for p in plist)
+    assert [(n, p.shape) for n, p in plist.named_parameters()] == [("0", (2, 3)), ("1", (4,)), ("2", (1,))]
+    assert plist[1] is plist.parameters()[1]
+    plist[2] = np.full(1, 5.0, np.float32)
+    assert plist[2].data[0] == 5.0 and plist.parameters()[2] is plist[2]
+    assert repr(plist).splitlines() == ["ParameterList(", "  (0): Parameter of shape (2, 3), dtype float32",
+                                        "  (1): Parameter of shape (4,), dtype float32",
+                                        "  (2): Parameter of shape (1,), dtype float32", ")"]
+    with pytest.raises(TypeError, match="ParameterList: item 3 must be a Parameter, Tensor or NumPy array, got str"):
+        plist.append("w")
+    with pytest.raises(TypeError, match="container"):
+        plist(mm.Tensor(np.ones(2)))
+    with pytest.raises(TypeError, match="ModuleList.append: expected a Module, got int"):
+        nn.ModuleList().append(3)
+    with pytest.raises(TypeError, match="Sequential: item 1 must be a Module, got function"):
+        nn.Sequential(nn.ReLU(), lambda x: x)
+
+
+def test_parameter_list_parameters_are_trained():
+    """The optimizer sees a ParameterList's parameters and moves them, as a torch twin's."""
+    net, twin = Net(), TorchNet()
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in net.state_dict().items()}, strict=False)
+    for p in net.extras:
+        p.grad = np.ones(p.shape, np.float32)
+    for p in twin.extras:
+        p.grad = torch.ones(p.shape)
+    mm.optim.SGD(net.parameters(), lr=0.5).step()
+    torch.optim.SGD(twin.parameters(), lr=0.5).step()
+    for a, b in zip(net.extras, twin.extras):
+        np.testing.assert_array_equal(a.data, b.detach().numpy())
+        assert a.data.any()
+
+
+def conv_net():
+    return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 3 * 3, 5))
+
+
+def torch_conv_net():
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, stride=2, padding=1), torch.nn.BatchNorm2d(4),
+                               torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 3 * 3, 5))
+
+
+def test_double_and_float_convert_parameters_gradients_and_float_buffers_like_torch():
+    mm.manual_seed(0)
+    model, twin = conv_net(), torch_conv_net()
+    twin.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in model.state_dict().items()}, strict=False)
+    params = model.parameters()
+    for p in params:
+        p.grad = np.ones(p.shape, np.float32)
+    assert model.double() is model
+    twin.double()
+    assert model.parameters() == params and all(a is b for a, b in zip(model.parameters(), params))
+    ours = model.state_dict()
+    for key, value in twin.state_dict().items():
+        if key in ours:  # the dtype of every entry, num_batches_tracked (int64) included, as torch's
+            assert ours[key].dtype == value.numpy().dtype, key
+    assert all(p.dtype == np.float64 and p.grad.dtype == np.float64 for p in params)
+    assert model[1].running_mean.dtype == np.float64 and model[1].running_var.dtype == np.float64
+    if hasattr(model[1], "num_batches_tracked"):
+        assert model[1].num_batches_tracked.dtype == np.int64
+    model.eval(), twin.eval()
+    check_parity(model, twin, [randn(2, 3, 5, 5)], np.float64)  # float64 end to end, tight
+    assert model.float() is model
+    assert all(p.dtype == np.float32 and p.grad.dtype == np.float32 for p in params)
+    assert model[1].running_mean.dtype == np.float32
+
+
+@pytest.mark.parametrize("call", [lambda m: m.to(np.float64), lambda m: m.to(dtype="float64"),
+                                  lambda m: m.to("cpu", np.float64), lambda m: m.to(device="cpu", dtype=np.float64)],
+                         ids=["to(dtype)", "to(dtype=str)", "to(cpu, dtype)", "to(device=, dtype=)"])
+def test_to_forms(call):
+    model = conv_net()
+    assert call(model) is model
+    assert all(p.dtype == np.float64 for p in model.parameters())
+
+
+def test_to_cpu_is_a_no_op_and_other_devices_and_dtypes_are_refused():
+    model = conv_net()
+    before = [p.data for p in model.parameters()]
+    assert model.to("cpu") is model and model.to("cpu:0") is model
+    assert all(p.data is b for p, b in zip(model.parameters(), before)), "to('cpu') copies nothing"
+    with pytest.raises(ValueError, match="Sequential.to: minimix runs on the CPU only; device must be 'cpu', got 'cuda'"):
+        model.to("cuda")
+    with pytest.raises(ValueError, match="got 'cuda:1'"):
+        model.to(device="cuda:1")
+    with pytest.raises(TypeError, match="only floating dtypes are allowed \\(as in PyTorch\\), got int64"):
+        model.to(np.int64)
+    with pytest.raises(TypeError, match="nn.Module.to only accepts floating point"):
+        torch_conv_net().to(torch.int64)
+    with pytest.raises(TypeError, match="expected a dtype .* or a device 'cpu', got 'gpu'"):
+        model.to("gpu")
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['memory'\\]"):
+        model.to(memory=1)
+    assert all(p.dtype == np.float32 for p in model.parameters()), "a refused call converts nothing"
+
+
+def test_requires_grad_freezes_and_unfreezes_like_torch():
+    model, twin = conv_net(), torch_conv_net()
+    assert model.requires_grad_(False) is model
+    twin.requires_grad_(False)
+    assert [p.requires_grad for p in model.parameters()] == [p.requires_grad for p in twin.parameters()]
+    x = mm.Tensor(randn(2, 3, 5, 5).astype(np.float32), requires_grad=True)
+    model(x).sum().backward()
+    assert all(p.grad is None for p in model.parameters()) and x.grad is not None
+    model[4].requires_grad_()
+    assert [p.requires_grad for p in model.parameters()] == [False] * 4 + [True] * 2
+    with pytest.raises(TypeError, match="requires_grad must be True or False, got 'no'"):
+        model.requires_grad_("no")

@@ -1,6 +1,6 @@
 """Neural-network building blocks (``torch.nn`` spelling)."""
 from . import functional
-from .layers import Dropout, Flatten, Identity, Linear, ModuleList, ReLU, Sequential, Sigmoid, SiLU, Swish, Tanh
+from .layers import Dropout, Flatten, Identity, Linear, ModuleList, ParameterList, ReLU, Sequential, Sigmoid, SiLU, Swish, Tanh
 from .module import Module, Parameter
 from .conv import Conv2d
 from .mixconv import GroupedConv2d, MixConv2d, split_channels
@@ -10,7 +10,7 @@ from .pooling import AdaptiveAvgPool2d
 from .squeeze_excite import SqueezeExcite
 
 __all__ = [
-    "functional", "Module", "Parameter", "Sequential", "ModuleList", "Linear",
+    "functional", "Module", "Parameter", "Sequential", "ModuleList", "ParameterList", "Linear",
     "ReLU", "SiLU", "Swish", "Sigmoid", "Tanh", "Identity", "Dropout", "Flatten",
     "Conv2d", "MixConv2d", "GroupedConv2d", "split_channels", "BatchNorm2d", "BatchNormAct2d", "fuse", "MixConvBNAct", "AdaptiveAvgPool2d", "SqueezeExcite",
 ]

@@ -1,10 +1,11 @@
-"""Basic layers: Sequential, ModuleList, Linear, activations, Dropout, Flatten, Identity."""
+"""Basic layers: Sequential, ModuleList, ParameterList, Linear, activations, Dropout, Flatten, Identity."""
 import math
 
 import numpy as np
 
 from .. import ops
 from ..random import generator
+from ..tensor import Tensor
 from .module import Module, Parameter
 
 
@@ -13,7 +14,10 @@ class Sequential(Module):
 
     def __init__(self, *modules):
         super().__init__()
-        self.layers = list(modules)
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"{type(self).__name__}: item {i} must be a Module, got {type(m).__name__}")
+        object.__setattr__(self, "layers", list(modules))  # the container itself: no plain-list warning
 
     def named_children(self):
         for i, m in enumerate(self.layers):
@@ -41,15 +45,80 @@ class ModuleList(Sequential):
         super().__init__(*modules)
 
     def append(self, module):
+        """Add ``module`` at the end (named by its position); returns self."""
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList.append: expected a Module, got {type(module).__name__}")
         self.layers.append(module)
         return self
 
     def extend(self, modules):
-        self.layers.extend(modules)
+        """Append every module of ``modules``; returns self."""
+        for m in modules:
+            self.append(m)
         return self
 
     def forward(self, x):
+        """Not callable as a whole (``TypeError``): call its items."""
         raise TypeError("ModuleList is a container; call its items instead")
+
+
+class ParameterList(Module):
+    """A list of parameters, registered under the names 0, 1, 2... (``torch.nn.ParameterList``).
+
+    A plain Python list of parameters registers nothing (as in PyTorch); this one does, so its
+    parameters are in ``parameters()``, ``state_dict()`` (``extras.0``) and the optimizer. Tensors
+    and arrays given to it become ``Parameter``s.
+    """
+
+    def __init__(self, values=None):
+        super().__init__()
+        object.__setattr__(self, "_values", [])
+        if values is not None:
+            self.extend(values)
+
+    @staticmethod
+    def _as_parameter(value, i):
+        if isinstance(value, Parameter):
+            return value
+        if isinstance(value, (Tensor, np.ndarray)):
+            return Parameter(value)
+        raise TypeError(f"ParameterList: item {i} must be a Parameter, Tensor or NumPy array, "
+                        f"got {type(value).__name__}")
+
+    def append(self, value):
+        """Add ``value`` (made a ``Parameter`` if it is not one) at the end; returns self."""
+        self._values.append(self._as_parameter(value, len(self._values)))
+        return self
+
+    def extend(self, values):
+        """Append every item of ``values``; returns self."""
+        for v in values:
+            self.append(v)
+        return self
+
+    def _own_parameters(self):
+        for i, p in enumerate(self._values):
+            yield str(i), p
+
+    def __getitem__(self, i):
+        return self._values[i]
+
+    def __setitem__(self, i, value):
+        self._values[i] = self._as_parameter(value, i)
+
+    def __len__(self):
+        return len(self._values)
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def forward(self, *args):
+        """Not callable (``TypeError``): use its items."""
+        raise TypeError("ParameterList is a container; use its items instead")
+
+    def __repr__(self):
+        lines = [f"  ({i}): Parameter of shape {p.shape}, dtype {p.dtype}" for i, p in enumerate(self._values)]
+        return "ParameterList(" + "".join("\n" + line for line in lines) + ("\n)" if lines else ")")
 
 
 class Linear(Module):

@@ -1,9 +1,13 @@
 """``Module``: a container of parameters, buffers and sub-modules, as in PyTorch.
 
 Parameters and sub-modules are found by looking at the module's attributes (in
-the order they were set), including lists/tuples of modules, so names come out
-as in PyTorch: ``blocks.0.conv.weight``. Buffers (non-learned state such as
-BatchNorm's running mean) are registered with ``register_buffer``.
+the order they were set), so names come out as in PyTorch: ``blocks.0.conv.weight``
+for a ``ModuleList`` ``blocks``. A plain Python list or tuple of modules or
+parameters registers nothing, as in PyTorch (its parameters would silently be
+left out of ``parameters()``, ``state_dict()`` and so of the optimizer), and
+assigning one warns once naming ``ModuleList``/``ParameterList``. Buffers
+(non-learned state such as BatchNorm's running mean) are registered with
+``register_buffer``.
 
 Forward hooks let code outside a model watch it run without editing its
 ``forward``: ``register_forward_hook`` / ``register_forward_pre_hook`` return a
@@ -11,6 +15,7 @@ Forward hooks let code outside a model watch it run without editing its
 ``viz`` follows receptive fields through them.
 """
 import itertools
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -62,9 +67,33 @@ class RemovableHandle:
         self.remove()
 
 
+_WARNED_PLAIN_LISTS = set()  # (class, attribute) pairs already warned about
+
+
+def _warn_plain_list(module, name, value):
+    """Warn (once per class and attribute) that a list/tuple of modules or parameters registers nothing."""
+    has_module = any(isinstance(v, Module) for v in value)
+    if not has_module and not any(isinstance(v, Parameter) for v in value):
+        return
+    key = (type(module), name)
+    if key in _WARNED_PLAIN_LISTS:
+        return
+    _WARNED_PLAIN_LISTS.add(key)
+    kind, what = ("ModuleList", "modules") if has_module else ("ParameterList", "parameters")
+    warnings.warn(
+        f"{type(module).__name__}.{name} is a plain {type(value).__name__} of {what}: as in PyTorch it "
+        f"registers nothing, so its parameters are not in parameters(), state_dict() or an optimizer. "
+        f"Use nn.{kind}([...]) to register them.", UserWarning, stacklevel=3)
+
+
 class Module:
     """Base class of layers and models: subclass it, set attributes in ``__init__``,
     and write ``forward``. Calling the module calls ``forward`` (and its hooks, if any)."""
+
+    def __setattr__(self, name, value):
+        if isinstance(value, (list, tuple)) and value:
+            _warn_plain_list(self, name, value)
+        object.__setattr__(self, name, value)
 
     def __init__(self):
         object.__setattr__(self, "training", True)
@@ -127,15 +156,14 @@ class Module:
             raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
 
     def named_children(self):
+        """``(name, module)`` for each direct sub-module, in the order the attributes were set."""
         self._check_init()
         for name, value in self.__dict__.items():
             if isinstance(value, Module):
                 yield name, value
-            elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Module) for v in value):
-                for i, child in enumerate(value):
-                    yield f"{name}.{i}", child
 
     def children(self):
+        """The direct sub-modules (see ``named_children``)."""
         return (m for _, m in self.named_children())
 
     def named_modules(self, prefix=""):
@@ -148,22 +176,27 @@ class Module:
             stack.extend(reversed(kids))
 
     def modules(self):
+        """This module and every descendant, depth first (see ``named_modules``)."""
         return (m for _, m in self.named_modules())
 
+    def _own_parameters(self):
+        """``(name, parameter)`` for the parameters this module holds itself (not its children's)."""
+        for name, value in self.__dict__.items():
+            if isinstance(value, Parameter):
+                yield name, value
+
     def named_parameters(self, prefix=""):
+        """``(dotted name, parameter)`` for every parameter, each module's own before its children's
+        (depth first, as PyTorch); a parameter held twice (tied weights) is listed once."""
         seen = set()
         for mname, module in self.named_modules(prefix):
-            for pname, value in module.__dict__.items():
-                if isinstance(value, Parameter) and id(value) not in seen:
+            for pname, value in module._own_parameters():
+                if id(value) not in seen:
                     seen.add(id(value))
                     yield (f"{mname}.{pname}" if mname else pname), value
-                elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Parameter) for v in value):
-                    for i, p in enumerate(value):
-                        if id(p) not in seen:
-                            seen.add(id(p))
-                            yield (f"{mname}.{pname}.{i}" if mname else f"{pname}.{i}"), p
 
     def parameters(self):
+        """Every parameter, in ``named_parameters`` order (a list; PyTorch returns an iterator)."""
         return [p for _, p in self.named_parameters()]
 
     def register_buffer(self, name: str, array: np.ndarray):
@@ -174,24 +207,102 @@ class Module:
         object.__setattr__(self, name, array)
 
     def named_buffers(self):
+        """``(dotted name, array)`` for every buffer registered with ``register_buffer``."""
         for mname, module in self.named_modules():
             for bname in module._buffer_names:
                 yield (f"{mname}.{bname}" if mname else bname), getattr(module, bname)
 
     # -- modes and gradients -------------------------------------------------------
     def train(self, mode: bool = True):
+        """Set training mode (``mode=True``) or evaluation mode on this module and all below; returns self."""
         for m in self.modules():
             object.__setattr__(m, "training", mode)
         return self
 
     def eval(self):
+        """Evaluation mode (``train(False)``): Dropout is off, BatchNorm uses its running statistics."""
         return self.train(False)
 
     def zero_grad(self):
+        """Forget every parameter's gradient (``p.grad = None``)."""
         for p in self.parameters():
             p.grad = None
 
+    def requires_grad_(self, requires_grad: bool = True):
+        """Set ``requires_grad`` on every parameter (``False`` freezes them); returns self."""
+        if not isinstance(requires_grad, bool):
+            raise TypeError(f"{type(self).__name__}.requires_grad_: requires_grad must be True or False, "
+                            f"got {requires_grad!r}")
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
+
+    def apply(self, fn):
+        """Call ``fn(module)`` on every sub-module (children first, recursively) and then on this
+        module, as ``torch.nn.Module.apply`` (typical use: initialising weights); returns self."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    # -- dtype -----------------------------------------------------------------------
+    def to(self, *args, **kwargs):
+        """Convert floating parameters, their gradients and floating buffers to a dtype, in place.
+
+        ``to(dtype)``, ``to(dtype=...)``, ``to("cpu")`` or ``to("cpu", dtype)`` (PyTorch's forms;
+        ``dtype`` is anything ``np.dtype`` accepts, e.g. ``np.float64``). The parameter objects stay
+        the same (their ``.data`` is replaced), so references to them, an optimizer's included,
+        remain valid; build the optimizer after converting, as its state keeps the old dtype.
+        Integer buffers (BatchNorm's ``num_batches_tracked``) are left alone. minimix runs on the
+        CPU only: the device ``"cpu"`` is accepted and changes nothing, any other is refused.
+        Returns self.
+        """
+        name = f"{type(self).__name__}.to"
+        allowed = {"device", "dtype", "non_blocking", "copy"}
+        unknown = sorted(set(kwargs) - allowed)
+        if unknown:
+            raise TypeError(f"{name}: unexpected keyword arguments {unknown}; expected device= or dtype=")
+        if len(args) > 2:
+            raise TypeError(f"{name}: expected at most (device, dtype), got {len(args)} positional arguments")
+        device, dtype = kwargs.get("device"), kwargs.get("dtype")
+        for arg in args:
+            if _is_device(arg):
+                device = arg
+            else:
+                dtype = arg
+        if device is not None:
+            _check_device(name, device)
+        if dtype is None:
+            return self
+        try:
+            target = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"{name}: expected a dtype (np.float32, np.float64, ...) or a device 'cpu', "
+                            f"got {dtype!r}") from None
+        if target.kind != "f":
+            raise TypeError(f"{name}: only floating dtypes are allowed (as in PyTorch), got {target}")
+        for p in self.parameters():
+            if p.data.dtype.kind == "f":
+                p.data = p.data.astype(target, copy=False)
+                if p.grad is not None:
+                    p.grad = p.grad.astype(target, copy=False)
+        for module in self.modules():
+            for bname in module._buffer_names:
+                buffer = getattr(module, bname)
+                if isinstance(buffer, np.ndarray) and buffer.dtype.kind == "f":
+                    object.__setattr__(module, bname, buffer.astype(target, copy=False))
+        return self
+
+    def double(self):
+        """``to(np.float64)``: floating parameters, gradients and buffers become float64, in place."""
+        return self.to(np.float64)
+
+    def float(self):
+        """``to(np.float32)``: floating parameters, gradients and buffers become float32, in place."""
+        return self.to(np.float32)
+
     def num_parameters(self) -> int:
+        """The number of parameter elements (PyTorch: ``sum(p.numel() for p in m.parameters())``)."""
         return sum(p.numel() for p in self.parameters())
 
     # -- state ---------------------------------------------------------------------
@@ -238,6 +349,7 @@ class Module:
 
     # -- display ---------------------------------------------------------------------
     def extra_repr(self) -> str:
+        """The text inside ``Name(...)`` in ``repr`` (a layer's settings); empty by default."""
         return ""
 
     def __repr__(self):
@@ -249,3 +361,19 @@ class Module:
             body = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {body}")
         return "\n".join(lines) + "\n)"
+
+
+def _is_device(value) -> bool:
+    """Whether ``value`` names a device ("cpu", "cuda:0", a torch.device) rather than a dtype."""
+    if type(value).__name__ == "device":  # torch.device, without importing torch
+        return True
+    if not isinstance(value, str):
+        return False
+    return value.split(":")[0] in {"cpu", "cuda", "mps", "xpu", "meta", "hip", "xla", "ipu", "npu", "hpu"}
+
+
+def _check_device(owner, device):
+    """minimix computes on the CPU: accept "cpu" (and "cpu:0"), refuse anything else by name."""
+    text = str(device)
+    if text.split(":")[0] != "cpu":
+        raise ValueError(f"{owner}: minimix runs on the CPU only; device must be 'cpu', got {text!r}")

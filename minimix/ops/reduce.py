@@ -223,18 +223,20 @@ def min(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
 
 
 def _arg(name, x, dim, keepdim, largest):
+    """The int64 index tensor of ``argmax``/``argmin``."""
     from ..tensor import Tensor
 
     data = x.data if isinstance(x, Tensor) else np.asarray(x)
-    if data.size == 0:
-        raise ValueError(f"{name}: the tensor has no elements (shape {data.shape})")
     pick = np.argmax if largest else np.argmin
-    if dim is None:
-        index = np.asarray(pick(data))  # an index into the flattened tensor
-        return Tensor(index.reshape((1,) * data.ndim if keepdim else ()).astype(np.int64))
-    axis = _normalize_axis(dim, data.ndim)[0] if data.ndim else _check_0d(name, dim)
-    if axis is None:
-        return Tensor(np.zeros((), np.int64))
+    axis = None
+    if dim is not None:
+        axis = _normalize_axis(dim, data.ndim)[0] if data.ndim else _check_0d(name, dim)
+    if data.size == 0 and (axis is None or data.shape[axis] == 0):
+        raise ValueError(f"{name}: the tensor has no elements{'' if dim is None else f' along dim {dim}'} "
+                         f"(shape {data.shape})")
+    if axis is None:  # dim None: an index into the flattened tensor (0 for a 0-d tensor)
+        index = np.asarray(pick(data)).reshape((1,) * data.ndim if keepdim and dim is None else ())
+        return Tensor(index.astype(np.int64))
     index = pick(data, axis=axis)
     return Tensor((np.expand_dims(index, axis) if keepdim else index).astype(np.int64))
 

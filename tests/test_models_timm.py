@@ -94,7 +94,7 @@ def test_load_errors_list_every_problem():
     state["classifier.weight"] = np.zeros((11, 1536), np.float32)
     state["blocks.1.0.conv_dw.0.weight"] = np.zeros((48, 1, 3, 3), np.float32)  # timm has one kernel here
     state["head.fc.weight"] = np.zeros(3, np.float32)
-    state["bn1.num_batches_tracked"] = np.array(7)  # ignored, not "unexpected"
+    state["bn1.num_batches_tracked"] = np.array(7)  # a known key: neither missing nor unexpected
     model = mixnet_s(num_classes=10, width_multiplier=0.25)
     before = model.state_dict()
     with pytest.raises(StateDictMismatchError) as info:
@@ -150,3 +150,32 @@ def test_checkpoint_files(tmp_path):
         read_checkpoint(unknown)
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         read_checkpoint(tmp_path / "missing.pth")
+
+
+def test_num_batches_tracked_is_exchanged_with_torch():
+    """BatchNorm's counter: loaded from a torch/timm state dict, written back as int64 (torch loads it
+    strictly); a state dict without counters (older files, the reference npz) loads and leaves them."""
+    torch = require("torch", "the torch mirror of MixNet")
+    from minimix.models import MIXNET_S
+    from minimix.models.torch_mirror import torch_mixnet
+
+    ref = torch_mixnet(table=MIXNET_S, width=0.25, stem=8, stem_stride=2, first_downsample_stride=None,
+                       head=1536, num_classes=10).train()
+    with torch.no_grad():
+        for _ in range(3):
+            ref(torch.randn(2, 3, 32, 32))
+    theirs = ref.state_dict()
+    counters = [k for k in theirs if k.endswith("num_batches_tracked")]
+    assert counters and all(int(theirs[k]) == 3 for k in counters)
+    model = load_timm_state_dict(mixnet_s(num_classes=10, width_multiplier=0.25), theirs)
+    out = to_timm_state_dict(model)
+    assert list(out) == list(theirs)
+    for k in counters:
+        assert out[k].dtype == np.int64 and int(out[k]) == 3, k
+    for k, v in theirs.items():
+        np.testing.assert_array_equal(out[k], v.numpy(), err_msg=k)
+    ref.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in out.items()}, strict=True)
+
+    without = {k: v for k, v in theirs.items() if k not in counters}
+    fresh = load_timm_state_dict(mixnet_s(num_classes=10, width_multiplier=0.25), without)  # strict
+    assert all(int(to_timm_state_dict(fresh)[k]) == 0 for k in counters)

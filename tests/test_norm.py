@@ -75,11 +75,12 @@ def test_batchnorm2d_updates_running_stats_under_no_grad_in_train_mode():
 
 
 def test_batchnorm2d_state_dict_and_defaults():
-    bn = nn.BatchNorm2d(4)
-    assert list(bn.state_dict()) == ["weight", "bias", "running_mean", "running_var"]
-    np.testing.assert_array_equal(bn.weight.data, np.ones(4, np.float32))
-    np.testing.assert_array_equal(bn.running_var, np.ones(4, np.float32))
-    assert bn.eps == 1e-5 and bn.momentum == 0.1
+    bn, theirs = nn.BatchNorm2d(4), torch.nn.BatchNorm2d(4)
+    assert list(bn.state_dict()) == list(theirs.state_dict())  # ... running_var, num_batches_tracked
+    for k, v in theirs.state_dict().items():
+        assert bn.state_dict()[k].dtype == v.numpy().dtype, k  # float32, and int64 for the counter
+        np.testing.assert_array_equal(bn.state_dict()[k], v.numpy(), err_msg=k)
+    assert bn.eps == theirs.eps and bn.momentum == theirs.momentum
 
 
 def test_batch_norm_bad_input():

@@ -30,11 +30,13 @@ def ship(run_dir, commit: str, command: str) -> dict:
     if state["epoch"] != config.epochs or config.limit is not None or config.test_limit is not None:
         raise ValueError(f"{meta}: not a completed full-data run (epoch {state['epoch']} of {config.epochs}, "
                          f"limit {config.limit}, test_limit {config.test_limit})")
-    half = {k: np.asarray(v).astype(np.float16) for k, v in state["model"].items()}
+    # float arrays in float16; integer ones (BatchNorm's num_batches_tracked) as they are
+    half = {k: np.asarray(v).astype(np.float16) if np.asarray(v).dtype.kind == "f" else np.asarray(v)
+            for k, v in state["model"].items()}
     if not all(np.isfinite(v).all() for v in half.values()):
         raise ValueError(f"{meta}: a weight does not fit float16")
     model = build_model(config.model, config.model_kwargs)
-    load_weights(model, {k: v.astype(np.float32) for k, v in half.items()}, meta)
+    load_weights(model, {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in half.items()}, meta)
     images, labels, _ = load_split(None, train=False)
     print(f"evaluating the float16 weights on {len(labels):,} test images ...")
     result = evaluate(model, DataLoader(images, labels, batch_size=500, shuffle=False))

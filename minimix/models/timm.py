@@ -11,7 +11,8 @@ so one rule maps the names. minimix keeps the groups of a grouped or mixed conv 
     blocks.2.0.conv_dw.convs.2.weight  -> blocks.2.0.conv_dw.2.weight   (3 kernel sizes)
 
 Shapes are identical (both use PyTorch's (out, in/groups, kh, kw) layout). BatchNorm's
-``num_batches_tracked`` is ignored on load and written on save (0 unless the layer counts).
+``num_batches_tracked`` (int64) is exchanged like any buffer; a state dict without it loads and
+leaves the model's counters as they are (as ``torch.nn.BatchNorm2d`` does).
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def _to_numpy(value):
 
 
 def to_timm_state_dict(model) -> "OrderedDict[str, np.ndarray]":
-    """The model's weights under timm's names, in timm's order, with ``num_batches_tracked`` (0) added.
+    """The model's weights and buffers under timm's names, in timm's order.
 
     Load it into PyTorch with ``{k: torch.from_numpy(v) for k, v in sd.items()}``.
     """
@@ -67,8 +68,6 @@ def to_timm_state_dict(model) -> "OrderedDict[str, np.ndarray]":
     for name, m in model.named_modules():  # torch's order: per module, parameters then buffers
         for k in by_owner.pop(name, []):
             out[names[k]] = state[k]
-        if isinstance(m, nn.BatchNorm2d) and f"{name}.{_COUNTER}" not in out:
-            out[f"{name}.{_COUNTER}"] = np.asarray(getattr(m, _COUNTER, 0), dtype=np.int64)
     for keys in by_owner.values():  # e.g. lists of parameters, owned by no module of their own
         for k in keys:
             out[names[k]] = state[k]
@@ -83,11 +82,12 @@ def load_timm_state_dict(model, state_dict, strict=True):
     fits and ignores missing/unexpected keys (mis-shaped ones still raise).
     """
     names = timm_key_map(model)
-    ours_by_theirs = {theirs: ours for ours, theirs in names.items() if not ours.endswith(_COUNTER)}
+    ours_by_theirs = {theirs: ours for ours, theirs in names.items()}
     shapes = {k: np.shape(v) for k, v in model.state_dict().items()}
-    given = {k: v for k, v in state_dict.items() if not k.endswith(_COUNTER)}
+    given = state_dict
 
-    missing = [theirs for theirs in ours_by_theirs if theirs not in given]
+    # a counter may be absent (older checkpoints): the model's own stays, as in PyTorch
+    missing = [theirs for theirs in ours_by_theirs if theirs not in given and not theirs.endswith(_COUNTER)]
     unexpected = [k for k in given if k not in ours_by_theirs]
     mismatched, mapped = [], {}
     for theirs, value in given.items():

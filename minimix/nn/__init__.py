@@ -4,7 +4,7 @@ from .layers import Dropout, Flatten, Identity, Linear, ModuleList, ParameterLis
 from .module import Module, Parameter
 from .conv import Conv2d
 from .mixconv import GroupedConv2d, MixConv2d, split_channels
-from .norm import BatchNorm2d, BatchNormAct2d
+from .norm import BatchNorm1d, BatchNorm2d, BatchNormAct2d, GroupNorm, LayerNorm
 from .fuse import MixConvBNAct, fuse
 from .pooling import AdaptiveAvgPool2d
 from .squeeze_excite import SqueezeExcite
@@ -12,5 +12,5 @@ from .squeeze_excite import SqueezeExcite
 __all__ = [
     "functional", "Module", "Parameter", "Sequential", "ModuleList", "ParameterList", "Linear",
     "ReLU", "SiLU", "Swish", "Sigmoid", "Tanh", "Identity", "Dropout", "Flatten",
-    "Conv2d", "MixConv2d", "GroupedConv2d", "split_channels", "BatchNorm2d", "BatchNormAct2d", "fuse", "MixConvBNAct", "AdaptiveAvgPool2d", "SqueezeExcite",
+    "Conv2d", "MixConv2d", "GroupedConv2d", "split_channels", "BatchNorm1d", "BatchNorm2d", "BatchNormAct2d", "LayerNorm", "GroupNorm", "fuse", "MixConvBNAct", "AdaptiveAvgPool2d", "SqueezeExcite",
 ]

@@ -13,6 +13,7 @@ from ..ops import (  # noqa: F401
 )
 from ..ops.conv import conv2d, conv_backend, mixed_conv2d  # noqa: F401
 from .norm import batch_norm  # noqa: F401
+from ..ops.normalization import group_norm, layer_norm  # noqa: F401
 from .pooling import adaptive_avg_pool2d  # noqa: F401
 
 swish = silu

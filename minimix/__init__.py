@@ -22,6 +22,7 @@ from .gradcheck import GradcheckError, gradcheck
 from .ops import (abs, amax, amin, argmax, argmin, cat, clamp, clip, concatenate, flatten, gather, max, maximum,
                   min, minimum, split, squeeze, stack, std, unsqueeze, var, where)
 from .random import manual_seed
+from .serialization import load, save
 from .tensor import Function, Tensor, is_grad_enabled, no_grad
 
 __version__ = "0.1.0"
@@ -67,6 +68,7 @@ def __getattr__(name):  # lazy subpackages: minimix.nn, minimix.optim, ...
 __all__ = [
     "Tensor", "Function", "no_grad", "is_grad_enabled", "gradcheck", "GradcheckError",
     "manual_seed", "use_backend", "backends", "tensor", "zeros", "ones", "randn", "cat", "concatenate", "split",
+    "save", "load",
     "abs", "clamp", "clip", "maximum", "minimum", "where", "argmax", "argmin", "max", "min", "amax", "amin",
     "unsqueeze", "squeeze", "stack", "flatten", "gather", "var", "std",
 ]

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from conftest import rewrite_checkpoint_arrays
 
+from minimix.training.metrics import PHASE_COLUMNS
+
 import minimix
 from minimix import nn
 from minimix.training import (CheckpointError, TrainConfig, Trainer, confusion_matrix, load_checkpoint,
@@ -232,6 +234,31 @@ def test_fit_writes_last_best_and_the_metrics_log(tmp_path):
     assert len(list(tmp_path.glob("*.npz"))) == (1 if best_epoch == 3 else 2)
 
 
+def test_each_epoch_records_where_its_time_went(tmp_path):
+    """The epoch summary and the history split the epoch's time into phases: the steps, waiting for
+    data, the test-set evaluation and checkpoint writes (mid-epoch ones in the history; the summary
+    line adds the end-of-epoch write)."""
+    lines = []
+    trainer = make_trainer(mlp, small_config(epochs=2), run_dir=tmp_path, checkpoint_every=0)
+    trainer.log = lines.append
+    history = trainer.fit()
+    for record in history:
+        assert all(record[key] >= 0 for key in PHASE_COLUMNS), record
+        assert record["checkpoint_seconds"] > 0  # checkpoint_every=0: a write after every step but the last
+        parts = record["step_seconds"] + record["data_seconds"] + record["checkpoint_seconds"]
+        assert parts == pytest.approx(record["seconds"], rel=1e-9)
+    assert all("[steps" in line and "data" in line and "test" in line and "checkpoints" in line for line in lines)
+    log = read_log(tmp_path / "metrics.csv")
+    np.testing.assert_allclose(log["eval_seconds"], [h["eval_seconds"] for h in history])
+
+
+def test_a_log_without_phase_columns_still_reads(tmp_path):
+    (tmp_path / "old.csv").write_text("epoch,lr,train_loss,train_acc,test_loss,test_acc,seconds,images_per_s\n"
+                                      "1,0.1,2.0,0.1,1.9,0.2,3.0,100.0\n")
+    log = read_log(tmp_path / "old.csv")
+    assert log["test_acc"].tolist() == [0.2] and not any(c in log for c in PHASE_COLUMNS)
+
+
 def test_resume_continues_bit_for_bit(tmp_path):
     """Train 2 epochs straight vs 1 epoch, crash, resume: identical per-step losses and final state."""
     straight_losses = []
@@ -273,7 +300,7 @@ def test_resume_continues_bit_for_bit(tmp_path):
     # dropout draws from minimix's generator: the resumed run leaves it where the straight one did
     assert minimix.random.get_state() == straight_rng
     assert load_checkpoint(tmp_path / "run")["rng"] == load_checkpoint(tmp_path / "straight")["rng"]
-    timing = ("seconds", "images_per_s")
+    timing = ("seconds", "images_per_s") + PHASE_COLUMNS
     strip = [{k: v for k, v in h.items() if k not in timing} for h in straight.history]
     assert [{k: v for k, v in h.items() if k not in timing} for h in resumed.history] == strip
 
@@ -654,7 +681,7 @@ def test_resume_from_a_mid_epoch_checkpoint_continues_bit_for_bit(tmp_path):
     assert minimix.random.get_state() == straight_rng
     final = load_checkpoint(tmp_path / "run")
     assert (final["epoch"], final["step"]) == (2, 0)
-    timing = ("seconds", "images_per_s")
+    timing = ("seconds", "images_per_s") + PHASE_COLUMNS
     strip = [{k: v for k, v in h.items() if k not in timing} for h in straight.history]
     assert [{k: v for k, v in h.items() if k not in timing} for h in resumed.history] == strip
 

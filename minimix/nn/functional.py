@@ -15,5 +15,7 @@ from ..ops.conv import conv2d, conv_backend, mixed_conv2d  # noqa: F401
 from .norm import batch_norm  # noqa: F401
 from ..ops.normalization import group_norm, layer_norm  # noqa: F401
 from .pooling import adaptive_avg_pool2d  # noqa: F401
+from ..ops.activation import elu, gelu, hardsigmoid, hardswish, leaky_relu, mish, softplus  # noqa: F401
+from ..ops.pooling import adaptive_max_pool2d, avg_pool2d, max_pool2d  # noqa: F401
 
 swish = silu

@@ -10,6 +10,9 @@ import numpy as np
 from .checkpoint import atomic_write
 
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_s")
+# Where an epoch's time went (``Trainer``): optional, since runs of older versions did not record it.
+# ``seconds`` = step + data + checkpoint seconds; the test-set evaluation comes on top.
+PHASE_COLUMNS = ("step_seconds", "data_seconds", "eval_seconds", "checkpoint_seconds")
 
 
 def count_correct(logits: np.ndarray, labels: np.ndarray) -> int:
@@ -32,13 +35,15 @@ def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
 
 
 def write_log(path, history: list) -> Path:
-    """Write the per-epoch ``history`` (list of dicts) as a CSV with ``LOG_COLUMNS``.
+    """Write the per-epoch ``history`` (list of dicts) as a CSV with ``LOG_COLUMNS`` and
+    ``PHASE_COLUMNS`` (empty for epochs that did not record them).
 
     The whole file is rewritten atomically from the history saved in the checkpoint, so after a
     crash and ``--resume`` the log never holds rows of epochs that were lost.
     """
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=LOG_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(text, fieldnames=LOG_COLUMNS + PHASE_COLUMNS, extrasaction="ignore", restval="",
+                            lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     data = text.getvalue().encode()
@@ -46,7 +51,8 @@ def write_log(path, history: list) -> Path:
 
 
 def read_log(path) -> dict:
-    """Read a metrics CSV into ``{column: np.ndarray of floats}``."""
+    """Read a metrics CSV into ``{column: np.ndarray of floats}``: every ``LOG_COLUMNS`` column, and
+    the ``PHASE_COLUMNS`` a log has (NaN for epochs that did not record them)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"metrics log not found: {path}")
@@ -57,4 +63,7 @@ def read_log(path) -> dict:
     missing = [c for c in LOG_COLUMNS if c not in rows[0]]
     if missing:
         raise ValueError(f"metrics log {path} lacks the columns {missing}; expected {list(LOG_COLUMNS)}")
-    return {c: np.array([float(r[c]) for r in rows]) for c in LOG_COLUMNS}
+    log = {c: np.array([float(r[c]) for r in rows]) for c in LOG_COLUMNS}
+    log.update({c: np.array([float(r[c]) if r.get(c) else np.nan for r in rows])
+                for c in PHASE_COLUMNS if c in rows[0]})
+    return log

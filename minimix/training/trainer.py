@@ -193,7 +193,8 @@ def check_state(state, source, resume: bool = False):
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise CheckpointError(f"{source}: 'step' must be the number of steps done in the unfinished epoch "
                               f"(an integer >= 0), got {step!r:.80}")
-    if partial is not None and not (isinstance(partial, dict) and set(partial) == set(_empty_partial()) and all(
+    if partial is not None and not (isinstance(partial, dict) and set(_empty_partial()) - set(_PHASE_KEYS)
+                                    <= set(partial) <= set(_empty_partial()) and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in partial.values())):
         raise CheckpointError(f"{source}: 'partial' must hold the unfinished epoch's running metrics "
                               f"{sorted(_empty_partial())}, got {partial!r:.80}")
@@ -339,7 +340,9 @@ class Trainer:
                 "built or given with them, so a lower learning rate would not help", weights=True)
         for epoch in range(self.epoch, self.config.epochs):
             train = self.train_epoch(epoch)
+            started = time.perf_counter()
             test = evaluate(self.model, self.test_loader, tta=self.config.tta, progress=self.progress)
+            eval_seconds = time.perf_counter() - started
             self.epoch, self.step, self.partial = epoch + 1, 0, _empty_partial()
             record = {
                 "epoch": self.epoch,
@@ -347,16 +350,24 @@ class Trainer:
                 "train_loss": train["loss"], "train_acc": train["acc"],
                 "test_loss": test["loss"], "test_acc": test["acc"],
                 "seconds": train["seconds"], "images_per_s": train["images_per_s"],
+                "data_seconds": train["data_seconds"], "step_seconds": train["step_seconds"],
+                "eval_seconds": eval_seconds, "checkpoint_seconds": train["checkpoint_seconds"],
             }
             is_best = all(record["test_acc"] > h["test_acc"] for h in self.history)
             self.history.append(record)
-            self.log(self._summary(record))
+            saving = time.perf_counter()
             if self.run_dir is not None:
                 self.save(best=is_best)
+            # The summary adds this end-of-epoch write to the epoch's checkpoint time; the saved
+            # history (written by that very save) holds the mid-epoch writes only.
+            self.log(self._summary(record, end_checkpoint=time.perf_counter() - saving))
         return self.history
 
     def train_epoch(self, epoch: int) -> dict:
-        """One pass over the training set; returns mean loss, accuracy, seconds and images/s.
+        """One pass over the training set; returns mean loss, accuracy, seconds, images/s and where
+        the seconds went: ``data_seconds`` (waiting for the next batch: shuffling, augmentation,
+        normalisation), ``checkpoint_seconds`` (mid-epoch checkpoints) and ``step_seconds`` (the rest:
+        forward, loss, backward, optimiser and scheduler steps).
         After a mid-epoch resume (``self.step`` > 0, ``epoch == self.epoch``) the first ``self.step``
         batches were trained on before: they are drawn (the same order and augmentation) and skipped."""
         from tqdm import tqdm
@@ -367,11 +378,12 @@ class Trainer:
         first = self.step if epoch == self.epoch else 0
         p = self.partial if first else _empty_partial()
         total_loss, correct, seen = p["loss"], p["correct"], p["seen"]
+        phases = {key: p.get(key, 0.0) for key in ("data_seconds", "checkpoint_seconds")}
         start = time.perf_counter() - p["seconds"]
         bar = tqdm(loader, total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                    leave=False, disable=not self.progress, dynamic_ncols=True, initial=0)
         try:
-            for step, (x, y) in enumerate(bar):
+            for step, (x, y) in enumerate(_timed(bar, phases, "data_seconds")):
                 if step < first:  # trained on before the mid-epoch checkpoint this run resumed from
                     continue
                 logits = model(Tensor(x))
@@ -391,17 +403,20 @@ class Trainer:
                 bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.1%}",
                                 img_s=f"{seen / elapsed:.0f}", refresh=False)
                 self.step = step + 1
-                self.partial = {"loss": total_loss, "correct": correct, "seen": seen, "seconds": elapsed}
+                self.partial = {"loss": total_loss, "correct": correct, "seen": seen, "seconds": elapsed, **phases}
                 if (self.run_dir is not None and self.checkpoint_every is not None and self.step < len(loader)
                         and time.monotonic() - self._last_checkpoint >= self.checkpoint_every):
+                    saving = time.perf_counter()
                     self.save()  # a mid-epoch checkpoint: `last` only
+                    phases["checkpoint_seconds"] += time.perf_counter() - saving
                 if self.on_step is not None:
                     self.on_step(epoch, step, value)
         finally:
             bar.close()  # also on an error or Ctrl-C: no half-drawn bar before the message
         seconds = time.perf_counter() - start
         return {"loss": total_loss / seen, "acc": correct / seen, "seconds": seconds,
-                "images_per_s": seen / seconds}
+                "images_per_s": seen / seconds, **phases,
+                "step_seconds": seconds - phases["data_seconds"] - phases["checkpoint_seconds"]}
 
     def _diverged(self, epoch: int, step: int, value: float) -> "TrainingDiverged":
         where = f"epoch {epoch + 1}, step {step + 1}"
@@ -416,11 +431,14 @@ class Trainer:
             f"the loss became non-finite ({value}) at {where} with finite weights (learning rate {lr:.4g} of "
             f"peak {self.config.lr:g}): training diverged; a lower learning rate should help", weights=False)
 
-    def _summary(self, r: dict) -> str:
+    def _summary(self, r: dict, end_checkpoint: float = 0.0) -> str:
         return (f"epoch {r['epoch']:>3}/{self.config.epochs}  "
                 f"train loss {r['train_loss']:.4f} acc {r['train_acc']:6.2%}  "
                 f"test loss {r['test_loss']:.4f} acc {r['test_acc']:6.2%}  "
-                f"lr {r['lr']:.4f}  {r['seconds']:.1f} s  {r['images_per_s']:.0f} img/s")
+                f"lr {r['lr']:.4f}  {r['seconds']:.1f} s  {r['images_per_s']:.0f} img/s"
+                + ("" if "step_seconds" not in r else
+                   f"  [steps {r['step_seconds']:.1f} s, data {r['data_seconds']:.1f} s, "
+                   f"test {r['eval_seconds']:.1f} s, checkpoints {r['checkpoint_seconds'] + end_checkpoint:.1f} s]"))
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -531,8 +549,25 @@ class Trainer:
 
 
 def _empty_partial() -> dict:
-    """The running training metrics of an epoch before its first step."""
-    return {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+    """The running training metrics of an epoch before its first step (and the seconds spent so
+    far waiting for data and writing mid-epoch checkpoints)."""
+    return {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0, "data_seconds": 0.0, "checkpoint_seconds": 0.0}
+
+
+_PHASE_KEYS = ("data_seconds", "checkpoint_seconds")  # absent from the checkpoints of older minimix versions
+
+
+def _timed(iterable, totals: dict, key: str):
+    """Yield the items of ``iterable``, adding the seconds each ``next`` took to ``totals[key]``."""
+    iterator = iter(iterable)
+    while True:
+        started = time.perf_counter()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        totals[key] += time.perf_counter() - started
+        yield item
 
 
 class TrainingDiverged(FloatingPointError):

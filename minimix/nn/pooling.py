@@ -1,5 +1,7 @@
-"""Global average pooling: (N, C, H, W) -> (N, C, 1, 1), the mean of each channel plane."""
+"""Pooling layers: global average pooling, (N, C, H, W) -> (N, C, 1, 1), the mean of each channel plane;
+and the modules of max, average and adaptive max pooling (their ops: ``minimix.ops.pooling``)."""
 from .. import ops
+from ..ops import pooling as P
 from ..backends import fast_path
 from .module import Module
 
@@ -28,6 +30,65 @@ class AdaptiveAvgPool2d(Module):
 
     def forward(self, x):
         return adaptive_avg_pool2d(x, self.output_size)
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+
+class MaxPool2d(Module):
+    """``torch.nn.MaxPool2d``: the maximum of each window (``minimix.ops.pooling.max_pool2d``).
+
+    ``stride`` defaults to ``kernel_size``; ``return_indices=True`` makes forward return (values, indices).
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = stride if stride is not None else kernel_size
+        self.padding, self.dilation = padding, dilation
+        self.return_indices, self.ceil_mode = return_indices, ceil_mode
+
+    def forward(self, x):
+        return P.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                            self.return_indices)
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class AvgPool2d(Module):
+    """``torch.nn.AvgPool2d``: the mean of each window (``minimix.ops.pooling.avg_pool2d``).
+
+    ``stride`` defaults to ``kernel_size``.
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+                 divisor_override=None):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = stride if stride is not None else kernel_size
+        self.padding, self.ceil_mode = padding, ceil_mode
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
+
+    def forward(self, x):
+        return P.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad, self.divisor_override)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AdaptiveMaxPool2d(Module):
+    """``torch.nn.AdaptiveMaxPool2d``: the maximum over each of ``output_size`` bins
+    (``minimix.ops.pooling.adaptive_max_pool2d``)."""
+
+    def __init__(self, output_size, return_indices=False):
+        super().__init__()
+        self.output_size, self.return_indices = output_size, return_indices
+
+    def forward(self, x):
+        return P.adaptive_max_pool2d(x, self.output_size, self.return_indices)
 
     def extra_repr(self):
         return f"output_size={self.output_size}"

@@ -3,7 +3,7 @@
 Each output element is one of its inputs' elements, so the gradient is routed, not scaled:
 it goes to the input that was chosen. Ties follow PyTorch:
 
-    maximum(a, b)         dL/da = g where a > b, g/2 where a == b, else 0 (dL/db likewise)
+    maximum(a, b)         dL/da = g where a > b, g/2 where a == b, 0 where a < b (dL/db likewise)
     clamp(x, lo, hi)      dL/dx = g where lo <= x <= hi; dL/dlo = g where x < lo < hi;
                           dL/dhi = g where x > hi or lo > hi (then every output is hi)
     where(c, x, y)        dL/dx = g where c, dL/dy = g where not c
@@ -14,17 +14,19 @@ from ..tensor import Function, Tensor, tensor_method
 
 
 class Maximum(Function):
-    """Element-wise max(a, b) with broadcasting (``largest=False``: min); equal elements share the gradient."""
+    """Element-wise max(a, b) with broadcasting (``largest=False``: min); equal elements share the gradient.
+
+    Where a or b is NaN (the output is NaN) neither loses, so both get the gradient, as in PyTorch."""
 
     def forward(self, a, b, largest=True):
-        self.a_wins = a > b if largest else a < b
         self.tie = a == b
+        self.a_loses, self.b_loses = (a < b, a > b) if largest else (a > b, a < b)
         return np.maximum(a, b) if largest else np.minimum(a, b)
 
     def backward(self, g):
-        half = g * self.tie * g.dtype.type(0.5)
-        ga = g * self.a_wins + half if self.parents[0].requires_grad else None
-        gb = g * ~(self.a_wins | self.tie) + half if self.parents[1].requires_grad else None
+        shared = np.where(self.tie, g * g.dtype.type(0.5), g)
+        ga = shared * ~self.a_loses if self.parents[0].requires_grad else None
+        gb = shared * ~self.b_loses if self.parents[1].requires_grad else None
         return ga, gb
 
 

@@ -123,3 +123,130 @@ def test_pad(shape, pad, value, dtype):
         [randn(*shape)],
         dtype,
     )
+
+
+# -- unsqueeze / squeeze / expand / stack / gather (issue 16) --------------------------------------
+STRIDED = ["F", "channels_last", "reversed", "sliced"]
+
+
+@DTYPES
+@pytest.mark.parametrize("shape, dim", [((2, 3), 0), ((2, 3), 2), ((2, 3), -1), ((2, 3), -3), ((), 0), ((0, 4), 1)],
+                         ids=str)
+def test_unsqueeze(shape, dim, dtype):
+    x = np.asarray(randn(*shape))
+    check_parity(lambda t: t.unsqueeze(dim), lambda t: t.unsqueeze(dim), [x], dtype)
+    check_parity(lambda t: mm.unsqueeze(t, dim), lambda t: torch.unsqueeze(t, dim), [x], dtype)
+
+
+@DTYPES
+@pytest.mark.parametrize("shape, dim", [((1, 3, 1, 2), None), ((1, 3, 1, 2), 0), ((1, 3, 1, 2), -2), ((1, 3, 1, 2), 1),
+                                        ((1, 3, 1, 2), (0, 2)), ((1, 1), None), ((1,), 0), ((), None), ((), 0),
+                                        ((0, 1), None)], ids=str)
+def test_squeeze(shape, dim, dtype):
+    """A named axis of size > 1 is left alone, as torch.squeeze."""
+    x = np.asarray(randn(*shape))
+    if dim is None:
+        check_parity(lambda t: t.squeeze(), lambda t: t.squeeze(), [x], dtype)
+    else:
+        check_parity(lambda t: t.squeeze(dim), lambda t: t.squeeze(dim), [x], dtype)
+        check_parity(lambda t: mm.squeeze(t, dim=dim), lambda t: torch.squeeze(t, dim), [x], dtype)
+
+
+@DTYPES
+@pytest.mark.parametrize("shape, sizes", [((3, 1), (3, 4)), ((1, 4), (2, 3, 4)), ((3, 1), (-1, 5)), ((1,), (0,)),
+                                          ((2, 1, 1), (2, -1, 3)), ((), (2, 2)), ((2, 3), (2, 3))], ids=str)
+def test_expand(shape, sizes, dtype):
+    """The gradient of the expanded axes is summed back."""
+    x = np.asarray(randn(*shape))
+    check_parity(lambda t: t.expand(*sizes), lambda t: t.expand(*sizes), [x], dtype)
+    check_parity(lambda t: t.expand(sizes), lambda t: t.expand(sizes), [x], dtype)
+
+
+@DTYPES
+@pytest.mark.parametrize("layout", STRIDED)
+def test_unsqueeze_squeeze_expand_on_strided_input(layout, dtype):
+    check_parity(lambda t: t.unsqueeze(1).squeeze(3), lambda t: t.unsqueeze(1).squeeze(3), [randn(2, 3, 1)], dtype,
+                 layout=layout)
+    check_parity(lambda t: t.expand(4, 2, 3, 5), lambda t: t.expand(4, 2, 3, 5), [randn(2, 3, 1)], dtype,
+                 layout=layout)
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda t: t.unsqueeze(3), ValueError, ["unsqueeze", "dim 3", "(2, 3)"]),
+    (lambda t: t.squeeze(2), ValueError, ["squeeze", "axis 2"]),
+    (lambda t: t.expand(4, 3), ValueError, ["expand", "size 2", "only axes of size 1"]),
+    (lambda t: t.expand(3), ValueError, ["expand", "at least 2"]),
+    (lambda t: t.expand(-1, 2, 3), ValueError, ["expand", "new axes need a size"]),
+    (lambda t: mm.stack([t, t.T]), ValueError, ["stack", "tensor 1", "(3, 2)", "(2, 3)"]),
+    (lambda t: mm.stack([t], dim=3), ValueError, ["stack", "dim 3"]),
+    (lambda t: mm.stack([]), ValueError, ["stack", "at least one"]),
+    (lambda t: t.gather(1, np.array([[0.0]])), TypeError, ["gather", "integers", "float64"]),
+    (lambda t: t.gather(1, np.array([0])), ValueError, ["gather", "(1,)", "(2, 3)", "number of dimensions"]),
+    (lambda t: t.gather(1, np.array([[3]])), ValueError, ["gather", "[0, 3)", "3"]),
+    (lambda t: t.gather(0, np.zeros((1, 4), np.int64)), ValueError, ["gather", "axis 1", "(1, 4)"]),
+    (lambda t: t.gather(2, np.zeros((1, 1), np.int64)), ValueError, ["gather", "dim 2"]),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_shape_errors_name_the_op_and_shapes(call, error, words):
+    with pytest.raises(error) as caught:
+        call(mm.Tensor(np.ones((2, 3))))
+    for word in words:
+        assert word in str(caught.value), (word, str(caught.value))
+
+
+@DTYPES
+@pytest.mark.parametrize("shapes, dim", [([(2, 3)] * 3, 0), ([(2, 3)] * 2, 2), ([(2, 3)] * 2, -1), ([(4,)], 0),
+                                         ([(0, 3)] * 2, 1), ([()] * 3, 0), ([(1, 2, 1)] * 4, -2)], ids=str)
+def test_stack(shapes, dim, dtype):
+    inputs = [np.asarray(randn(*s, seed=i)) for i, s in enumerate(shapes)]
+    check_parity(lambda *ts: mm.stack(ts, dim), lambda *ts: torch.stack(ts, dim), inputs, dtype)
+    check_parity(lambda *ts: mm.stack(list(ts), dim=dim), lambda *ts: torch.stack(list(ts), dim=dim), inputs, dtype)
+
+
+@DTYPES
+@pytest.mark.parametrize("layout", STRIDED)
+def test_stack_strided_inputs(layout, dtype):
+    check_parity(lambda *ts: mm.stack(ts, 1), lambda *ts: torch.stack(ts, 1), [randn(2, 3, 4), randn(2, 3, 4, seed=1)],
+                 dtype, layout=layout)
+
+
+def gather_index(x_shape, index_shape, dim, seed=0):
+    """Random valid int64 indices, with repeats (whose gradients must add up)."""
+    return np.random.default_rng(seed).integers(0, x_shape[dim], index_shape).astype(np.int64)
+
+
+@DTYPES
+@pytest.mark.parametrize("x_shape, index_shape, dim", [((3, 4), (3, 4), 1), ((3, 4), (5, 4), 0), ((3, 4), (2, 6), 1),
+                                                       ((2, 3, 4), (2, 3, 1), 2), ((2, 3, 4), (1, 2, 2), -2),
+                                                       ((4, 3), (0, 3), 0), ((1, 5), (1, 1), 1), ((5,), (7,), 0)],
+                         ids=str)
+def test_gather(x_shape, index_shape, dim, dtype):
+    """index may be smaller than the input along the other axes; repeated indices add their gradients."""
+    index = gather_index(x_shape, index_shape, dim)
+    check_parity(lambda t, i: t.gather(dim, i), lambda t, i: t.gather(dim, i), [randn(*x_shape), index], dtype)
+    check_parity(lambda t, i: mm.gather(t, dim, mm.Tensor(i)), lambda t, i: torch.gather(t, dim, i),
+                 [randn(*x_shape), index], dtype)
+
+
+@DTYPES
+@pytest.mark.parametrize("layout", STRIDED)
+def test_gather_strided_input(layout, dtype):
+    index = gather_index((2, 3, 4), (2, 3, 5), 2)
+    check_parity(lambda t, i: t.gather(2, i), lambda t, i: t.gather(2, i), [randn(2, 3, 4), index], dtype,
+                 layout=[layout, None])
+
+
+@DTYPES
+def test_gather_0d(dtype):
+    check_parity(lambda t, i: t.gather(0, i), lambda t, i: t.gather(0, i), [np.asarray(2.5), np.asarray(0)], dtype)
+
+
+@DTYPES
+@pytest.mark.parametrize("shape, start, end", [((2, 3, 4), 0, 1), ((2, 3, 4), -2, -1), ((2, 3, 4), 1, 1), ((), 0, -1),
+                                               ((0, 3, 2), 1, 2), ((1, 3, 1, 2), 0, 2)], ids=str)
+def test_flatten_torch_signature(shape, start, end, dtype):
+    """flatten(start_dim=0, end_dim=-1), as a method and as minimix.flatten."""
+    x = np.asarray(randn(*shape))
+    check_parity(lambda t: t.flatten(start_dim=start, end_dim=end), lambda t: t.flatten(start_dim=start, end_dim=end),
+                 [x], dtype)
+    check_parity(lambda t: mm.flatten(t, start, end), lambda t: torch.flatten(t, start, end), [x], dtype)
+    check_parity(lambda t: mm.flatten(t), lambda t: torch.flatten(t), [x], dtype)

@@ -27,13 +27,19 @@ FAST = fast_mode()  # MINIMIX_FAST=1 shrinks the expensive parts (nothing is exp
 #
 # A `minimix.Tensor` wraps a NumPy array (`.data`) and, if `requires_grad=True`, will receive a
 # gradient (`.grad`, also a NumPy array). NumPy arrays keep their dtype (we use `float64` for
-# checking gradients), Python numbers and lists become `float32` as in PyTorch.
+# checking gradients). Python values follow PyTorch's `torch.tensor`: floats become `float32`,
+# ints `int64` (so `mm.Tensor([1, 2])` holds integers: class labels, indices) and bools `bool`.
+# Only `float32` and `float64` tensors can require gradients. `x.size()` is the shape, as in
+# PyTorch (NumPy's element count is `x.numel()`), and `x.to(np.float32)` is a cast the gradient
+# flows back through.
 
 # %%
 a = mm.Tensor(np.array([1.5, -0.5]), requires_grad=True)  # float64
 b = mm.Tensor([2.0, 3.0])                                   # float32, a constant
-print(a, a.dtype, a.shape)
+labels = mm.Tensor([1, 0, 2])                               # int64
+print(a, a.dtype, a.size(), a.numel())
 print(b, b.dtype)
+print(labels, labels.dtype)
 
 # %% [markdown]
 # ## 2. A graph, by hand

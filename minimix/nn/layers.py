@@ -67,7 +67,7 @@ class ParameterList(Module):
 
     A plain Python list of parameters registers nothing (as in PyTorch); this one does, so its
     parameters are in ``parameters()``, ``state_dict()`` (``extras.0``) and the optimizer. Tensors
-    and arrays given to it become ``Parameter``s.
+    and arrays given to it are made parameters (``Parameter``).
     """
 
     def __init__(self, values=None):
@@ -143,6 +143,8 @@ class Linear(Module):
 
 
 class ReLU(Module):
+    """max(x, 0), elementwise."""
+
     def forward(self, x):
         return ops.relu(x)
 
@@ -158,16 +160,22 @@ Swish = SiLU
 
 
 class Sigmoid(Module):
+    """1 / (1 + exp(-x)), elementwise."""
+
     def forward(self, x):
         return ops.sigmoid(x)
 
 
 class Tanh(Module):
+    """tanh(x), elementwise."""
+
     def forward(self, x):
         return ops.tanh(x)
 
 
 class Identity(Module):
+    """Returns its input unchanged (a placeholder, e.g. where a block has no squeeze-excite)."""
+
     def forward(self, x):
         return x
 

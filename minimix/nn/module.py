@@ -58,6 +58,7 @@ class RemovableHandle:
         self.id = next(RemovableHandle._ids)
 
     def remove(self):
+        """Unregister the hook (a second call does nothing)."""
         self.hooks.pop(self.id, None)
 
     def __enter__(self):
@@ -103,6 +104,7 @@ class Module:
         object.__setattr__(self, "_forward_hooks", OrderedDict())
 
     def forward(self, *args, **kwargs):  # pragma: no cover - abstract
+        """The computation: subclasses define it; call the module (``m(x)``), not ``forward``, so hooks run."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward()")
 
     def __call__(self, *args, **kwargs):

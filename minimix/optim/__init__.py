@@ -1,5 +1,7 @@
 """Optimizers and learning-rate schedules (``torch.optim`` spelling and update math).
 
+A training loop with SGD and a schedule, stepped once per batch::
+
     opt = minimix.optim.SGD(weight_decay_groups(model, 5e-4), lr=0.1, momentum=0.9, nesterov=True)
     sched = minimix.optim.lr_scheduler.WarmupCosineLR(opt, warmup_steps=500, total_steps=50_000)
     for x, y in loader:

@@ -1,15 +1,15 @@
 """Learning-rate schedules, stepped once per optimizer step (or per epoch, your choice).
 
 Each schedule is a closed-form function of the step counter t and each group's
-peak rate ``initial_lr``:
+peak rate ``initial_lr``::
 
-    WarmupCosineLR  lr(t) = peak * (t + 1) / warmup                          for t < warmup
-                    lr(t) = min_lr + (peak - min_lr) * (1 + cos(pi * u)) / 2  after, u = (t - warmup) / (total - warmup)
-    StepLR          lr(t) = peak * gamma ** (t // step_size)
-    LambdaLR        lr(t) = peak * fn(t)
-    CosineAnnealingLR lr(t) = eta_min + (peak - eta_min) * (1 + cos(pi * t / T_max)) / 2
-    OneCycleLR      warm up from max_lr / div_factor to max_lr, then anneal to a tiny rate,
-                    cycling the momentum (or Adam's beta1) the other way (see its docstring)
+    WarmupCosineLR     lr(t) = peak * (t + 1) / warmup                          for t < warmup
+                       lr(t) = min_lr + (peak - min_lr) * (1 + cos(pi * u)) / 2  after, u = (t - warmup) / (total - warmup)
+    StepLR             lr(t) = peak * gamma ** (t // step_size)
+    LambdaLR           lr(t) = peak * fn(t)
+    CosineAnnealingLR  lr(t) = eta_min + (peak - eta_min) * (1 + cos(pi * t / T_max)) / 2
+    OneCycleLR         from max_lr / div_factor up to max_lr, then down to a tiny rate, cycling
+                       the momentum (or Adam's beta1) the other way (see its docstring)
 
 As in PyTorch, constructing a scheduler applies lr(0) at once and records
 ``group["initial_lr"]``; ``step()`` advances t and writes lr(t) into every

@@ -115,8 +115,8 @@ def _scatter_max(g, index, shape):
     """
     n, c, h, w = shape
     grad = np.zeros((n * c, h * w), dtype=g.dtype)
-    rows = np.arange(n * c)[:, None]
-    np.add.at(grad, (rows, index.reshape(n * c, -1)), g.reshape(n * c, -1))
+    rows, per_plane = np.arange(n * c)[:, None], index.shape[2] * index.shape[3]
+    np.add.at(grad, (rows, index.reshape(n * c, per_plane)), g.reshape(n * c, per_plane))
     return grad.reshape(shape)
 
 
@@ -240,7 +240,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     input (N, C, H, W) or (C, H, W) -> (N, C, OH, OW), OH = floor((H + 2 padding - dilation (k - 1) - 1)
     / stride) + 1 (``ceil_mode=True``: rounded up). ``stride`` defaults to ``kernel_size``; padding is
     -inf and at most kernel_size // 2; every size argument is an int or an (h, w) pair.
-    ``return_indices=True`` also returns, as int64, each maximum's flat position r*W + c in its input
+    ``return_indices=True`` also returns, as int64, each maximum's flat position ``r * W + c`` in its input
     plane (torch's ``indices``). Ties go to the first maximum in row-major window order, as in torch,
     and so does the gradient (see the module docstring).
     """
@@ -262,7 +262,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
     input (N, C, H, W) or (C, H, W) -> (N, C, OH, OW), OH = floor((H + 2 padding - k) / stride) + 1
     (``ceil_mode=True``: rounded up). ``stride`` defaults to ``kernel_size``; padding (zeros) is at
-    most kernel_size // 2. Each window's sum is divided by kh*kw (``count_include_pad=True``), by the
+    most kernel_size // 2. Each window's sum is divided by ``kh * kw`` (``count_include_pad=True``), by the
     number of input elements in it (False), or by ``divisor_override``.
     """
     op = "avg_pool2d"

@@ -43,7 +43,7 @@ def test_tensor_refuses_what_is_not_numbers(data, what):
 @pytest.mark.parametrize("data, dtype", [
     (np.zeros(3, np.float16), np.float16), (np.zeros(3, np.float32), np.float32), (np.zeros(3), np.float64),
     (np.arange(3, dtype=np.int8), np.int8), (np.arange(3), np.int64), (np.zeros(3, np.uint8), np.uint8),
-    (np.zeros(3, bool), np.bool_), (2.5, np.float32), ([1, 2], np.float32), (np.float16(1), np.float16),
+    (np.zeros(3, bool), np.bool_), (2.5, np.float32), ([1, 2], np.int64), ([True], np.bool_), (np.float16(1), np.float16),
 ])
 def test_tensor_holds_floats_integers_and_bools(data, dtype):
     assert mm.Tensor(data).dtype == dtype

@@ -50,6 +50,12 @@ def test_reduce_torch_spelling_and_functions(name, dtype):
 
 
 @DTYPES
+@pytest.mark.parametrize("name", ["amax", "amin"])
+def test_amax_of_an_empty_tensor_over_a_non_empty_axis(name, dtype):
+    check_parity(lambda t: getattr(t, name)(1), lambda t: getattr(t, name)(1), [randn(0, 3, 2)], dtype)
+
+
+@DTYPES
 def test_amax_ties_share_the_gradient(dtype):
     """Equal maxima split the gradient evenly, as torch.amax/amin and the no-dim torch.max/min do."""
     x = np.array([[1.0, 3.0, 3.0, -1.0], [2.0, 2.0, 2.0, 2.0], [0.5, -4.0, 0.25, 0.5]])
@@ -157,9 +163,10 @@ def test_max_without_grad_still_gives_indices():
     (lambda t: t.max((0, 1)), TypeError, ["max", "dim must be an int", "amax"]),
     (lambda t: t.min(2), ValueError, ["axis 2", "out of range"]),
     (lambda t: mm.Tensor(np.zeros((2, 0))).max(1), ValueError, ["max", "empty", "(2, 0)"]),
-    (lambda t: mm.Tensor(np.zeros((0, 3))).amax(), ValueError, ["amax", "empty", "(0, 3)"]),
+    (lambda t: mm.Tensor(np.zeros((0, 3))).amax(), ValueError, ["amax", "axis 0", "(0, 3)", "no elements"]),
+    (lambda t: mm.Tensor(np.zeros((3, 0))).amin(dim=(0, 1)), ValueError, ["amin", "axis 1", "(3, 0)"]),
     (lambda t: mm.Tensor(np.zeros((0, 3))).argmax(), ValueError, ["argmax", "no elements"]),
-], ids=["tuple dim", "dim out of range", "empty dim", "empty amax", "empty argmax"])
+], ids=["tuple dim", "dim out of range", "empty dim", "empty amax", "empty amin", "empty argmax"])
 def test_max_errors(call, error, words):
     with pytest.raises(error) as caught:
         call(mm.Tensor(np.ones((2, 3))))

@@ -74,9 +74,11 @@ class Amax(Function):
     ``largest=False`` gives the minimum."""
 
     def forward(self, x, axis=None, keepdims=False, largest=True):
-        if x.size == 0:
-            raise ValueError(f"{'amax' if largest else 'amin'} of an empty tensor (shape {x.shape}) has no value")
         self.axes, self.keepdims, self.x = _normalize_axis(axis, x.ndim), keepdims, x
+        empty = [a for a in self.axes if x.shape[a] == 0]
+        if empty or x.size == 0 and not self.axes:
+            raise ValueError(f"{'amax' if largest else 'amin'} over axis {empty[0] if empty else None} of shape "
+                             f"{x.shape}: no elements to reduce, so no value (reduce over non-empty axes only)")
         self.out = (np.max if largest else np.min)(x, axis=self.axes, keepdims=True)
         return self.out if keepdims else np.squeeze(self.out, self.axes)
 

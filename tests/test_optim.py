@@ -558,6 +558,7 @@ def test_one_cycle_errors():
     tplain = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     tsched = torch.optim.lr_scheduler.OneCycleLR(tplain, max_lr=0.1, total_steps=3, cycle_momentum=False)
     for _ in range(3):
+        plain.step(), tplain.step()  # optimizer first: torch warns otherwise
         sched.step()
         tsched.step()
     with pytest.raises(ValueError, match="tried to step 4 times; the specified number of total steps is 3"):

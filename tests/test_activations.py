@@ -99,6 +99,17 @@ def test_inplace_is_accepted_but_never_overwrites(op):
     np.testing.assert_allclose(y.data, getattr(TF, op)(torch.tensor(KINKS)).numpy(), rtol=1e-12, atol=0)
 
 
+@DTYPES
+def test_erf_matches_torch(dtype):
+    """gelu's erf: exact in float64 (math.erf); float32's Abramowitz-Stegun formula within 2e-7."""
+    from minimix.ops.activation import erf
+
+    x = np.concatenate([np.linspace(-7, 7, 20001), [0.0, -0.0, 30.0, -30.0, np.inf, -np.inf, 1e-30]]).astype(dtype)
+    ours, theirs = erf(x), torch.erf(torch.tensor(x, dtype=torch.float64)).numpy()
+    assert ours.dtype == dtype
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-15 if dtype == np.float64 else 2e-7)
+
+
 def test_activation_keeps_graph_and_composes():
     """A small chain: gradients flow through several activations into one input, as in torch."""
     x = randn(3, 4)

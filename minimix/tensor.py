@@ -16,6 +16,8 @@ minimix computes in **float32 and float64**: every op, kernel and parity test ag
 PyTorch is written for those two, and only they can require gradients. A float64
 tensor stays float64 end to end (gradcheck needs it); float32 is the training dtype.
 
+* Python data gets ``torch.tensor``'s dtypes: floats (and lists mixing ints and floats) become
+  float32, ints int64, bools bool; NumPy arrays and NumPy scalars keep theirs.
 * A ``Tensor`` holds numbers: float16, float32, float64, signed and unsigned integers,
   bools. Integers and bools are data (class labels, masks, indices); float16 is storage
   only (e.g. a dataset kept small), to be converted with ``.astype(np.float32)``.
@@ -171,7 +173,9 @@ class Tensor:
     a Tensor holds numbers only (dtypes: module docstring).
 
     Intended differences from ``torch.Tensor``: ``.data`` and ``.grad`` are NumPy arrays,
-    and a NumPy array passed in keeps its dtype (float64 stays float64).
+    a NumPy array passed in keeps its dtype (float64 stays float64), and arithmetic on integer
+    tensors follows NumPy's promotion (``Tensor([1, 2]) * 0.5`` and ``Tensor([1, 2]) / 2`` are
+    float64, float32 in PyTorch): convert with ``.float()`` first.
     """
 
     __slots__ = ("data", "grad", "requires_grad", "_ctx", "name", "__weakref__")

@@ -13,6 +13,8 @@ from ..tensor import Function, Tensor, tensor_method
 
 
 class Gather(Function):
+    """out = x[grid] with ``index`` along ``dim``; the backward scatter-adds the gradient into zeros."""
+
     def forward(self, x, dim, index):
         # an open grid: index along ``dim``, the position itself along every other axis
         self.where = tuple(index if a == dim else np.arange(n).reshape([-1 if b == a else 1 for b in range(index.ndim)])

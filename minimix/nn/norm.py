@@ -148,20 +148,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 
 class _BatchNorm(Module):
-    """What BatchNorm1d and BatchNorm2d share (``torch.nn.modules.batchnorm._BatchNorm``).
-
-    Parameters ``weight`` (gamma, ones) and ``bias`` (beta, zeros; ``bias=False``: none) when
-    ``affine``; buffers
-    ``running_mean`` (zeros) and ``running_var`` (ones) of the layer's dtype, and
-    ``num_batches_tracked`` (int64, 0) when ``track_running_stats``. Training updates them with
-    PyTorch's convention (momentum weights the NEW batch value, the running variance is the
-    unbiased one; ``momentum=None``: cumulative average). Without running statistics the batch
-    statistics are used in eval mode too. A state dict without ``num_batches_tracked`` (older
-    minimix checkpoints) loads and leaves the counter as it is, as PyTorch does.
-    """
+    """What BatchNorm1d and BatchNorm2d share (``torch.nn.modules.batchnorm._BatchNorm``); they differ
+    only in the input shapes they accept."""
 
     _optional_buffers = ("num_batches_tracked",)  # Module.load_state_dict accepts a state dict without it
-    _input_shapes = ""  # e.g. "(N, C) or (N, C, L)": subclasses say what they take
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *,
                  bias=True, dtype=np.float32):
@@ -202,13 +192,21 @@ class _BatchNorm(Module):
                 f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
 
 
-class BatchNorm1d(_BatchNorm):
-    """``torch.nn.BatchNorm1d``: batch normalisation of (N, C) or (N, C, L) per channel.
+_ARGUMENTS = """
+    Arguments as PyTorch's: ``num_features`` (C), ``eps``, ``momentum`` (weight of the new batch in the
+    running statistics; None: their plain average over every batch), ``affine`` (learned ``weight``,
+    ones, and ``bias``, zeros; ``bias=False``: no bias), ``track_running_stats`` (buffers
+    ``running_mean``, zeros, and ``running_var``, ones, of the layer's dtype, and ``num_batches_tracked``,
+    int64, counting training batches; without them eval mode uses the batch's statistics too).
+    ``dtype`` (keyword-only): float32 or float64. A state dict without ``num_batches_tracked`` (older
+    minimix checkpoints) loads and leaves the counter as it is, as in PyTorch. Formulas: the docstring
+    of ``minimix.nn.norm``.
+"""
 
-    Statistics over N (and L); see ``_BatchNorm`` for the parameters and buffers and the module
-    docstring for the formulas. ``dtype``: the parameters' and running statistics' dtype (minimix's
-    addition; PyTorch takes ``dtype=`` too).
-    """
+
+class BatchNorm1d(_BatchNorm):
+    __doc__ = """``torch.nn.BatchNorm1d``: batch normalisation of (N, C) or (N, C, L), per channel over N (and L).
+""" + _ARGUMENTS
 
     def _check_input_dim(self, x):
         if len(x.shape) not in (2, 3):
@@ -216,12 +214,11 @@ class BatchNorm1d(_BatchNorm):
 
 
 class BatchNorm2d(_BatchNorm):
-    """``torch.nn.BatchNorm2d``: batch normalisation of (N, C, H, W) over (N, H, W) per channel.
-
-    See ``_BatchNorm`` for the parameters and buffers and the module docstring for the formulas.
-    With the default settings (weight and bias, running statistics, a momentum number) the fast path runs
-    the fused Numba kernels (``minimix.fast.norm_act``); other settings run the NumPy code.
-    """
+    __doc__ = """``torch.nn.BatchNorm2d``: batch normalisation of (N, C, H, W), per channel over (N, H, W).
+""" + _ARGUMENTS + """
+    With weight, bias, running statistics and a momentum number (the defaults) the fast path runs the
+    fused Numba kernels (``minimix.fast.norm_act``); other settings run the NumPy code.
+"""
 
     def _check_input_dim(self, x):
         if len(x.shape) != 4:
@@ -271,7 +268,7 @@ class LayerNorm(Module):
     ``elementwise_affine`` (``bias=False``: no bias). No running statistics: training and eval agree.
     """
 
-    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=np.float32):
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, *, dtype=np.float32):
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         self.normalized_shape, self.eps, self.elementwise_affine = shape, eps, elementwise_affine

@@ -192,7 +192,7 @@ def cross_entropy(input, target, weight=None, *, ignore_index=-100, reduction="m
 
 def nll_loss(input, target, weight=None, *, ignore_index=-100, reduction="mean"):
     """``torch.nn.functional.nll_loss``: ``input`` holds log-probabilities (``log_softmax`` of logits), shapes,
-    ``weight``, ``ignore_index`` and ``reduction`` as in :func:`cross_entropy` (module docstring for the
+    ``weight``, ``ignore_index`` and ``reduction`` as in ``cross_entropy`` (module docstring for the
     formula). ``cross_entropy(x, t) == nll_loss(log_softmax(x, dim=1), t)``.
     """
     _check_reduction("nll_loss", reduction)

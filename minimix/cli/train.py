@@ -47,11 +47,6 @@ from pathlib import Path
 RECIPE_OPTIONS = ("model", "epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "warmup_epochs",
                   "seed", "cutout", "tta", "limit", "test_limit")
 # CLI option -> keyword argument of the model builder (passed only when given).
-# The recipe starts MixNets from PyTorch's layer defaults, not the paper's initialisation (the
-# model builders' default): with this recipe the paper's init (He-normal on fan-out, classifier
-# +-1/sqrt(10): initial loss ~3 instead of ln 10) trains much more slowly; the measured runs are in
-# README, "Results".
-RECIPE_INIT = "pytorch"
 MODEL_OPTIONS = {"width": "width_multiplier", "head": "head_channels", "kernels": "kernel_sizes", "init": "init"}
 
 
@@ -92,6 +87,8 @@ positive_int, non_negative_int = _integer(1), _integer(0)
 
 
 def add_arguments(parser):
+    from ..training.recipe import RECIPE_INIT
+
     defaults = _default_config()
     arg = parser.add_argument
     arg("--model", help=f"model name from minimix.models.MODELS (default {defaults.model})")
@@ -100,7 +97,7 @@ def add_arguments(parser):
     arg("--kernels", type=_kernel_list, help='kernel sizes of every MixConv, e.g. "3" or "3,5,7,9"')
     arg("--init", choices=("reference", "pytorch"),
         help=f"weight initialisation of MixNet models: PyTorch's layer defaults (the recipe's default, "
-             f"'{RECIPE_INIT}') or the paper's code ('reference'); see RECIPE_INIT")
+             f"'{RECIPE_INIT}') or the paper's code ('reference'); see minimix.training.recipe.RECIPE_INIT")
     arg("--epochs", type=positive_int, help=f"default {defaults.epochs}")
     arg("--batch-size", type=positive_int, help=f"default {defaults.batch_size}")
     arg("--lr", type=_number(0, low_open=True), help=f"peak learning rate (default {defaults.lr})")
@@ -147,8 +144,8 @@ CONFIG_NAME = "config.json"  # the run's recipe, written when the run starts (be
 
 
 def run(args):
-    from ..training import TrainConfig, lock_run_dir, read_checkpoint
-    from ..training.recipe import builder_accepts, data_location
+    from ..training import lock_run_dir, read_checkpoint
+    from ..training.recipe import data_location, recipe_config
 
     configure_performance(args.threads)
     given = {name: getattr(args, name) for name in RECIPE_OPTIONS if getattr(args, name) is not None}
@@ -161,9 +158,8 @@ def run(args):
             raise ValueError(f"--out {args.out} cannot be used with --resume: a resumed run continues in its own "
                              f"directory {run_dir}. Drop --out (or drop --resume to start a new run in {args.out})")
     else:
-        config = TrainConfig(**_small_run_rule(given), model_kwargs=model_kwargs)
-        if "init" not in config.model_kwargs and builder_accepts(config.model, "init"):
-            config.model_kwargs["init"] = RECIPE_INIT
+        config = recipe_config(log=lambda line: print(line + "; --batch-size and --lr override"),
+                               model_kwargs=model_kwargs, **given)
         run_dir = args.out or Path("runs") / f"{config.model}-{time.strftime('%Y%m%d-%H%M%S')}"
         _refuse_existing_run(run_dir)
     run_dir = Path(run_dir)
@@ -202,37 +198,6 @@ def run(args):
 
 
 from . import USER_ERRORS  # noqa: E402  (the command errors main() reports in one line)
-
-
-def _small_run_rule(given: dict) -> dict:
-    """The recipe options of a new run, with the batch and peak learning rate of a small run filled
-    in (``minimix.training.recipe``): without --batch-size, a --limit run halves the batch (256) until
-    an epoch has at least 32 steps; without --lr, the peak learning rate is 0.2 x batch / 256, halved
-    for a --limit run whose warmup is shorter than the full recipe's 195 steps. Says what it chose."""
-    from ..training.recipe import REFERENCE_BATCH, scaled_lr, small_run_batch
-
-    options = dict(given)
-    default = _default_config()
-    limit = options.get("limit")
-    if "batch_size" not in options and limit is not None:
-        batch = small_run_batch(limit, default.batch_size)
-        if batch != default.batch_size:
-            options["batch_size"] = batch
-    batch = options.get("batch_size", default.batch_size)
-    notes = []
-    if "batch_size" in options and "batch_size" not in given:
-        notes.append(f"batch {batch} (--limit {limit}: at least 32 steps per epoch)")
-    if "lr" not in options:
-        warmup = None if limit is None else limit // batch * options.get("warmup_epochs", default.warmup_epochs)
-        lr = scaled_lr(batch, default.lr, warmup)
-        if lr != default.lr:
-            options["lr"] = lr
-            halved = lr != default.lr * batch / REFERENCE_BATCH
-            notes.append(f"peak learning rate {lr:g} ({default.lr:g} x {batch}/{REFERENCE_BATCH}"
-                         + (f", halved: a warmup of {warmup:g} steps, not 195" if halved else "") + ")")
-    if notes:
-        print("recipe for this run: " + ", ".join(notes) + "; --batch-size and --lr override")
-    return options
 
 
 def _resume_dir(resume) -> Path:

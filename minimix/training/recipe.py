@@ -73,6 +73,56 @@ def scaled_lr(batch: int, lr: float, warmup_steps: float | None = None, referenc
     return lr * batch / reference * (0.5 if short else 1.0)
 
 
+# The recipe starts MixNets from PyTorch's layer defaults, not the paper's initialisation (the
+# model builders' default): with this recipe the paper's init (He-normal on fan-out, classifier
+# +-1/sqrt(10): initial loss ~3 instead of ln 10) trains much more slowly; the measured runs are in
+# README, "Results".
+RECIPE_INIT = "pytorch"
+
+
+def recipe_config(train_images: int | None = None, log=None, **options):
+    """The ``TrainConfig`` of ``python -m minimix train`` for a run on ``train_images`` training
+    images (None: all 50,000), with ``options`` (TrainConfig fields) as given:
+
+    * without ``batch_size``, a run on fewer images halves the batch (256) until an epoch has at
+      least ``MIN_STEPS_PER_EPOCH`` steps (``small_run_batch``);
+    * without ``lr``, the peak learning rate is 0.2 x batch / 256, halved when the warmup is shorter
+      than the full recipe's 195 steps (``scaled_lr``);
+    * a model that takes ``init`` (the MixNets) starts from ``RECIPE_INIT`` unless
+      ``model_kwargs`` says otherwise.
+
+    ``log`` (e.g. ``print``) receives one line naming what was chosen. ``options["limit"]``, when
+    given, is the number of training images (what ``--limit`` does)."""
+    from .trainer import TrainConfig
+
+    options = dict(options)
+    default = TrainConfig()
+    images = options.get("limit", train_images)
+    notes = []
+    if "batch_size" not in options and images is not None:
+        batch = small_run_batch(images, default.batch_size)
+        if batch != default.batch_size:
+            options["batch_size"] = batch
+            source = f"--limit {images}" if "limit" in options else f"{images} training images"
+            notes.append(f"batch {batch} ({source}: at least {MIN_STEPS_PER_EPOCH} steps per epoch)")
+    batch = options.get("batch_size", default.batch_size)
+    if "lr" not in options:
+        warmup = None if images is None else images // batch * options.get("warmup_epochs", default.warmup_epochs)
+        lr = scaled_lr(batch, default.lr, warmup)
+        if lr != default.lr:
+            options["lr"] = lr
+            halved = lr != default.lr * batch / REFERENCE_BATCH
+            notes.append(f"peak learning rate {lr:g} ({default.lr:g} x {batch}/{REFERENCE_BATCH}"
+                         + (f", halved: a warmup of {warmup:g} steps, not {REFERENCE_WARMUP_STEPS}" if halved else "")
+                         + ")")
+    config = TrainConfig(**options)
+    if "init" not in config.model_kwargs and builder_accepts(config.model, "init"):
+        config.model_kwargs = {**config.model_kwargs, "init": RECIPE_INIT}
+    if notes and log is not None:
+        log("recipe for this run: " + ", ".join(notes))
+    return config
+
+
 def builder_accepts(name: str, kwarg: str) -> bool:
     """Whether ``MODELS[name]`` takes the keyword ``kwarg`` (directly or through ``**knobs``)."""
     builder = model_builders().get(name)

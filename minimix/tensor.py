@@ -77,6 +77,7 @@ class no_grad:
 
 
 def is_grad_enabled() -> bool:
+    """Whether ops record the graph now (False inside ``no_grad``), as ``torch.is_grad_enabled``."""
     return _GRAD_ENABLED
 
 
@@ -198,14 +199,17 @@ class Tensor:
     # -- NumPy-like attributes -------------------------------------------------
     @property
     def shape(self) -> tuple:
+        """The shape, a tuple (also ``size()``)."""
         return self.data.shape
 
     @property
     def dtype(self):
+        """The NumPy dtype of ``data``."""
         return self.data.dtype
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions (``torch.Tensor.dim()``)."""
         return self.data.ndim
 
     def size(self, dim=None):
@@ -240,6 +244,7 @@ class Tensor:
         return self.data if dtype is None else self.data.astype(dtype, copy=False)
 
     def item(self):
+        """The value of a one-element tensor as a Python number."""
         if self.data.size != 1:
             raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
         return self.data.item()
@@ -250,9 +255,11 @@ class Tensor:
 
     @property
     def is_leaf(self) -> bool:
+        """True for a tensor made by the user (no ``Function`` made it); leaves accumulate ``.grad``."""
         return self._ctx is None
 
     def zero_grad(self):
+        """Forget the accumulated gradient (``.grad = None``)."""
         self.grad = None
 
     def __repr__(self):
@@ -410,6 +417,8 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **params) -> Tensor:
+        """Run the op: ``forward`` on the inputs' arrays (non-Tensor inputs are wrapped; keyword arguments go
+        to ``forward`` as they are), and record the node when any input requires a gradient."""
         tensors = _lift_inputs(inputs)
         for i, t in enumerate(tensors):
             dt = t.data.dtype
@@ -431,9 +440,11 @@ class Function:
         return out
 
     def forward(self, *arrays, **params):  # pragma: no cover - abstract
+        """The output array from the input arrays; save on ``self`` what ``backward`` needs."""
         raise NotImplementedError
 
     def backward(self, grad_out):  # pragma: no cover - abstract
+        """dL/d(input) for each input, in forward's order (None where not needed), from dL/d(output)."""
         raise NotImplementedError
 
     def profile_label(self) -> str:

@@ -64,26 +64,31 @@ class Pow(Function):
 
 @tensor_method("add", "__add__", "__radd__")
 def add(a, b):
+    """Element-wise ``a + b`` with broadcasting (``torch.add``); also ``a + b`` and ``b + a``."""
     return Add.apply(a, b)
 
 
 @tensor_method("sub", "__sub__")
 def sub(a, b):
+    """Element-wise ``a - b`` with broadcasting (``torch.sub``); also ``a - b``."""
     return Sub.apply(a, b)
 
 
 @tensor_method("mul", "__mul__", "__rmul__")
 def mul(a, b):
+    """Element-wise ``a * b`` with broadcasting (``torch.mul``); also ``a * b`` and ``b * a``."""
     return Mul.apply(a, b)
 
 
 @tensor_method("div", "__truediv__")
 def div(a, b):
+    """Element-wise ``a / b`` with broadcasting (``torch.div``); also ``a / b``."""
     return Div.apply(a, b)
 
 
 @tensor_method("pow", "__pow__")
 def pow(a, b):
+    """Element-wise ``a ** b`` with broadcasting (``torch.pow``); also ``a ** b``."""
     return Pow.apply(a, b)
 
 
@@ -102,7 +107,7 @@ class Neg(Function):
 
 
 class Abs(Function):
-    """|x|; d|x|/dx = sign(x), 0 at x = 0 (as PyTorch)."""
+    """``|x|``; ``d|x|/dx = sign(x)``, 0 at x = 0 (as PyTorch)."""
 
     def forward(self, x):
         self.sign = np.sign(x)
@@ -195,45 +200,53 @@ def _sigmoid(x):
 
 @tensor_method("neg", "__neg__")
 def neg(x):
+    """Element-wise ``-x`` (``torch.neg``)."""
     return Neg.apply(x)
 
 
 @tensor_method("abs", "__abs__")
 def abs(x):
-    """Element-wise absolute value |x| (``torch.abs``)."""
+    """Element-wise absolute value ``|x|`` (``torch.abs``); its gradient is sign(x), 0 at x = 0."""
     return Abs.apply(x)
 
 
 @tensor_method("exp")
 def exp(x):
+    """Element-wise ``e ** x`` (``torch.exp``)."""
     return Exp.apply(x)
 
 
 @tensor_method("log")
 def log(x):
+    """Element-wise natural logarithm (``torch.log``)."""
     return Log.apply(x)
 
 
 @tensor_method("sqrt")
 def sqrt(x):
+    """Element-wise square root (``torch.sqrt``); its gradient is ``1 / (2 sqrt(x))``."""
     return Sqrt.apply(x)
 
 
 @tensor_method("relu")
 def relu(x):
+    """``max(x, 0)`` element-wise (``torch.relu``); the gradient passes where x > 0."""
     return ReLU.apply(x)
 
 
 @tensor_method("sigmoid")
 def sigmoid(x):
+    """``1 / (1 + exp(-x))`` element-wise (``torch.sigmoid``), without overflow warnings."""
     return Sigmoid.apply(x)
 
 
 @tensor_method("silu", "swish")
 def silu(x):
+    """SiLU (swish), ``x * sigmoid(x)`` element-wise (``torch.nn.functional.silu``); ``swish`` is an alias."""
     return SiLU.apply(x)
 
 
 @tensor_method("tanh")
 def tanh(x):
+    """Element-wise hyperbolic tangent (``torch.tanh``)."""
     return Tanh.apply(x)

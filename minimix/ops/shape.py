@@ -74,6 +74,8 @@ class Pad(Function):
 
 @tensor_method("reshape", "view")
 def reshape(x, *shape):
+    """``x`` with a new shape of the same number of elements (one size may be -1), as ``torch.reshape``;
+    ``view`` is the same here (minimix does not track views)."""
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     return Reshape.apply(x, shape=shape)
@@ -81,6 +83,7 @@ def reshape(x, *shape):
 
 @tensor_method("permute")
 def permute(x, *axes):
+    """``x`` with its axes reordered (``x.permute(0, 2, 3, 1)``, or a tuple), as ``torch.permute``."""
     if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
         axes = tuple(axes[0])
     return Permute.apply(x, axes=axes)
@@ -100,7 +103,12 @@ def transpose(x, dim0=None, dim1=None):
     return Permute.apply(x, axes=tuple(axes))
 
 
-Tensor.T = property(lambda self: transpose(self))
+def _all_axes_reversed(self):
+    """All axes reversed (NumPy's ``.T``; ``transpose()`` with no axes)."""
+    return transpose(self)
+
+
+Tensor.T = property(_all_axes_reversed)
 
 
 @tensor_method("flatten")

@@ -70,7 +70,7 @@ class MSELoss(_Loss):
 
 
 class L1Loss(_Loss):
-    """``torch.nn.L1Loss``: ``F.l1_loss(input, target, reduction=...)``, |input - target|."""
+    """``torch.nn.L1Loss``: ``F.l1_loss(input, target, reduction=...)``, ``|input - target|``."""
 
     def forward(self, input, target):
         """The absolute error of ``input`` against ``target`` (same shape), reduced."""

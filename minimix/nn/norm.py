@@ -129,7 +129,7 @@ def _check_batch_norm(x, running_mean, running_var, weight, bias, training, op="
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
-    """``torch.nn.functional.batch_norm``: ``input`` (N, C, *) normalised per channel (module docstring).
+    """``torch.nn.functional.batch_norm``: ``input`` ``(N, C, *)`` normalised per channel (module docstring).
 
     ``running_mean`` / ``running_var`` are NumPy arrays (C,), updated in place when
     training (pass None to skip); in eval mode they are required. ``weight`` / ``bias``
@@ -183,7 +183,7 @@ class _BatchNorm(Module):
                           self.training or self.running_mean is None, momentum, self.eps)
 
     def forward(self, x):
-        """Normalise x (N, C, *) per channel; see the module docstring."""
+        """Normalise x ``(N, C, *)`` per channel; see the module docstring."""
         self._check_input_dim(x)
         return self._batch_norm(x, self._count_batch())
 
@@ -276,7 +276,7 @@ class LayerNorm(Module):
         self.bias = Parameter(np.zeros(shape, dtype=dtype)) if elementwise_affine and bias else None
 
     def forward(self, x):
-        """``F.layer_norm(x, normalized_shape, weight, bias, eps)``: x (*, *normalized_shape)."""
+        """``F.layer_norm(x, normalized_shape, weight, bias, eps)``: x ``(*, *normalized_shape)``."""
         return layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
@@ -285,7 +285,7 @@ class LayerNorm(Module):
 
 
 class GroupNorm(Module):
-    """``torch.nn.GroupNorm``: the channels of (N, C, *) in ``num_groups`` groups, each (sample, group)
+    """``torch.nn.GroupNorm``: the channels of ``(N, C, *)`` in ``num_groups`` groups, each (sample, group)
     standardised over its channels and positions, then a per-channel scale and shift
     (``F.group_norm``; formulas in ``minimix.ops.normalization``).
 
@@ -302,7 +302,7 @@ class GroupNorm(Module):
         self.bias = Parameter(np.zeros(num_channels, dtype=dtype)) if affine and bias else None
 
     def forward(self, x):
-        """``F.group_norm(x, num_groups, weight, bias, eps)``: x (N, C, *)."""
+        """``F.group_norm(x, num_groups, weight, bias, eps)``: x ``(N, C, *)``."""
         return group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self):

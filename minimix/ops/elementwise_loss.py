@@ -32,7 +32,7 @@ class SquaredError(Function):
 
 
 class AbsoluteError(Function):
-    """|x - y| elementwise; its gradient is sign(x - y), 0 where x == y."""
+    """``|x - y|`` elementwise; its gradient is sign(x - y), 0 where x == y."""
 
     def forward(self, x, y):
         diff = x - y
@@ -96,7 +96,7 @@ def mse_loss(input, target, *, reduction="mean"):
 
 
 def l1_loss(input, target, *, reduction="mean"):
-    """``torch.nn.functional.l1_loss``: |input - target|, averaged ("mean"), summed ("sum") or not ("none")."""
+    """``torch.nn.functional.l1_loss``: ``|input - target|``, averaged ("mean"), summed ("sum") or not ("none")."""
     input, target = _check("l1_loss", input, target, reduction)
     return _reduce(AbsoluteError.apply(input, target), reduction)
 

@@ -121,11 +121,13 @@ class NLLLoss(Function):
 
 @tensor_method("log_softmax")
 def log_softmax(x, axis=-1, *, dim=None):
+    """``torch.nn.functional.log_softmax``: x_i - log sum_j exp(x_j) along ``dim`` (or NumPy's ``axis``)."""
     return LogSoftmax.apply(x, axis=axis if dim is None else dim)
 
 
 @tensor_method("softmax")
 def softmax(x, axis=-1, *, dim=None):
+    """``torch.nn.functional.softmax``: exp(x_i) / sum_j exp(x_j) along ``dim`` (or NumPy's ``axis``)."""
     return Softmax.apply(x, axis=axis if dim is None else dim)
 
 

@@ -49,7 +49,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """``torch.nn.functional.layer_norm``: standardise ``input`` over its last ``len(normalized_shape)``
     dimensions, then ``* weight + bias`` (both of shape ``normalized_shape``; None: no scale / no shift).
 
-    ``input`` (*, *normalized_shape) -> same shape.
+    ``input`` ``(*, *normalized_shape)`` -> same shape.
     """
     normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     x = _tensor(input)
@@ -71,7 +71,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
-    """``torch.nn.functional.group_norm``: the C channels of ``input`` (N, C, *) in ``num_groups``
+    """``torch.nn.functional.group_norm``: the C channels of ``input`` ``(N, C, *)`` in ``num_groups``
     groups of C / num_groups consecutive channels; each (sample, group) is standardised over its
     channels and positions, then ``* weight + bias`` per channel (both (C,); None: none).
     """

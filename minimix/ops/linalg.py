@@ -47,6 +47,8 @@ class MatMul(Function):
 
 @tensor_method("matmul", "__matmul__")
 def matmul(a, b):
+    """``a @ b``, as ``torch.matmul``: matrix products over the last two axes, leading axes broadcast;
+    a 1-D operand is a vector (its axis is dropped from the result)."""
     return MatMul.apply(a, b)
 
 

@@ -22,6 +22,22 @@ def test_attributes():
     assert np.asarray(x).dtype == np.float64
 
 
+def test_size_and_numel_as_torch():
+    """size() is the shape (torch.Size compares equal to a tuple), size(dim) one length, numel() the count."""
+    torch = require("torch", "size() and numel() are torch's")
+    for shape in [(2, 3), (0, 4), (), (1, 5, 1)]:
+        x, t = mm.Tensor(np.zeros(shape)), torch.zeros(shape)
+        assert x.size() == tuple(t.size()) and x.numel() == t.numel()
+        for dim in range(-len(shape), len(shape)):
+            assert x.size(dim) == t.size(dim)
+    with pytest.raises(ValueError, match=r"size: dim 2 is out of range for a tensor of shape \(2, 3\)"):
+        mm.Tensor(np.zeros((2, 3))).size(2)
+    with pytest.raises(ValueError, match="size: dim 0"):
+        mm.Tensor(1.0).size(0)
+    with pytest.raises(TypeError, match="size: dim must be an int"):
+        mm.Tensor(np.zeros(2)).size("0")
+
+
 def test_gradients_accumulate_across_backward_calls_until_zeroed():
     x = mm.Tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
     (x * x).sum().backward()

@@ -338,6 +338,13 @@ class Tensor:
             for i, (parent, pg) in enumerate(zip(parents, parent_grads)):
                 if pg is None or not parent.requires_grad:
                     continue
+                if not isinstance(pg, np.ndarray):
+                    if not isinstance(pg, np.generic):  # a NumPy scalar (say g.sum()) is fine as a 0-d array
+                        raise TypeError(
+                            f"backward: {type(fn).__name__}.backward returned a {type(pg).__name__} for input {i}; "
+                            f"gradients are NumPy arrays (or None)"
+                        )
+                    pg = np.asarray(pg)
                 if pg.shape != parent.shape:
                     if not _reducible(pg.shape, parent.shape):
                         raise RuntimeError(

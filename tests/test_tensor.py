@@ -272,6 +272,15 @@ class TestCustomFunctionErrors:
         with pytest.raises(RuntimeError, match=message):
             out.backward()
 
+    def test_a_gradient_that_is_not_an_array(self):
+        a = mm.Tensor(np.ones((2, 3)), requires_grad=True)
+        out = self._op(lambda g: (mm.Tensor(g), None)).apply(a, np.ones((2, 3))).sum()
+        with pytest.raises(TypeError, match="Scale.backward returned a Tensor for input 0; gradients are NumPy arrays"):
+            out.backward()
+        x = mm.Tensor(np.ones(()), requires_grad=True)  # a NumPy scalar is accepted as a 0-d gradient
+        self._op(lambda g: (np.float64(2.0), None)).apply(x, np.ones(())).backward()
+        assert x.grad == 2.0
+
     @pytest.mark.parametrize("grad_shape, each", [((2, 3), 3.0), ((4, 2, 3), 12.0), ((2, 1), 1.0), ((5, 2, 1), 5.0)])
     def test_broadcast_gradients_are_still_summed(self, grad_shape, each):
         """A gradient in a shape its (2, 1) input broadcasts to is summed back to (2, 1), not refused."""

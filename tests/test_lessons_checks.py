@@ -166,7 +166,7 @@ CASES = [  # (check, correct answer, wrong answer)
     (lessons.check_block_params, block_params, lambda a: block_params(a.replace(se_ratio=None))),
     (lessons.check_normalize, normalize, lambda images: (images / np.float32(255)).transpose(0, 3, 1, 2)),
     (lessons.check_confusion_matrix, confusion, lambda p, y, c: confusion(y, p, c)),
-    (lessons.check_cross_entropy, cross_entropy, lambda z, y, eps: cross_entropy(z, y, 0.0)),
+    (lessons.check_cross_entropy, cross_entropy, lambda z, y, eps: cross_entropy(z, y, label_smoothing=0.0)),
     (lessons.check_rf_recurrence, lambda r, j, k, s, d: (r + d * (k - 1) * j, j * s),
      lambda r, j, k, s, d: (r + (k - 1) * j, j * s)),  # forgets dilation
 ]

@@ -3,7 +3,7 @@
 One optimisation step, as in every PyTorch training script::
 
     logits = model(x)                                   # forward, (B, classes)
-    loss = cross_entropy(logits, y, label_smoothing)    # smoothed targets: (1 - eps) one-hot + eps / C
+    loss = cross_entropy(logits, y, label_smoothing=eps) # smoothed targets: (1 - eps) one-hot + eps / C
     optimizer.zero_grad(); loss.backward()              # dL/dparameter for every parameter
     optimizer.step()                                    # Nesterov momentum SGD with weight decay
     scheduler.step()                                    # the learning rate of the next step

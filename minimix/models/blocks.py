@@ -21,8 +21,14 @@ child ``act``), and the forward methods read exactly as the diagrams. Attribute 
 (``conv_pw``, ``bn1``, ``conv_dw`` ...), which keeps the checkpoint mapping in
 :mod:`minimix.models.timm` a one-line rule. ``fusable`` names the MixConv -> BN pair that
 ``nn.fuse`` folds into one module for inference.
+
+Two knobs for the paper's kernel study change only the MixConv: ``split`` ("equal" or
+"exponential", see ``nn.split_channels``) and ``dilated`` (the reference code's option: at stride 1
+each k x k kernel with k > 3 becomes 3x3 at dilation (k - 1) / 2, ``nn.mixconv.DilatedMixConv2d``;
+such a block has no ``fusable`` pair, as the fused op takes one dilation per layer).
 """
 from .. import nn
+from ..nn.mixconv import DilatedMixConv2d, dilated_kernels
 from .blockstring import BlockArgs
 
 
@@ -44,15 +50,25 @@ def _stride(block_args: BlockArgs):
 class _Block(nn.Module):
     """Shared pieces: activation choice and the residual rule."""
 
-    def __init__(self, block_args: BlockArgs):
+    def __init__(self, block_args: BlockArgs, split="equal", dilated=False):
         super().__init__()
-        self.block_args = block_args
+        self.block_args, self.split, self.dilated = block_args, split, dilated
         self.activation = nn.SiLU if block_args.swish else nn.ReLU
         self.has_skip = (
             block_args.id_skip
             and tuple(block_args.stride) == (1, 1)
             and block_args.in_channels == block_args.out_channels
         )
+
+    def _depthwise(self, channels):
+        """The block's MixConv: ``split`` picks the channel split; ``dilated`` (stride 1 only) turns
+        kernels larger than 3x3 into dilated 3x3 ones, and the block then has nothing to fuse."""
+        a = self.block_args
+        if self.dilated and tuple(a.stride) == (1, 1) and max(a.kernel_sizes) > 3:
+            self.fusable = ()
+            kernels, dilations = dilated_kernels(a.kernel_sizes)
+            return DilatedMixConv2d(channels, kernels, dilations=dilations, split=self.split)
+        return nn.MixConv2d(channels, kernel_sizes=a.kernel_sizes, stride=_stride(a), split=self.split)
 
     def _squeeze_excite(self, channels):
         ratio = self.block_args.se_ratio
@@ -75,11 +91,11 @@ class DepthwiseSeparable(_Block):
 
     fusable = (("conv_dw", "bn1"),)
 
-    def __init__(self, block_args: BlockArgs, bn_eps=1e-5, bn_momentum=0.1):
-        super().__init__(block_args)
+    def __init__(self, block_args: BlockArgs, bn_eps=1e-5, bn_momentum=0.1, split="equal", dilated=False):
+        super().__init__(block_args, split, dilated)
         a = block_args
         project_groups = _one_by_one(a, "p", a.project_kernel_sizes)
-        self.conv_dw = nn.MixConv2d(a.in_channels, kernel_sizes=a.kernel_sizes, stride=_stride(a))
+        self.conv_dw = self._depthwise(a.in_channels)
         self.bn1 = self._bn_act(a.in_channels, bn_eps, bn_momentum)
         self.se = self._squeeze_excite(a.in_channels)
         self.conv_pw = nn.GroupedConv2d(a.in_channels, a.out_channels, groups=project_groups)
@@ -98,15 +114,15 @@ class InvertedResidual(_Block):
 
     fusable = (("conv_dw", "bn2"),)
 
-    def __init__(self, block_args: BlockArgs, bn_eps=1e-5, bn_momentum=0.1):
-        super().__init__(block_args)
+    def __init__(self, block_args: BlockArgs, bn_eps=1e-5, bn_momentum=0.1, split="equal", dilated=False):
+        super().__init__(block_args, split, dilated)
         a = block_args
         expand_groups = _one_by_one(a, "a", a.expand_kernel_sizes)
         project_groups = _one_by_one(a, "p", a.project_kernel_sizes)
         mid = a.in_channels * a.expand_ratio
         self.conv_pw = nn.GroupedConv2d(a.in_channels, mid, groups=expand_groups)
         self.bn1 = self._bn_act(mid, bn_eps, bn_momentum)
-        self.conv_dw = nn.MixConv2d(mid, kernel_sizes=a.kernel_sizes, stride=_stride(a))
+        self.conv_dw = self._depthwise(mid)
         self.bn2 = self._bn_act(mid, bn_eps, bn_momentum)
         self.se = self._squeeze_excite(mid)
         self.conv_pwl = nn.GroupedConv2d(mid, a.out_channels, groups=project_groups)
@@ -121,7 +137,8 @@ class InvertedResidual(_Block):
         return x + shortcut if self.has_skip else x
 
 
-def make_block(block_args: BlockArgs, bn_eps=1e-5, bn_momentum=0.1) -> _Block:
-    """Expansion ratio 1 -> depthwise-separable block (no expansion conv), else inverted residual."""
+def make_block(block_args: BlockArgs, bn_eps=1e-5, bn_momentum=0.1, split="equal", dilated=False) -> _Block:
+    """Expansion ratio 1 -> depthwise-separable block (no expansion conv), else inverted residual.
+    ``split`` and ``dilated``: the MixConv's channel split and dilated kernels (module docstring)."""
     cls = DepthwiseSeparable if block_args.expand_ratio == 1 else InvertedResidual
-    return cls(block_args, bn_eps=bn_eps, bn_momentum=bn_momentum)
+    return cls(block_args, bn_eps=bn_eps, bn_momentum=bn_momentum, split=split, dilated=dilated)

@@ -61,6 +61,13 @@ class MixNet(nn.Module):
             uniform in +-1/sqrt(fan_in), BatchNorm 1 and 0), as a plain PyTorch model would start.
         bn_eps, bn_momentum: BatchNorm settings (PyTorch convention; timm's are 1e-5, 0.1; the
             TensorFlow reference uses eps 1e-3 and a decay of 0.99, i.e. momentum 0.01).
+        split: how every MixConv splits its channels among its kernel sizes, "equal" (the
+            reference code and timm) or "exponential" (the paper's section 3: about half the
+            channels to the smallest kernel, a quarter to the next...); see ``nn.split_channels``.
+            The grouped 1x1 convolutions keep the equal split.
+        dilated: the reference code's ``dilated`` option: in stride-1 blocks each k x k depthwise
+            kernel with k > 3 becomes a 3x3 kernel at dilation (k - 1) / 2 (same window, 9 weights);
+            stride-2 blocks keep their kernels (``nn.mixconv.DilatedMixConv2d``).
 
     Attributes ``conv_stem, bn1, blocks, conv_head, bn2, classifier`` are named as in timm;
     ``stage_args`` holds the width-scaled BlockArgs actually built.
@@ -68,10 +75,14 @@ class MixNet(nn.Module):
 
     def __init__(self, stages, num_classes=1000, width_multiplier=1.0, stem_channels=16, stem_stride=2,
                  head_channels=1536, dropout=0.2, kernel_sizes=None, first_downsample_stride=None,
-                 in_channels=3, bn_eps=1e-5, bn_momentum=0.1, init="reference"):
+                 in_channels=3, bn_eps=1e-5, bn_momentum=0.1, init="reference", split="equal", dilated=False):
         super().__init__()
         if init not in ("reference", "pytorch"):
             raise ValueError(f"MixNet: init must be 'reference' or 'pytorch', got {init!r}")
+        if split not in ("equal", "exponential"):
+            raise ValueError(f"MixNet: split must be 'equal' or 'exponential', got {split!r}")
+        if not isinstance(dilated, bool):
+            raise TypeError(f"MixNet: dilated must be True or False, got {dilated!r}")
         self.stage_args = _prepare_table(stages, width_multiplier, kernel_sizes, first_downsample_stride)
         stem_out = round_filters(stem_channels, width_multiplier)
         _check_chaining(self.stage_args, stem_out)
@@ -81,7 +92,7 @@ class MixNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(stem_out, **bn)
         self.act1 = nn.ReLU()
         self.blocks = nn.ModuleList(
-            nn.Sequential(*[make_block(a, bn_eps, bn_momentum) for a in _repeat(group)])
+            nn.Sequential(*[make_block(a, bn_eps, bn_momentum, split=split, dilated=dilated) for a in _repeat(group)])
             for group in self.stage_args
         )
         last = self.stage_args[-1][-1].out_channels
@@ -93,6 +104,7 @@ class MixNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(head_channels, num_classes)
         self.num_classes, self.head_channels = num_classes, head_channels
+        self.split, self.dilated = split, dilated
         if init == "reference":
             init_mixnet_weights(self)
 

@@ -89,6 +89,56 @@ class MixConv2d(Module):
         return f"{self.channels}, kernel_sizes={self.kernel_sizes}, splits={self.splits}, stride={self.stride}"
 
 
+def dilated_kernels(kernel_sizes):
+    """The reference code's ``dilated`` option: each k x k kernel with k > 3 becomes a 3x3 kernel at
+    dilation (k - 1) / 2, which spans the same k x k window with 9 weights instead of k^2.
+
+    Returns ``(kernel_sizes, dilations)``, one entry per group: (3, 5, 7, 9) -> ((3, 3, 3, 3), (1, 2, 3, 4)).
+    Kernels of size 1 or 3 stay as they are (dilation 1).
+    """
+    kernel_sizes = tuple(int(k) for k in kernel_sizes)
+    if not kernel_sizes or any(k < 1 or k % 2 == 0 for k in kernel_sizes):
+        raise ValueError(f"dilated_kernels: kernel_sizes must be odd positive ints, got {kernel_sizes}")
+    return (tuple(3 if k > 3 else k for k in kernel_sizes),
+            tuple((k - 1) // 2 if k > 3 else 1 for k in kernel_sizes))
+
+
+class DilatedMixConv2d(MixConv2d):
+    """MixConv whose group i has its own dilation: ``convs[i]`` is a depthwise
+    Conv2d(c_i, c_i, k_i, dilation=d_i, padding=d_i*(k_i-1)//2, groups=c_i, bias=False).
+
+    Built by :func:`dilated_kernels`, it is the paper's "dilated" alternative to large kernels:
+    ``DilatedMixConv2d(C, (3, 3, 3, 3), dilations=(1, 2, 3, 4))`` covers 3x3, 5x5, 7x7 and 9x9
+    windows with 3x3 kernels (9 weights per channel each). The reference code uses it at stride 1
+    only (at stride 2 a dilated kernel skips pixels that no other kernel sees).
+
+    Differs from :class:`MixConv2d`: ``dilations`` is a per-group tuple (``dilation`` holds the same
+    tuple), and the forward is always the split -> convolve -> concatenate diagram: the fast path's
+    one-op MixConv and the inference fusion (``nn.fuse``) take one dilation per layer, so they do not
+    apply (each group's depthwise Conv2d still runs on the fast kernels, which take any dilation).
+    """
+
+    def __init__(self, channels, kernel_sizes=(3, 3, 3, 3), dilations=(1, 2, 3, 4), stride=1, split="equal"):
+        super().__init__(channels, kernel_sizes, stride=stride, split=split)
+        dilations = (dilations,) * len(self.kernel_sizes) if isinstance(dilations, int) else tuple(dilations)
+        if len(dilations) != len(self.kernel_sizes) or any(int(d) != d or d < 1 for d in dilations):
+            raise ValueError(f"DilatedMixConv2d: dilations must be one integer >= 1 per kernel size "
+                             f"{self.kernel_sizes}, got {dilations}")
+        self.dilations = self.dilation = tuple(int(d) for d in dilations)
+        self.convs = ModuleList([
+            Conv2d(c, c, k, stride=stride, padding=d * (k - 1) // 2, dilation=d, groups=c, bias=False)
+            for c, k, d in zip(self.splits, self.kernel_sizes, self.dilations)
+        ])
+
+    def forward(self, x):
+        """split -> depthwise k_i x k_i at dilation d_i per group -> concatenate (no fast one-op path)."""
+        return MixConv2d.forward.reference(self, x)
+
+    def extra_repr(self):
+        """The MixConv's description plus the per-group dilations."""
+        return super().extra_repr() + f", dilations={self.dilations}"
+
+
 class GroupedConv2d(Module):
     """A convolution on channel groups of uneven size, as MixNet's grouped 1x1 convolutions.
 

@@ -180,3 +180,71 @@ def test_init_knob_selects_reference_or_pytorch_defaults():
     assert dw_ref.std() > 2 * dw_torch.std()
     with pytest.raises(ValueError, match="init"):
         mixnet_cifar(init="xavier")
+
+
+def _mixconvs(model):
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.MixConv2d)]
+
+
+def test_split_knob_gives_every_mixconv_the_exponential_split():
+    model = mixnet_cifar(kernel_sizes=(3, 5, 7, 9), split="exponential")
+    for name, m in _mixconvs(model):
+        c = m.channels
+        assert m.split == "exponential", name
+        assert m.splits == [c // 2, c // 4, c // 8, c - c // 2 - c // 4 - c // 8], name
+        assert [conv.weight.shape[0] for conv in m.convs] == m.splits
+    # the grouped 1x1 convolutions keep the equal split
+    pw = [m for _, m in model.named_modules() if isinstance(m, nn.GroupedConv2d) and m.groups > 1]
+    assert pw and all(max(m.in_splits) - min(m.in_splits) <= 1 + m.in_channels % m.groups for m in pw)
+    assert mixnet_cifar(kernel_sizes=(3, 5, 7, 9)).num_parameters() > model.num_parameters()  # fewer 9x9 weights
+    with pytest.raises(ValueError, match="split must be 'equal' or 'exponential'"):
+        mixnet_cifar(split="log")
+
+
+def test_dilated_knob_turns_large_kernels_into_dilated_3x3_at_stride_1_only():
+    from minimix.nn.mixconv import DilatedMixConv2d
+
+    model = mixnet_s(num_classes=10, width_multiplier=0.25, kernel_sizes=(3, 5, 7, 9), dilated=True)
+    seen_stride2 = 0
+    for name, m in _mixconvs(model):
+        shapes = [tuple(conv.weight.shape[2:]) for conv in m.convs]
+        dilations = [conv.dilation for conv in m.convs]
+        if m.stride == 1:
+            assert isinstance(m, DilatedMixConv2d), name
+            assert shapes == [(3, 3)] * 4 and [d[0] for d in dilations] == [1, 2, 3, 4], name
+            assert [conv.padding[0] for conv in m.convs] == [1, 2, 3, 4], name  # same window as k x k
+        else:  # the reference code dilates stride-1 blocks only
+            seen_stride2 += 1
+            assert not isinstance(m, DilatedMixConv2d) and shapes == [(3, 3), (5, 5), (7, 7), (9, 9)], name
+    assert seen_stride2 == 4  # mixnet_s downsamples in 4 blocks
+    with pytest.raises(TypeError, match="dilated must be True or False"):
+        mixnet_cifar(dilated="yes")
+
+
+def test_dilated_model_trains_on_both_paths_and_fuse_leaves_it_exact():
+    """The fast path's one-op MixConv takes one dilation per layer: the dilated MixConv runs its reference
+    forward (same numbers on both paths), and ``nn.fuse`` leaves it unfused (eval output unchanged)."""
+    from minimix import backends
+
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    results = {}
+    for path in ("fast", "reference"):
+        with backends.use_backend(path):
+            mm.manual_seed(0)
+            model = mixnet_cifar(width_multiplier=0.25, kernel_sizes=(3, 5, 7, 9), dilated=True, init="pytorch",
+                                 dropout=0.0)
+            optimizer = mm.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+            losses = []
+            for _ in range(3):
+                loss = mm.nn.functional.cross_entropy(model(mm.Tensor(x)), np.array([1, 7, 3, 3]))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+            model.eval()
+            results[path] = (losses, model(mm.Tensor(x)).data, nn.fuse(model)(mm.Tensor(x)).data)
+    fast, ref = results["fast"], results["reference"]
+    assert fast[0][-1] < fast[0][0]  # it learns the four images
+    np.testing.assert_allclose(fast[0], ref[0], rtol=1e-4)
+    np.testing.assert_allclose(fast[1], ref[1], rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(fast[2], fast[1], rtol=1e-4, atol=1e-5)  # fuse leaves the dilated MixConvs as they are

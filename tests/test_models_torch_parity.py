@@ -33,6 +33,17 @@ CONFIGS = {
     "mixnet_cifar_w0.25": (lambda: mixnet_cifar(num_classes=10, width_multiplier=0.25, dropout=0.0),
                            dict(table=MIXNET_S, width=0.25, stem=8, stem_stride=1, first_downsample_stride=1,
                                 head=1024, num_classes=10)),
+    # the kernel study's knobs (minimix.study.kernels): exponential split, dilated 3x3 kernels
+    "mixnet_cifar_w0.25_mix3579_exp": (
+        lambda: mixnet_cifar(num_classes=10, width_multiplier=0.25, dropout=0.0, kernel_sizes=(3, 5, 7, 9),
+                             split="exponential"),
+        dict(table=MIXNET_S, width=0.25, stem=8, stem_stride=1, first_downsample_stride=1, head=1024, num_classes=10,
+             kernel_sizes=(3, 5, 7, 9), split="exponential")),
+    "mixnet_cifar_w0.25_mix3579_dilated": (
+        lambda: mixnet_cifar(num_classes=10, width_multiplier=0.25, dropout=0.0, kernel_sizes=(3, 5, 7, 9),
+                             dilated=True),
+        dict(table=MIXNET_S, width=0.25, stem=8, stem_stride=1, first_downsample_stride=1, head=1024, num_classes=10,
+             kernel_sizes=(3, 5, 7, 9), dilated=True)),
 }
 
 

@@ -19,7 +19,10 @@ from .blockstring import decode_stages
 MIXNET_CIFAR_KWARGS = dict(width=0.5, stem=8, stem_stride=1, first_downsample_stride=1, head=1024, num_classes=10)
 
 
-def _split(channels, groups):
+def _split(channels, groups, split="equal"):
+    if split == "exponential":  # group i gets channels // 2^i, the last one the rest (the paper's section 3)
+        sizes = [channels // 2 ** i for i in range(1, groups)]
+        return sizes + [channels - sum(sizes)]
     sizes = [channels // groups] * groups
     sizes[0] += channels - sum(sizes)
     return sizes
@@ -48,10 +51,13 @@ def _classes():
         ins, outs = _split(cin, groups), _split(cout, groups)
         return Groups([nn.Conv2d(i, o, 1, bias=False) for i, o in zip(ins, outs)], ins)
 
-    def mixed_depthwise(channels, kernels, stride):
-        splits = _split(channels, len(kernels))
-        convs = [nn.Conv2d(c, c, k, stride=stride, padding=k // 2, groups=c, bias=False)
-                 for c, k in zip(splits, kernels)]
+    def mixed_depthwise(channels, kernels, stride, split="equal", dilated=False):
+        splits = _split(channels, len(kernels), split)
+        # the reference code's `dilated` option: at stride 1, k x k (k > 3) -> 3x3 at dilation (k - 1) // 2
+        use_dilation = dilated and stride == 1 and max(kernels) > 3
+        shapes = [(3, (k - 1) // 2) if use_dilation and k > 3 else (k, 1) for k in kernels]
+        convs = [nn.Conv2d(c, c, k, stride=stride, padding=d * (k // 2), dilation=d, groups=c, bias=False)
+                 for c, (k, d) in zip(splits, shapes)]
         return convs[0] if len(convs) == 1 else Groups(convs, splits)
 
     class SE(nn.Module):
@@ -65,7 +71,7 @@ def _classes():
             return x * torch.sigmoid(self.conv_expand(self.act(self.conv_reduce(s))))
 
     class Block(nn.Module):
-        def __init__(self, a, cin, stride):
+        def __init__(self, a, cin, stride, split="equal", dilated=False):
             super().__init__()
             act = F.silu if a.swish else F.relu
             self.act, self.skip = act, stride == 1 and cin == a.out_channels
@@ -74,7 +80,7 @@ def _classes():
             if self.expand:
                 self.conv_pw = pointwise(cin, mid, len(a.expand_kernel_sizes))
                 self.bn1 = nn.BatchNorm2d(mid)
-            self.conv_dw = mixed_depthwise(mid, a.kernel_sizes, stride)
+            self.conv_dw = mixed_depthwise(mid, a.kernel_sizes, stride, split, dilated)
             dw_bn = nn.BatchNorm2d(mid)
             if self.expand:
                 self.bn2 = dw_bn
@@ -101,9 +107,11 @@ def _classes():
 
     class TorchMixNet(nn.Module):
         def __init__(self, table, width, stem, stem_stride, first_downsample_stride, head, num_classes,
-                     dropout=0.0):
+                     dropout=0.0, kernel_sizes=None, split="equal", dilated=False):
             super().__init__()
             stages = [[a.scaled(width) for a in stage] for stage in decode_stages(table)]
+            if kernel_sizes is not None:
+                stages = [[a.replace(kernel_sizes=tuple(kernel_sizes)) for a in stage] for stage in stages]
             cin = stages[0][0].in_channels
             if cin != stem:
                 raise ValueError(f"the table's first block takes {cin} channels but stem={stem}")
@@ -118,7 +126,7 @@ def _classes():
                         seen_downsample = True
                         stride = first_downsample_stride or stride
                     for r in range(a.repeats):
-                        blocks.append(Block(a, cin, stride if r == 0 else 1))
+                        blocks.append(Block(a, cin, stride if r == 0 else 1, split, dilated))
                         cin = a.out_channels
                 torch_stages.append(nn.Sequential(*blocks))
             self.blocks = nn.Sequential(*torch_stages)
@@ -135,6 +143,10 @@ def _classes():
     return TorchMixNet
 
 
-def torch_mixnet(table, width, stem, stem_stride, first_downsample_stride, head, num_classes, dropout=0.0):
-    """A torch MixNet from a block table (as minimix's MixNet with the same arguments; timm's names)."""
-    return _classes()(table, width, stem, stem_stride, first_downsample_stride, head, num_classes, dropout)
+def torch_mixnet(table, width, stem, stem_stride, first_downsample_stride, head, num_classes, dropout=0.0,
+                 kernel_sizes=None, split="equal", dilated=False):
+    """A torch MixNet from a block table (as minimix's MixNet with the same arguments; timm's names).
+    ``kernel_sizes``, ``split``, ``dilated``: as ``MixNet``'s (every depthwise kernel list replaced; the
+    MixConv channel split; stride-1 kernels k > 3 as 3x3 at dilation (k - 1) / 2)."""
+    return _classes()(table, width, stem, stem_stride, first_downsample_stride, head, num_classes, dropout,
+                      kernel_sizes, split, dilated)

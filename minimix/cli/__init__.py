@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["train", "evaluate", "plot", "rf"]
+COMMANDS = ["train", "evaluate", "plot", "rf", "study"]
 
 # Exceptions that mean "the input was wrong", not "minimix has a bug".
 USER_ERRORS = (FileNotFoundError, NotADirectoryError, ValueError, KeyError)

@@ -1,0 +1,721 @@
+"""The MixConv paper's kernel-size study on CIFAR-10: ``python -m minimix study kernels``.
+
+Tan & Le (2019) support MixConv with one experiment: make every depthwise kernel of a network
+larger, 3x3 -> 5x5 -> ... -> 13x13, and watch accuracy rise, then fall beyond about 9x9 while the
+cost keeps growing; then mix several sizes in one layer. This module reruns that experiment on
+``mixnet_cifar`` (MixNet-S's table for 32x32 images), one variant per row of :data:`VARIANTS`:
+
+==================  =======================  ===============================================
+variant             every MixConv becomes    question
+==================  =======================  ===============================================
+k3 ... k11          one kernel size k        does accuracy rise, then fall, with k?
+mix35, mix357,      MixConv (3,5), (3,5,7),  does mixing beat one size of the same largest
+mix3579             (3,5,7,9), equal split   kernel (mix357 vs k7)?
+mix3579-exp         (3,5,7,9), exponential   half the channels to 3x3, a quarter to 5x5 ...
+                    split
+mix3579-dilated     (3,5,7,9) as 3x3 kernels dilated kernels instead of large ones (the
+                    at dilation 1,2,3,4      reference code's option; stride-1 blocks only)
+==================  =======================  ===============================================
+
+The stem (a plain 3x3 conv) and the 1x1 convolutions are the same in every variant.
+
+How it runs. Every (variant, seed) is an ordinary training run of the recipe
+(``minimix.training.recipe.recipe_config``: the recipe of ``python -m minimix train``, only the
+model's kernels, the width, the epochs, the seed and the data limit set here) in its own directory
+``OUT/<variant>/seed<seed>``, checkpointed after every epoch and every ``checkpoint_minutes``
+within one. The runner goes through the runs in order: a finished run is skipped, an unfinished one
+is resumed from its last checkpoint (bit for bit the run that was not interrupted), a new one is
+started. So the study can be killed at any moment and continued by running the same command again
+(in the same or a later session); ``study.json`` in each run directory records the commit and the
+CPU of every session that trained it. After the runs, :func:`collect` writes the results table,
+one row per variant (``kernel-study.csv``), one row per run (``kernel-study-runs.csv``), two
+figures and the table of ``kernel-study.md``.
+
+The accuracy of a run is its test accuracy after its LAST epoch (not its best epoch: picking the
+best of several evaluations on the test set would flatter every variant by its noise).
+
+Why this budget (the defaults of :func:`run_study` and of the command): see :data:`BUDGET`.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+# -- the variants --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One network of the study: every MixConv of ``mixnet_cifar`` gets ``kernel_sizes`` (one
+    entry: a plain depthwise conv), split ``split`` ("equal"/"exponential"), and with ``dilated``
+    its kernels larger than 3x3 become dilated 3x3 kernels in stride-1 blocks."""
+
+    name: str
+    kernel_sizes: tuple
+    split: str = "equal"
+    dilated: bool = False
+
+    @property
+    def largest_kernel(self) -> int:
+        """The largest kernel (its window, for dilated kernels): the x position in the figures."""
+        return max(self.kernel_sizes)
+
+    def model_kwargs(self, width: float) -> dict:
+        """The ``mixnet_cifar`` keyword arguments (JSON-ready: lists, not tuples)."""
+        return {"width_multiplier": float(width), "kernel_sizes": list(self.kernel_sizes),
+                "split": self.split, "dilated": self.dilated}
+
+
+VARIANTS = {v.name: v for v in [
+    *(Variant(f"k{k}", (k,)) for k in (3, 5, 7, 9, 11)),
+    Variant("mix35", (3, 5)),
+    Variant("mix357", (3, 5, 7)),
+    Variant("mix3579", (3, 5, 7, 9)),
+    Variant("mix3579-exp", (3, 5, 7, 9), split="exponential"),
+    Variant("mix3579-dilated", (3, 5, 7, 9), dilated=True),
+]}
+
+# -- the budget ----------------------------------------------------------------------------------
+
+DEFAULT_EPOCHS = 12
+DEFAULT_WIDTH = 0.25
+DEFAULT_LIMIT = 20000
+DEFAULT_SEEDS = (0, 1)
+
+BUDGET = """\
+Why this budget: {epochs} epochs of {limit:,} training images (the first {per_class:,} of each class;
+the test set is the same fraction, {test:,} images) at width {width}, seeds 0 and 1 for each of the
+10 variants (20 runs), a third seed afterwards for the variants whose difference stays within the
+spread. Estimated: about 6 of the 8 hours.
+
+What was measured. On this machine (2 cores, Intel Xeon) one training step of ``mixnet_cifar`` at
+width 0.5, batch 256, on the real CIFAR-10 data, took 14.1 s (median of 10 steps) for k11, the
+slowest variant, while six other jobs shared the 2 cores (load average about 7, so this is an upper
+bound, several times the unloaded time). Unloaded, the recipe's 15-epoch run of the default network
+(width 0.5, 25.9 M multiply-accumulates per image) took about 400 s per epoch of 195 steps (README,
+"Results"): 2.05 s per step. The variants cost 22 M (k3) to 61 M (k11) multiply-accumulates at width
+0.5 and 8.5 M to 34 M at width 0.25; taking half of a step's time as fixed (normalisation, 1x1
+convolutions' memory traffic, the optimiser) and half as proportional to the multiply-accumulates,
+one step of all 10 variants costs about 23 s at width 0.5 and about 11 s at width 0.25.
+
+So the recipe's full budget (15 epochs of 50,000 images, 2 seeds) would take about 2 x 2,925 steps x
+23 s = 37 hours at width 0.5: far over 8 hours. At width 0.25 with {limit:,} images per epoch (batch 256
+kept: {steps} steps per epoch, peak learning rate 0.1 by the recipe's small-run rule) and {epochs}
+epochs, a run is {total_steps} steps and the 20 runs about {total_steps} x 2 x 11 s = {hours:.1f} hours,
+plus about 5 s of testing per epoch (20 minutes in all): about 6 hours, leaving time for a third seed of
+3-4 variants. Fewer images per epoch rather than fewer epochs on all 50,000: the steps cost the same,
+but short epochs keep the per-epoch test and checkpoint frequent (a run continued across sessions loses
+little) and the warmup + cosine schedule keeps its shape. Width 0.25 halves the channels of the default
+network: in the first blocks (8 channels) each of 4 kernel sizes gets only 2 channels (1 with the
+exponential split), in the later blocks, where most of the computation is, 6 to 72 per size. Whether this
+budget separates the variants is what the spread in the table says.
+
+These estimates are rough (the fixed share is a guess, and the dilated variant runs the reference MixConv
+forward). The runner prints an estimate of the time left after every epoch it trains: if, after the
+first epochs of the largest variants, it exceeds the time left of the 8 hours, continue with fewer
+epochs in a new --out (a run's recipe cannot change once started).
+"""
+
+
+def budget_text(epochs=DEFAULT_EPOCHS, width=DEFAULT_WIDTH, limit=DEFAULT_LIMIT) -> str:
+    """The "why this budget" paragraph for these defaults (the step-time estimate is 11 s per step of all
+    10 variants at width 0.25, see :data:`BUDGET`)."""
+    steps = max(1, limit // 256)
+    return BUDGET.format(epochs=epochs, width=width, limit=limit, per_class=limit // 10, test=limit // 5,
+                         steps=steps, total_steps=steps * epochs, hours=steps * epochs * 2 * 11 / 3600)
+
+
+# -- one run -------------------------------------------------------------------------------------
+
+STUDY_FILE = "study.json"  # per run directory: the variant, and the commit and CPU of every session
+
+
+def run_directory(out, variant: str, seed: int) -> Path:
+    """``OUT/<variant>/seed<seed>``."""
+    return Path(out) / variant / f"seed{seed}"
+
+
+def study_config(variant: Variant, seed: int, epochs: int, width: float, limit: int | None, data=None):
+    """The ``TrainConfig`` of one run: the CLI's recipe (``recipe_config``) with this variant's model."""
+    from ..training.recipe import proportional_test_limit, recipe_config
+
+    options = dict(model="mixnet_cifar", model_kwargs=variant.model_kwargs(width), epochs=int(epochs),
+                   seed=int(seed), data=None if data is None else str(data))
+    if limit is not None:
+        options.update(limit=int(limit), test_limit=proportional_test_limit(int(limit), 50000, 10000))
+    return recipe_config(**options)
+
+
+def run_state(run_dir) -> tuple[str, int, int]:
+    """``(status, finished epochs, steps into the next)`` of a run directory: status "new" (no
+    checkpoint), "partial" or "done" (its last checkpoint ends the last epoch)."""
+    last = Path(run_dir) / "last.json"
+    if not last.is_file():
+        return "new", 0, 0
+    try:
+        state = json.loads(last.read_text())["state"]
+        epochs = state["config"]["epochs"]
+        done, step = int(state["epoch"]), int(state.get("step", 0))
+    except (OSError, ValueError, KeyError, TypeError):
+        return "partial", 0, 0  # read_checkpoint will name what is wrong with it
+    return ("done" if done >= epochs else "partial"), done, step
+
+
+def commit() -> str:
+    """The git commit of the minimix source (``+dirty`` with uncommitted changes under minimix/), or "unknown"."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=10", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "minimix"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def cpu_name() -> str:
+    """The host CPU's model name and core count, e.g. "Intel(R) Xeon(R) Processor (2 cores)"."""
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name} ({os.cpu_count()} cores)"
+
+
+def _record_session(run_dir: Path, variant: Variant):
+    path = run_dir / STUDY_FILE
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        record = {"variant": dataclasses.asdict(variant), "sessions": []}
+    record["sessions"].append({"commit": commit(), "cpu": cpu_name(), "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+    temporary = path.with_name(path.name + f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(temporary, path)
+
+
+def train_run(run_dir, config, variant: Variant, data, log=print, progress=False, checkpoint_every=600.0,
+              on_step=None):
+    """Train (or continue, or skip when finished) the run in ``run_dir`` with ``config``.
+
+    ``data``: ``(train_images, train_labels, test_images, test_labels)``, already limited. A run
+    directory holding a run of another recipe is refused (ValueError naming the differences):
+    the study never mixes two recipes in one row. Returns the run's metrics history.
+    ``on_step``: passed to the ``Trainer`` (tests use it to interrupt a run).
+    """
+    from .. import manual_seed
+    from ..training import Trainer, lock_run_dir, read_checkpoint
+    from ..training.recipe import build_model
+
+    run_dir = Path(run_dir)
+    with lock_run_dir(run_dir):
+        state = meta = None
+        if (run_dir / "last.json").exists():
+            meta, state, saved = read_checkpoint(run_dir, resume=True)
+            check_recipe(run_dir, dataclasses.asdict(saved), config)
+            if state["epoch"] >= config.epochs:
+                return list(state["history"])
+        _record_session(run_dir, variant)
+        manual_seed(config.seed)
+        model = build_model(config.model, config.model_kwargs, num_classes=10)
+        trainer = Trainer(model, data[:2], data[2:], config, run_dir=run_dir, progress=progress, log=log,
+                          checkpoint_every=checkpoint_every, on_step=on_step)
+        if state is not None:
+            trainer.load_state_dict(state, source=meta)
+        return trainer.fit()
+
+
+def check_recipe(run_dir, saved: dict, config):
+    """Refuse (ValueError naming the differences) a run directory whose saved recipe ``saved`` (a dict)
+    is not ``config`` (the dataset location aside): a row of the study is never two recipes."""
+    ours = dataclasses.asdict(config)
+    changed = [f"{k}: run has {saved.get(k)!r}, now {v!r}" for k, v in ours.items() if k != "data" and saved.get(k) != v]
+    if changed:
+        raise ValueError(f"{run_dir} holds a run of another recipe ({'; '.join(changed)}); "
+                         "run the study with its original options, or choose another --out")
+
+
+def load_data(data_root, limit: int | None, log=print) -> tuple:
+    """CIFAR-10 as the runs see it: ``(train_images, train_labels, test_images, test_labels)``, with
+    ``limit`` the balanced subsets ``python -m minimix train --limit`` takes."""
+    from ..training.recipe import balanced_subset, load_split, proportional_test_limit
+
+    train_images, train_labels, _ = load_split(data_root, train=True, log=log)
+    test_images, test_labels, _ = load_split(data_root, train=False, log=log)
+    test_limit = proportional_test_limit(limit, len(train_labels), len(test_labels)) if limit else None
+    train_images, train_labels = balanced_subset(train_images, train_labels, limit)
+    test_images, test_labels = balanced_subset(test_images, test_labels, test_limit)
+    return train_images, train_labels, test_images, test_labels
+
+
+def _limited(dataset, config) -> tuple:
+    """The training and test images a run of ``config`` sees (``limit`` / ``test_limit`` balanced subsets)."""
+    from ..training.recipe import balanced_subset
+
+    train = balanced_subset(dataset[0], dataset[1], config.limit)
+    return (*train, *balanced_subset(dataset[2], dataset[3], config.test_limit))
+
+
+def _variants(names) -> list:
+    if names is None:
+        return list(VARIANTS.values())
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variants {unknown}; the study's variants are {', '.join(VARIANTS)}")
+    return [VARIANTS[n] for n in names]
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min" if seconds >= 3600 else f"{seconds // 60} min {seconds % 60:02d} s"
+
+
+def run_study(out="runs/study/kernels", variants=None, seeds=DEFAULT_SEEDS, epochs=DEFAULT_EPOCHS,
+              width=DEFAULT_WIDTH, limit=DEFAULT_LIMIT, data=None, results="docs/results", log=print,
+              progress=False, checkpoint_every=600.0, dataset=None, erf_images=8, on_step=None) -> list:
+    """Train every (variant, seed) run that is not finished, then :func:`collect` the results.
+
+    ``out``: the study's directory (one run directory per variant and seed). ``variants``: names
+    from :data:`VARIANTS` (None: all). ``data``: the CIFAR-10 root (None: ``$MINIMIX_DATA``, as
+    ``train``). ``dataset``: the four arrays of :func:`load_data` instead (tests). ``results``: where
+    the table, figures and page go (None: nowhere). ``on_step``: see :func:`train_run`. Prints which run it is on (k of n), whether it
+    starts, resumes or skips it, and an estimate of the time left. Returns the rows of
+    :func:`collect` (or [] without ``results``).
+    """
+    from ..training.recipe import data_location
+
+    chosen = _variants(variants)
+    seeds = [int(s) for s in seeds]
+    if not seeds or min(seeds) < 0:
+        raise ValueError(f"seeds must be one or more integers >= 0, got {seeds}")
+    root = None if dataset is not None else data_location(data)[0]
+    runs = [(v, s) for v in chosen for s in seeds]
+    configs = {(v.name, s): study_config(v, s, epochs, width, limit, root) for v, s in runs}
+    states = {(v.name, s): run_state(run_directory(out, v.name, s)) for v, s in runs}
+    for (name, seed), (status, _, _) in states.items():  # before training anything: all runs fit this study
+        if status != "new":
+            run_dir = run_directory(out, name, seed)
+            try:
+                saved = json.loads((run_dir / "last.json").read_text())["state"]["config"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a damaged checkpoint: read_checkpoint names the problem when the run is reached
+            check_recipe(run_dir, saved, configs[(name, seed)])
+    todo = [(v, s) for v, s in runs if states[(v.name, s)][0] != "done"]
+    log(f"kernel study in {out}: {len(runs)} runs ({len(chosen)} variants x seeds {seeds}), {epochs} epochs, "
+        f"width {width}, {limit or 'all'} training images; {len(runs) - len(todo)} finished, "
+        f"{len(todo)} to train")
+    if todo:
+        dataset = _limited(load_data(root, None, log=log) if dataset is None else dataset, configs[todo[0][0].name,
+                                                                                                  todo[0][1]])
+    epoch_seconds = []  # wall seconds of every epoch trained by this process (for the estimate)
+    remaining = sum(configs[(v.name, s)].epochs - states[(v.name, s)][1] for v, s in todo)
+    started = time.perf_counter()
+    for number, (variant, seed) in enumerate(runs, 1):
+        key, run_dir = (variant.name, seed), run_directory(out, variant.name, seed)
+        status, done, step = states[key]
+        head = f"[{number}/{len(runs)}] {variant.name} seed {seed}"
+        if status == "done":
+            log(f"{head}: finished, skipped ({run_dir})")
+            continue
+        what = "starting" if status == "new" else f"resuming after epoch {done}" + (f", step {step}" if step else "")
+        log(f"{head}: {what} in {run_dir}")
+
+        def epoch_log(line, head=head):
+            nonlocal remaining
+            epoch_seconds.append(time.perf_counter() - epoch_log.since)
+            epoch_log.since = time.perf_counter()
+            remaining -= 1
+            mean = sum(epoch_seconds) / len(epoch_seconds)
+            log(f"{head}: {line.strip()}  | study: {remaining} epochs left, ETA ~{_duration(remaining * mean)}")
+
+        epoch_log.since = time.perf_counter()
+        train_run(run_dir, configs[key], variant, dataset, log=epoch_log, progress=progress,
+                  checkpoint_every=checkpoint_every, on_step=on_step)
+    if todo:
+        log(f"trained for {_duration(time.perf_counter() - started)}")
+    if results is None:
+        return []
+    return collect(out, results, dataset=dataset, data=root, log=log, erf_images=erf_images)
+
+
+# -- collecting ------------------------------------------------------------------------------------
+
+RUN_COLUMNS = ["variant", "seed", "epochs", "width", "limit", "test_acc", "best_test_acc", "train_seconds_per_epoch",
+               "wall_seconds_per_epoch", "commit", "cpu", "recipe"]
+
+
+def _finished_runs(out) -> dict:
+    """``{variant name: [(seed, run_dir, state, config), ...]}`` of the finished runs under ``out``."""
+    from ..training import read_checkpoint
+
+    found = {}
+    for name in VARIANTS:
+        folder = Path(out) / name
+        if not folder.is_dir():
+            continue
+        for run_dir in sorted(folder.glob("seed*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else -1):
+            if run_state(run_dir)[0] != "done":
+                continue
+            _, state, config = read_checkpoint(run_dir)
+            found.setdefault(name, []).append((int(run_dir.name[4:]), run_dir, state, config))
+    return found
+
+
+def _sessions(run_dir: Path) -> tuple[str, str]:
+    try:
+        sessions = json.loads((run_dir / STUDY_FILE).read_text())["sessions"]
+    except (OSError, ValueError, KeyError):
+        return "unknown", "unknown"
+    join = lambda key: " ".join(dict.fromkeys(s.get(key, "unknown") for s in sessions))  # noqa: E731
+    return join("commit"), join("cpu")
+
+
+def receptive_fields(model, state=None, images=None, fractions=(0.5, 0.9)) -> dict:
+    """The last block's receptive field on 32x32 inputs: ``rf`` (theoretical, pixels) and, with
+    ``images`` (a normalised (N, 3, 32, 32) batch) and the trained weights ``state``, ``erf50`` /
+    ``erf90``: the sides of the centred squares holding 50% / 90% of its effective field (the
+    gradient of the block's centre unit, ``minimix.viz.compute_erf``, in eval mode).
+
+    The theoretical field of the last blocks is larger than the 32-pixel image, so the effective
+    field is measured with the padding clipping it (``allow_clipped``): it says how far the trained
+    network actually looks within the image.
+    """
+    from ..training import load_weights
+    from ..viz import compute_erf, layer_field
+
+    layer = f"blocks.{len(model.blocks) - 1}.{len(model.blocks[-1]) - 1}"
+    field = layer_field(model, (3, 32, 32), layer)
+    result = {"layer": layer, "rf": max(axis.r for axis in field)}
+    if images is not None and state is not None:
+        load_weights(model, state["model"])
+        summary = compute_erf(model, images, layer, allow_clipped=True).summary(fractions)
+        result.update({f"erf{round(f * 100)}": summary[f] for f in fractions})
+    return result
+
+
+def _erf_images(dataset, data, count: int, log):
+    """``count`` normalised test images (the first of each class in turn), or None."""
+    if not count:
+        return None
+    from ..data import DataLoader
+    from ..training.recipe import balanced_subset
+
+    try:
+        if dataset is None:
+            dataset = load_data(data, None, log=lambda line: None)
+        images, labels = balanced_subset(dataset[2], dataset[3], count)
+    except (OSError, ValueError) as err:  # no data here: the table gets the theoretical field only
+        log(f"effective receptive fields skipped (no test images: {err})")
+        return None
+    return next(iter(DataLoader(images, labels, batch_size=len(labels), shuffle=False)))[0]
+
+
+def collect(out="runs/study/kernels", results="docs/results", dataset=None, data=None, log=print,
+            erf_images=8) -> list:
+    """Read every finished run under ``out`` and write into ``results``: ``kernel-study.csv`` (one
+    row per variant), ``kernel-study-runs.csv`` (one row per run: accuracy, seconds per epoch, the
+    commit(s) and CPU(s) that trained it, its full recipe), the figures
+    ``kernel-study-accuracy-vs-kernel.png`` and ``kernel-study-accuracy-vs-macs.png``, and the
+    table in ``kernel-study.md``. Returns the variant rows (dicts, as in the CSV)."""
+    from ..models import summary
+    from ..training.recipe import build_model
+
+    results = Path(results)
+    results.mkdir(parents=True, exist_ok=True)
+    found = _finished_runs(out)
+    images = _erf_images(dataset, data, erf_images, log) if found else None  # the first test images of each class
+    rows, run_rows = [], []
+    for name, runs in found.items():
+        variant = VARIANTS[name]
+        config = runs[0][3]
+        model = build_model(config.model, config.model_kwargs, num_classes=10)
+        counted = summary(model, (3, 32, 32), verbose=False)
+        fields = [receptive_fields(model, state, images) for _, _, state, _ in runs]
+        accs, seconds, walls, commits, cpus = {}, [], [], set(), set()
+        for seed, run_dir, state, cfg in runs:
+            history = state["history"]
+            accs[seed] = history[-1]["test_acc"]
+            train_s = float(np.mean([h["seconds"] for h in history]))
+            wall_s = float(np.mean([h["seconds"] + h.get("eval_seconds", 0.0) + h.get("checkpoint_seconds", 0.0)
+                                    for h in history]))
+            seconds.append(train_s)
+            walls.append(wall_s)
+            run_commit, run_cpu = _sessions(run_dir)
+            commits.add(run_commit)
+            cpus.add(run_cpu)
+            run_rows.append({"variant": name, "seed": seed, "epochs": cfg.epochs,
+                             "width": cfg.model_kwargs.get("width_multiplier"), "limit": cfg.limit or "",
+                             "test_acc": f"{accs[seed]:.4f}",
+                             "best_test_acc": f"{max(h['test_acc'] for h in history):.4f}",
+                             "train_seconds_per_epoch": f"{train_s:.1f}", "wall_seconds_per_epoch": f"{wall_s:.1f}",
+                             "commit": run_commit, "cpu": run_cpu,
+                             "recipe": json.dumps({k: v for k, v in dataclasses.asdict(cfg).items() if k != "data"},
+                                                  sort_keys=True)})
+        values = np.array(list(accs.values()))
+        row = {
+            "variant": name, "kernel_sizes": ".".join(str(k) for k in variant.kernel_sizes),
+            "split": variant.split, "dilated": variant.dilated,
+            "params": counted.total_params, "macs": counted.total_macs,
+            "epochs": config.epochs, "width": config.model_kwargs.get("width_multiplier"), "limit": config.limit or "",
+            "seeds": " ".join(str(s) for s in accs),
+            **{f"acc_seed{s}": f"{a:.4f}" for s, a in accs.items()},
+            "mean": f"{values.mean():.4f}", "min": f"{values.min():.4f}", "max": f"{values.max():.4f}",
+            "spread": f"{values.max() - values.min():.4f}",
+            "std": f"{values.std(ddof=1):.4f}" if len(values) > 1 else "",
+            "train_seconds_per_epoch": f"{np.mean(seconds):.1f}", "wall_seconds_per_epoch": f"{np.mean(walls):.1f}",
+            "rf": fields[0]["rf"],
+            "erf50": _mean_field(fields, "erf50"), "erf90": _mean_field(fields, "erf90"),
+            "cpu": " | ".join(sorted(cpus)), "commit": " ".join(sorted(commits)),
+        }
+        rows.append(row)
+    seeds = sorted({int(k[8:]) for row in rows for k in row if k.startswith("acc_seed")})
+    columns = (["variant", "kernel_sizes", "split", "dilated", "params", "macs", "epochs", "width", "limit", "seeds"]
+               + [f"acc_seed{s}" for s in seeds]
+               + ["mean", "min", "max", "spread", "std", "train_seconds_per_epoch", "wall_seconds_per_epoch",
+                  "rf", "erf50", "erf90", "cpu", "commit"])
+    _write_csv(results / "kernel-study.csv", columns, rows)
+    _write_csv(results / "kernel-study-runs.csv", RUN_COLUMNS, run_rows)
+    if rows:
+        plot_results(rows, results)
+    write_page(rows, results / "kernel-study.md")
+    log(f"collected {len(run_rows)} finished runs of {len(rows)} variants into {results}/kernel-study.csv "
+        "(+ -runs.csv, figures, kernel-study.md)")
+    return rows
+
+
+def _mean_field(fields, key):
+    values = [f[key] for f in fields if key in f]
+    return f"{np.mean(values):.1f}" if values else ""
+
+
+def _write_csv(path: Path, columns, rows):
+    temporary = path.with_name(path.name + f".{os.getpid()}.tmp")
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+def read_results(path) -> list:
+    """The rows of a ``kernel-study.csv`` with numbers parsed: ``accs`` (a list per seed), ``mean``,
+    ``min``, ``max``, ``spread``, ``params``, ``macs`` ... ([] when the file does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["accs"] = [float(v) for k, v in row.items() if k.startswith("acc_seed") and v not in ("", None)]
+        for key in ("mean", "min", "max", "spread"):
+            row[key] = float(row[key])
+        for key in ("params", "macs", "epochs"):
+            row[key] = int(row[key])
+        row["largest_kernel"] = VARIANTS[row["variant"]].largest_kernel
+    return rows
+
+
+# -- figures -----------------------------------------------------------------------------------------
+
+FIGURES = ("kernel-study-accuracy-vs-kernel.png", "kernel-study-accuracy-vs-macs.png")
+
+
+def _numbers(row) -> dict:
+    accs = row["accs"] if "accs" in row else [float(v) for k, v in row.items() if k.startswith("acc_seed") and v != ""]
+    return {"mean": float(row["mean"]) * 100, "low": float(row["min"]) * 100, "high": float(row["max"]) * 100,
+            "accs": [a * 100 for a in accs], "macs": int(row["macs"]) / 1e6}
+
+
+def plot_results(rows, folder) -> list:
+    """The two figures (paths returned): test accuracy against the largest kernel size (single-size
+    networks as a line, MixConv variants as separate points at their largest kernel), and test
+    accuracy against multiply-accumulates per image for every variant. Each point is the mean over
+    seeds, its error bar the seeds' range (min to max), and every seed is drawn as a small dot."""
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    by_name = {row["variant"]: row for row in rows}
+    singles = [n for n in VARIANTS if n.startswith("k") and n in by_name]
+    mixes = [n for n in VARIANTS if not n.startswith("k") and n in by_name]
+    markers = {"mix35": "s", "mix357": "D", "mix3579": "^", "mix3579-exp": "v", "mix3579-dilated": "P"}
+
+    def draw(ax, x, row, **style):
+        n = _numbers(row)
+        ax.errorbar([x], [n["mean"]], yerr=[[n["mean"] - n["low"]], [n["high"] - n["mean"]]], capsize=4, **style)
+        ax.plot([x] * len(n["accs"]), n["accs"], ".", color=style.get("color", "k"), alpha=0.4, markersize=4)
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    if singles:
+        xs = [VARIANTS[n].largest_kernel for n in singles]
+        ax.plot(xs, [_numbers(by_name[n])["mean"] for n in singles], "-", color="C0", alpha=0.6)
+        for x, n in zip(xs, singles):
+            draw(ax, x, by_name[n], fmt="o", color="C0", label="one kernel size" if n == singles[0] else None)
+    for i, n in enumerate(mixes):
+        offset = 0.25 * (i - (len(mixes) - 1) / 2) * 0.5  # side by side where mixes share a largest kernel
+        draw(ax, VARIANTS[n].largest_kernel + offset, by_name[n], fmt=markers.get(n, "o"), color=f"C{i + 1}", label=n)
+    ax.set_xlabel("largest depthwise kernel size k (k x k)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_xticks([3, 5, 7, 9, 11])
+    ax.set_title("Kernel size study (mean, min-max over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths = [folder / FIGURES[0]]
+    fig.savefig(paths[0], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, n in enumerate(singles + mixes):
+        x = _numbers(by_name[n])["macs"]
+        draw(ax, x, by_name[n], fmt="o" if n in singles else markers.get(n, "o"),
+             color="C0" if n in singles else f"C{mixes.index(n) + 1}")
+        ax.annotate(n, (x, _numbers(by_name[n])["mean"]), textcoords="offset points", xytext=(5, 3), fontsize=7)
+    ax.set_xlabel("multiply-accumulates per 32x32 image (millions)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy against cost")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    paths.append(folder / FIGURES[1])
+    fig.savefig(paths[1], dpi=100)
+    plt.close(fig)
+    return paths
+
+
+# -- what the data says about the paper's claims --------------------------------------------------------
+
+
+def compare(rows, a: str, b: str) -> str:
+    """One sentence comparing variants ``a`` and ``b`` (rows of :func:`read_results`): their means
+    and the difference, and whether it is beyond the seed spread (every seed of one above every seed
+    of the other, with at least 2 seeds each) or within it (not separated at this budget)."""
+    by_name = {row["variant"]: row for row in rows}
+    if a not in by_name or b not in by_name:
+        missing = [n for n in (a, b) if n not in by_name]
+        return f"{a} vs {b}: no finished runs of {' and '.join(missing)} yet."
+    ra, rb = by_name[a], by_name[b]
+    diff = (ra["mean"] - rb["mean"]) * 100
+    text = (f"{a} {ra['mean']:.1%} (seeds {ra['min']:.1%}-{ra['max']:.1%}) vs {b} {rb['mean']:.1%} "
+            f"(seeds {rb['min']:.1%}-{rb['max']:.1%}): {diff:+.1f} points")
+    if min(len(ra["accs"]), len(rb["accs"])) < 2:
+        return text + ", from a single seed: no spread to judge it by."
+    if ra["min"] > rb["max"] or rb["min"] > ra["max"]:
+        better = a if diff > 0 else b
+        return text + f"; {better} is higher in every seed (beyond the seed spread)."
+    return text + "; the seeds' ranges overlap, so the difference is within the seed spread (not separated)."
+
+
+def claims(rows) -> list:
+    """``[(the paper's claim, what this study's data says), ...]`` with sentences computed from ``rows``."""
+    by_name = {row["variant"]: row for row in rows}
+    singles = [n for n in ("k3", "k5", "k7", "k9", "k11") if n in by_name]
+    out = []
+    if singles:
+        best = max(singles, key=lambda n: by_name[n]["mean"])
+        trend = ", ".join(f"{n} {by_name[n]['mean']:.1%}" for n in singles)
+        verdict = f"Means: {trend}. The best single size is {best}."
+        if best != singles[0]:
+            verdict += " Rise: " + compare(rows, best, singles[0])
+        if best != singles[-1]:
+            verdict += " Fall: " + compare(rows, best, singles[-1])
+        out.append(("Accuracy rises with the kernel size, then falls beyond about 9x9.", verdict))
+    pairs = [("mix35", "k5"), ("mix357", "k7"), ("mix3579", "k9")]
+    out.append(("MixConv beats a single kernel size of the same largest kernel.",
+                " ".join(compare(rows, a, b) for a, b in pairs)))
+    out.append(("The equal split and the exponential split: the paper finds them close "
+                "(exponential slightly better in some models).", compare(rows, "mix3579-exp", "mix3579")))
+    dilated = compare(rows, "mix3579-dilated", "mix3579")
+    if "mix3579-dilated" in by_name and "mix3579" in by_name:
+        dilated += (f" It costs {by_name['mix3579-dilated']['macs'] / 1e6:.1f} M multiply-accumulates per image "
+                    f"against {by_name['mix3579']['macs'] / 1e6:.1f} M.")
+    out.append(("Dilated 3x3 kernels are worse than real large kernels of the same span.", dilated))
+    return out
+
+
+# -- the results page ---------------------------------------------------------------------------------
+
+TABLE_START, TABLE_END = "<!-- kernel-study table: written by `python -m minimix study kernels` -->", "<!-- end of table -->"
+
+PAGE = """# Kernel-size study (MixConv paper, CIFAR-10)
+
+Produced by `python -m minimix study kernels` (see `minimix/study/kernels.py`); `--collect-only`
+rewrites the table, the CSVs and the figures from the run directories. Every run's recipe,
+commit and CPU are in `kernel-study-runs.csv`.
+
+{table_start}
+{table_end}
+
+![accuracy vs kernel size](kernel-study-accuracy-vs-kernel.png)
+![accuracy vs MACs](kernel-study-accuracy-vs-macs.png)
+
+## Why this budget
+
+{budget}
+"""
+
+
+def table_markdown(rows) -> str:
+    """The results as a Markdown table (or a line saying that no run has finished yet)."""
+    if not rows:
+        return "No run of the study has finished yet."
+    lines = ["| variant | kernels | split | dilated | params | MACs (M) | test accuracy, mean | seeds (min-max) "
+             "| std | s/epoch | RF | ERF 50% / 90% |",
+             "|---|---|---|---|---:|---:|---:|---|---:|---:|---:|---|"]
+    for row in rows:
+        accs = [float(v) for k, v in row.items() if k.startswith("acc_seed") and v not in ("", None)]
+        std = row.get("std") or ""
+        lines.append(
+            f"| {row['variant']} | {row['kernel_sizes']} | {row['split']} | {row['dilated']} | {int(row['params']):,} "
+            f"| {int(row['macs']) / 1e6:.1f} | {float(row['mean']):.2%} | {len(accs)}: "
+            f"{float(row['min']):.2%}-{float(row['max']):.2%} | {f'{float(std):.2%}' if std else ''} "
+            f"| {row['wall_seconds_per_epoch']} | {row['rf']} | {row['erf50'] or '-'} / {row['erf90'] or '-'} |")
+    first = rows[0]
+    lines.append("")
+    lines.append(f"{first['epochs']} epochs, width {first['width']}, "
+                 f"{first['limit'] or 50000} training images; CPU: {first['cpu']}; commit(s): "
+                 + ", ".join(sorted({row['commit'] for row in rows})) + ".")
+    lines.append("RF: theoretical receptive field of the last block (pixels); ERF: sides of the centred squares "
+                 "holding 50% / 90% of its effective receptive field on 8 test images, after training.")
+    return "\n".join(lines)
+
+
+def write_page(rows, path):
+    """Write the table into the page between its markers (creating the page, with the budget
+    paragraph, when it does not exist yet); the rest of the page is left as it is."""
+    path = Path(path)
+    text = path.read_text() if path.is_file() else PAGE.format(table_start=TABLE_START, table_end=TABLE_END,
+                                                               budget=budget_text())
+    if TABLE_START not in text or TABLE_END not in text:
+        text = text.rstrip() + f"\n\n{TABLE_START}\n{TABLE_END}\n"
+    head, rest = text.split(TABLE_START, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    parsed = [dict(row, accs=[float(v) for k, v in row.items() if k.startswith("acc_seed") and v not in ("", None)],
+                   mean=float(row["mean"]), min=float(row["min"]), max=float(row["max"]),
+                   macs=int(row["macs"])) for row in rows]
+    findings = "\n".join(f"* **{claim}** {finding}" for claim, finding in claims(parsed)) if rows else ""
+    body = table_markdown(rows) + ("\n\n## The paper's claims against this data\n\n" + findings if findings else "")
+    path.write_text(f"{head}{TABLE_START}\n{body}\n{TABLE_END}{tail}")
+    return path
+
+
+__all__ = ["Variant", "VARIANTS", "BUDGET", "budget_text", "run_study", "train_run", "study_config", "run_directory",
+           "run_state", "check_recipe", "load_data", "collect", "receptive_fields", "read_results", "plot_results", "compare",
+           "claims", "table_markdown", "write_page", "commit", "cpu_name", "FIGURES"]

@@ -3,8 +3,15 @@
 One process runs, interleaved round by round (so a busy machine slows all alike):
 
 * training step, float32, batch 128: forward, cross-entropy, backward, SGD (nesterov
-  momentum, weight decay) - minimix, PyTorch NCHW, PyTorch channels_last;
-* inference, eval mode, no gradients, batch 500 (minimix: the ``nn.fuse`` copy of the model).
+  momentum, weight decay) - minimix, PyTorch NCHW, PyTorch channels_last, and ``torch.compile``
+  (inductor) of the channels_last network;
+* inference, eval mode, no gradients, batch 500 (minimix: the ``nn.fuse`` copy of the model),
+  the same PyTorch variants, and ONNX Runtime (the PyTorch network exported to ONNX, CPU
+  execution provider, the same number of threads).
+
+``torch.compile`` and ONNX Runtime are the anchors a user would deploy with; they are optional
+(``pip install -e ".[bench]"``: onnx, onnxscript, onnxruntime; ``torch.compile`` needs a C++
+compiler) and skipped with a message when missing, or with ``--no-compile`` / ``--no-onnx``.
 
 Then the same minimix step and inference on the reference path (``use_backend("reference")``:
 the NumPy code a student reads, no Numba), so the output shows what the fast path buys.
@@ -13,7 +20,7 @@ per step, images/s, ratios minimix / best PyTorch. Then the peak memory (RSS) of
 framework, each measured in a fresh subprocess (``--memory-child``) running a few steps.
 The PyTorch network is ``minimix.models.torch_mirror`` (same table, same weights).
 
-    python benchmarks/train_step.py [--quick] [--profile] [--batch 128] [--threads 2]
+    python benchmarks/train_step.py [--quick] [--profile] [--batch 128] [--threads 2] [--no-compile] [--no-onnx]
 
 ``--profile`` prints where a minimix step spends its time, per layer type, from the
 engine's op timer (``minimix.tensor.profile_ops``).
@@ -38,6 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="3 timed rounds, 1 warm-up")
     p.add_argument("--profile", action="store_true", help="per-layer-type breakdown of the minimix step (mean of --steps steps)")
     p.add_argument("--no-torch", action="store_true", help="minimix only")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile anchor")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime anchor (inference)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--no-reference", action="store_true", help="skip timing minimix's reference (NumPy) path")
     p.add_argument("--reference-steps", type=int, default=3, help="timed reference-path steps (default 3)")
@@ -51,6 +60,7 @@ def parse_args(argv=None):
 # -- the two frameworks ------------------------------------------------------------------------
 class MinimixRunner:
     name = "minimix"
+    trains = True
 
     def __init__(self, args):
         import minimix as mm
@@ -83,6 +93,8 @@ class MinimixRunner:
 
 
 class TorchRunner:
+    trains = True
+
     def __init__(self, args, channels_last, state=None):
         import torch
 
@@ -120,6 +132,72 @@ class TorchRunner:
             return self.model(self._input(x)).numpy()
 
 
+class CompiledTorchRunner(TorchRunner):
+    """``torch.compile`` (inductor, default mode) of the channels_last network. Training and
+    inference each compile on their first (warm-up) call; the optimizer step stays eager."""
+
+    def __init__(self, args, state=None):
+        super().__init__(args, channels_last=True, state=state)
+        self.name = "torch.compile cl"
+        self.model = self.torch.compile(self.model)
+
+
+class OnnxRunner:
+    """ONNX Runtime inference of the PyTorch network (eval mode) exported to ONNX for batch
+    ``args.eval_batch``; CPU execution provider, ``args.threads`` intra-op threads."""
+
+    name = "ONNX Runtime"
+    trains = False
+
+    def __init__(self, args, state=None):
+        import tempfile
+
+        import onnxruntime
+        import torch
+
+        eager = TorchRunner(args, channels_last=False, state=state).model.eval()
+        path = os.path.join(tempfile.mkdtemp(prefix="minimix-bench-"), "mixnet_cifar.onnx")
+        example = torch.from_numpy(data(args.eval_batch, seed=1)[0])
+        with torch.no_grad():
+            torch.onnx.export(eager, (example,), path, input_names=["x"], output_names=["logits"])
+            self.expected = eager(example).numpy()  # to check the export below
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
+        self.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.version = onnxruntime.__version__
+
+    def infer(self, x):
+        return self.session.run(None, {"x": x})[0]
+
+
+ANCHORS = {"torch": "PyTorch eager NCHW", "torch_cl": "PyTorch eager channels_last",
+           "compile": "torch.compile (inductor) channels_last", "onnx": "ONNX Runtime (inference)"}
+
+
+def anchors_available(args) -> list:
+    """The anchor runners this machine can run, saying why any is skipped."""
+    import importlib.util
+    import shutil
+
+    if args.no_torch:
+        return []
+    names = ["torch", "torch_cl"]
+    if args.no_compile:
+        print("torch.compile: skipped (--no-compile)")
+    elif shutil.which(os.environ.get("CXX", "g++")) is None and shutil.which("c++") is None:
+        print("torch.compile: skipped (inductor needs a C++ compiler; none on PATH)")
+    else:
+        names.append("compile")
+    missing = [m for m in ("onnx", "onnxscript", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if args.no_onnx:
+        print("ONNX Runtime: skipped (--no-onnx)")
+    elif missing:
+        print(f"ONNX Runtime: skipped ({', '.join(missing)} not installed: pip install -e \".[bench]\")")
+    else:
+        names.append("onnx")
+    return names
+
+
 def make_runners(args, names):
     runners = []
     state = None
@@ -128,6 +206,10 @@ def make_runners(args, names):
             runners.append(MinimixRunner(args))
             from minimix.models import to_timm_state_dict
             state = to_timm_state_dict(runners[-1].model)
+        elif name == "compile":
+            runners.append(CompiledTorchRunner(args, state=state))
+        elif name == "onnx":
+            runners.append(OnnxRunner(args, state=state))
         else:
             runners.append(TorchRunner(args, channels_last=name == "torch_cl", state=state))
     return runners
@@ -162,15 +244,17 @@ def report(title, times, images):
     print(f"\n{title}  (load average before/after: {LOAD[0]} / {fmt_load()})")
     print(f"{'':22s} {'wall s':>8s} {'cpu s':>8s} {'img/s':>8s} {'ratio wall':>11s} {'ratio cpu':>10s}")
     medians = {name: (float(np.median(w)), float(np.median(c))) for name, (w, c) in times.items()}
-    torch_names = [n for n in medians if n.startswith("torch")]
-    best = min(torch_names, key=lambda n: medians[n][0]) if torch_names else None
+    anchors = [n for n in medians if n != "minimix"]
+    best = min(anchors, key=lambda n: medians[n][0]) if anchors else None
     for name, (wall, cpu) in medians.items():
         ratio = ""
         if best is not None:
             ratio = f"{wall / medians[best][0]:10.2f}x {cpu / medians[best][1]:9.2f}x"
-        print(f"{name:22s} {wall:8.3f} {cpu:8.3f} {images / wall:8.1f} {ratio}")
+        spread = f"{min(times[name][0]):.3f}-{max(times[name][0]):.3f}"
+        print(f"{name:22s} {wall:8.3f} {cpu:8.3f} {images / wall:8.1f} {ratio}   wall range {spread}")
     if best is not None and "minimix" in medians:
-        print(f"(ratios: each / best PyTorch = {best}; below 1 means minimix is faster)")
+        print(f"(ratios: each / the fastest anchor = {best}; below 1 means minimix is faster; "
+              f"minimix / {best}: {medians['minimix'][0] / medians[best][0]:.2f}x)")
     return medians
 
 
@@ -309,24 +393,37 @@ def main(argv=None):
         return memory_child(args)
     if args.profile:
         return profile(args)
-    names = ["minimix"] + ([] if args.no_torch else ["torch", "torch_cl"])
+    names = ["minimix"] + anchors_available(args)
     runners = make_runners(args, names)
     x, y = data(args.batch)
+    import platform
+
     import minimix.perf
 
     perf = minimix.perf.settings()
+    cpu_name = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                    platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+    print(f"host: {cpu_name}, {os.cpu_count()} logical CPUs; anchors: "
+          + (", ".join(ANCHORS[n] for n in names[1:]) or "none"))
     print(f"mixnet_cifar, float32, {args.threads} threads (Numba's {perf['numba']['threading_layer']} pool, BLAS "
           f"threads {[b['threads'] for b in perf['blas']]}); {args.steps} timed rounds after {args.warmup} warm-up")
-    train = interleaved(runners, lambda r: r.train_step(x, y), args.steps, args.warmup)
+    onnx = next((r for r in runners if isinstance(r, OnnxRunner)), None)
+    if onnx is not None:
+        ours = runners[0].infer(data(args.eval_batch, seed=1)[0])
+        print(f"ONNX Runtime {onnx.version}: export checked, largest |logit difference| vs PyTorch eager "
+              f"{np.abs(onnx.infer(data(args.eval_batch, seed=1)[0]) - onnx.expected).max():.1e}, vs minimix "
+              f"{np.abs(ours - onnx.expected).max():.1e}")
+    trainers = [r for r in runners if r.trains]
+    train = interleaved(trainers, lambda r: r.train_step(x, y), args.steps, args.warmup)
     report(f"training step (batch {args.batch}: forward, loss, backward, SGD nesterov)", train, args.batch)
     LOAD[0] = fmt_load()
     xe, _ = data(args.eval_batch, seed=1)
-    infer = interleaved(runners, lambda r: r.infer(xe), args.steps, 1)
+    infer = interleaved(runners, lambda r: r.infer(xe), args.steps, max(1, args.warmup))
     report(f"inference (eval mode, batch {args.eval_batch})", infer, args.eval_batch)
     if not args.no_reference:
         reference_path(runners[0], x, y, xe, train["minimix"][0], infer["minimix"][0], args.reference_steps)
     if not args.no_memory:
-        memory(args, names)
+        memory(args, [n for n in names if n in ("minimix", "torch", "torch_cl")])
 
 
 if __name__ == "__main__":

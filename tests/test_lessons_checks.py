@@ -169,10 +169,13 @@ CASES = [  # (check, correct answer, wrong answer)
     (lessons.check_cross_entropy, cross_entropy, lambda z, y, eps: cross_entropy(z, y, label_smoothing=0.0)),
     (lessons.check_rf_recurrence, lambda r, j, k, s, d: (r + d * (k - 1) * j, j * s),
      lambda r, j, k, s, d: (r + (k - 1) * j, j * s)),  # forgets dilation
+    (lessons.check_seed_separation,
+     lambda a, b: 0 if min(len(a), len(b)) < 2 else (min(a) > max(b)) - (max(a) < min(b)),
+     lambda a, b: 0 if min(len(a), len(b)) < 2 else int(np.sign(np.mean(a) - np.mean(b)))),  # means, not ranges
 ]
 IDS = ["sigmoid_backward", "op", "conv_output_size", "im2col", "depthwise_forward", "depthwise_weight",
        "depthwise_input", "split_channels", "mixconv_params", "mixconv_macs", "round_filters", "block_params", "normalize",
-       "confusion_matrix", "cross_entropy", "rf_recurrence"]
+       "confusion_matrix", "cross_entropy", "rf_recurrence", "seed_separation"]
 
 
 @pytest.mark.parametrize("check, good, bad", CASES, ids=IDS)

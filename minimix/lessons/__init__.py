@@ -29,6 +29,7 @@ from .checks import (
     check_op,
     check_rf_recurrence,
     check_round_filters,
+    check_seed_separation,
     check_sigmoid_backward,
     check_split_channels,
 )
@@ -39,7 +40,7 @@ __all__ = [
     "check_sigmoid_backward", "check_op", "check_conv_output_size", "check_im2col", "check_depthwise_forward",
     "check_depthwise_backward_weight", "check_depthwise_backward_input", "check_split_channels",
     "check_mixconv_params", "check_mixconv_macs", "check_round_filters", "check_block_params",
-    "check_normalize", "check_confusion_matrix", "check_cross_entropy", "check_rf_recurrence",
+    "check_normalize", "check_confusion_matrix", "check_cross_entropy", "check_rf_recurrence", "check_seed_separation",
     "CheckResult", "yours_or_library",
     "fast_mode", "load_data", "LessonData", "find_checkpoint", "load_trained_model", "best_time",
 ]

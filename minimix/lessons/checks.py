@@ -24,6 +24,7 @@ check_normalize                 ``fn(images uint8 NHWC) -> float32 NCHW``       
 check_confusion_matrix          ``fn(predictions, labels, num_classes) -> (C, C)``     6
 check_cross_entropy             ``fn(logits, labels, label_smoothing) -> loss``        6
 check_rf_recurrence             ``fn(r, jump, kernel, stride, dilation) -> (r, jump)`` 7
+check_seed_separation           ``fn(accs_a, accs_b) -> +1, -1 or 0``                  8
 =============================== ===================================================== ==========
 """
 from __future__ import annotations
@@ -377,3 +378,20 @@ def check_rf_recurrence(fn, seed: int = 0) -> CheckResult:
         cases.append(Case(f"r={r}, jump={jump}, kernel={kernel}, stride={stride}, dilation={dilation}", args,
                           (field.r, field.jump)))
     return run_check("check_rf_recurrence", fn, cases, "minimix.viz.AxisField.through")
+
+
+# -- lesson 8: the kernel-size study ---------------------------------------------------------------
+def check_seed_separation(fn, seed: int = 0) -> CheckResult:
+    """``fn(accs_a, accs_b)``: +1 if every seed of a is above every seed of b, -1 if below, 0 if the
+    ranges overlap or touch, or either side has fewer than 2 seeds, as ``minimix.study.kernels.separation``."""
+    from ..study.kernels import separation
+
+    rng = _rng(seed)
+    fixed = [([0.80, 0.82], [0.70, 0.75]), ([0.70, 0.75], [0.80, 0.82]), ([0.70, 0.80], [0.75, 0.76]),
+             ([0.75, 0.80], [0.70, 0.75]), ([0.9], [0.1, 0.2]), ([0.5, 0.6, 0.7], [0.65, 0.9])]
+    cases = [Case(f"accs_a={a}, accs_b={b}", (a, b), separation(a, b)) for a, b in fixed]
+    while len(cases) < 30:
+        a = [round(float(v), 3) for v in rng.uniform(0.6, 0.8, int(rng.integers(1, 4)))]
+        b = [round(float(v), 3) for v in rng.uniform(0.6, 0.8, int(rng.integers(1, 4)))]
+        cases.append(Case(f"accs_a={a}, accs_b={b}", (a, b), separation(a, b)))
+    return run_check("check_seed_separation", fn, cases, "minimix.study.kernels.separation")

@@ -603,6 +603,19 @@ def plot_results(rows, folder) -> list:
 # -- what the data says about the paper's claims --------------------------------------------------------
 
 
+def separation(accs_a, accs_b) -> int:
+    """+1 if every seed's accuracy in ``accs_a`` is above every one in ``accs_b`` (min(a) > max(b)), -1 if
+    every one is below (max(a) < min(b)), 0 if the ranges overlap or touch, or either side has fewer than 2
+    seeds (one seed has no spread to judge a difference by)."""
+    if len(accs_a) < 2 or len(accs_b) < 2:
+        return 0
+    if min(accs_a) > max(accs_b):
+        return 1
+    if max(accs_a) < min(accs_b):
+        return -1
+    return 0
+
+
 def compare(rows, a: str, b: str) -> str:
     """One sentence comparing variants ``a`` and ``b`` (rows of :func:`read_results`): their means
     and the difference, and whether it is beyond the seed spread (every seed of one above every seed
@@ -617,9 +630,9 @@ def compare(rows, a: str, b: str) -> str:
             f"(seeds {rb['min']:.1%}-{rb['max']:.1%}): {diff:+.1f} points")
     if min(len(ra["accs"]), len(rb["accs"])) < 2:
         return text + ", from a single seed: no spread to judge it by."
-    if ra["min"] > rb["max"] or rb["min"] > ra["max"]:
-        better = a if diff > 0 else b
-        return text + f"; {better} is higher in every seed (beyond the seed spread)."
+    sign = separation(ra["accs"], rb["accs"])
+    if sign:
+        return text + f"; {a if sign > 0 else b} is higher in every seed (beyond the seed spread)."
     return text + "; the seeds' ranges overlap, so the difference is within the seed spread (not separated)."
 
 
@@ -717,5 +730,5 @@ def write_page(rows, path):
 
 
 __all__ = ["Variant", "VARIANTS", "BUDGET", "budget_text", "run_study", "train_run", "study_config", "run_directory",
-           "run_state", "check_recipe", "load_data", "collect", "receptive_fields", "read_results", "plot_results", "compare",
+           "run_state", "check_recipe", "load_data", "collect", "receptive_fields", "read_results", "plot_results", "separation", "compare",
            "claims", "table_markdown", "write_page", "commit", "cpu_name", "FIGURES"]

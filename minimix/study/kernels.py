@@ -34,7 +34,11 @@ figures and the table of ``kernel-study.md``.
 The accuracy of a run is its test accuracy after its LAST epoch (not its best epoch: picking the
 best of several evaluations on the test set would flatter every variant by its noise).
 
-Why this budget (the defaults of :func:`run_study` and of the command): see :data:`BUDGET`.
+The budget (the defaults of :func:`run_study` and of the command): 12 epochs of 20,000 training images
+(batch 256, 78 steps per epoch) at width 0.25, seeds 0 and 1, about 6 hours for the 20 runs on this
+machine's 2 cores by an estimate from measured step times (one of them taken while other jobs shared the
+cores); the recipe's own budget (15 epochs of 50,000 images at width 0.5) would take about 37 hours. The
+full reasoning is :data:`BUDGET`, printed in ``docs/results/kernel-study.md``.
 """
 from __future__ import annotations
 
@@ -93,7 +97,7 @@ DEFAULT_LIMIT = 20000
 DEFAULT_SEEDS = (0, 1)
 
 BUDGET = """\
-Why this budget: {epochs} epochs of {limit:,} training images (the first {per_class:,} of each class;
+The budget: {epochs} epochs of {limit:,} training images (the first {per_class:,} of each class;
 the test set is the same fraction, {test:,} images) at width {width}, seeds 0 and 1 for each of the
 10 variants (20 runs), a third seed afterwards for the variants whose difference stays within the
 spread. Estimated: about 6 of the 8 hours.
@@ -678,6 +682,16 @@ commit and CPU are in `kernel-study-runs.csv`.
 
 ![accuracy vs kernel size](kernel-study-accuracy-vs-kernel.png)
 ![accuracy vs MACs](kernel-study-accuracy-vs-macs.png)
+
+## Running it in the background
+
+    mkdir -p runs/study && nohup python -m minimix study kernels >> runs/study/kernels.log 2>&1 &
+
+(with `MINIMIX_DATA` pointing at CIFAR-10). Stop it at any moment (`kill PID`, the end of a session): the
+same command continues it, skipping finished runs and resuming the unfinished one from its last checkpoint
+(every epoch, and every 10 minutes within one). `--seeds 0,1,2 --variants A,B` later adds a third seed where
+the spread hides a difference; only the new runs train. The results above are rewritten when the runs end,
+or by `--collect-only`.
 
 ## Why this budget
 

@@ -68,8 +68,8 @@ def test_dilated_variant_has_3x3_kernels_at_dilations_1_to_4_in_stride_1_blocks(
 
 
 def test_study_config_is_the_train_command_s_recipe():
-    config = kernels.study_config(VARIANTS["k5"], seed=1, epochs=12, width=0.25, limit=20000)
-    assert (config.model, config.epochs, config.seed, config.limit, config.test_limit) == ("mixnet_cifar", 12, 1,
+    config = kernels.study_config(VARIANTS["k5"], seed=1, epochs=10, width=0.25, limit=20000)
+    assert (config.model, config.epochs, config.seed, config.limit, config.test_limit) == ("mixnet_cifar", 10, 1,
                                                                                             20000, 4000)
     # recipe_config's small-run rule: 20,000 images keep batch 256; a 78-step warmup halves the peak lr
     assert config.batch_size == 256 and config.lr == pytest.approx(0.1)

@@ -34,10 +34,11 @@ figures and the table of ``kernel-study.md``.
 The accuracy of a run is its test accuracy after its LAST epoch (not its best epoch: picking the
 best of several evaluations on the test set would flatter every variant by its noise).
 
-The budget (the defaults of :func:`run_study` and of the command): 12 epochs of 20,000 training images
-(batch 256, 78 steps per epoch) at width 0.25, seeds 0 and 1, about 6 hours for the 20 runs on this
-machine's 2 cores by an estimate from measured step times (one of them taken while other jobs shared the
-cores); the recipe's own budget (15 epochs of 50,000 images at width 0.5) would take about 37 hours. The
+The budget (the defaults of :func:`run_study` and of the command): 10 epochs of 20,000 training images
+(batch 256, 78 steps per epoch) at width 0.25, seeds 0 and 1: about 5.7 hours for the 20 runs on this
+machine's 2 cores, estimated from measured step times (taken while other jobs shared the cores, and the
+unloaded 15-epoch reference run); the recipe's own budget (15 epochs of 50,000 images at width 0.5) would
+take about 43 hours. The
 full reasoning is :data:`BUDGET`, printed in ``docs/results/kernel-study.md``.
 """
 from __future__ import annotations
@@ -91,7 +92,7 @@ VARIANTS = {v.name: v for v in [
 
 # -- the budget ----------------------------------------------------------------------------------
 
-DEFAULT_EPOCHS = 12
+DEFAULT_EPOCHS = 10
 DEFAULT_WIDTH = 0.25
 DEFAULT_LIMIT = 20000
 DEFAULT_SEEDS = (0, 1)
@@ -99,44 +100,51 @@ DEFAULT_SEEDS = (0, 1)
 BUDGET = """\
 The budget: {epochs} epochs of {limit:,} training images (the first {per_class:,} of each class;
 the test set is the same fraction, {test:,} images) at width {width}, seeds 0 and 1 for each of the
-10 variants (20 runs), a third seed afterwards for the variants whose difference stays within the
-spread. Estimated: about 6 of the 8 hours.
+10 variants (20 runs), then a third seed for the variants whose differences stay within the spread.
+Estimated: about {total_hours:.1f} of the 8 hours for the 20 runs.
 
-What was measured. On this machine (2 cores, Intel Xeon) one training step of ``mixnet_cifar`` at
-width 0.5, batch 256, on the real CIFAR-10 data, took 14.1 s (median of 10 steps) for k11, the
-slowest variant, while six other jobs shared the 2 cores (load average about 7, so this is an upper
-bound, several times the unloaded time). Unloaded, the recipe's 15-epoch run of the default network
-(width 0.5, 25.9 M multiply-accumulates per image) took about 400 s per epoch of 195 steps (README,
-"Results"): 2.05 s per step. The variants cost 22 M (k3) to 61 M (k11) multiply-accumulates at width
-0.5 and 8.5 M to 34 M at width 0.25; taking half of a step's time as fixed (normalisation, 1x1
-convolutions' memory traffic, the optimiser) and half as proportional to the multiply-accumulates,
-one step of all 10 variants costs about 23 s at width 0.5 and about 11 s at width 0.25.
+What was measured (all on this machine's 2 cores, Intel Xeon, while five other jobs shared them: load
+average about 7, so the times are upper bounds, roughly 3x the unloaded ones). One training step of
+``mixnet_cifar`` at width 0.5 and batch 256 on the real CIFAR-10 data took 14.1 s for k11 (median of 10
+steps): 0.23 s per million multiply-accumulates (MACs) per image. The recipe's 15-epoch run of the default
+network (width 0.5, 25.9 M MACs), measured unloaded, took about 400 s per epoch of 195 steps (README,
+"Results"): 2.05 s per step, 0.079 s per M MACs, a third of the loaded figure. At width 0.25, the study's
+miniature (lesson 8: batch 16, loaded) ran k7 1.9x slower than k3 and mix357 1.45x, for 2.1x and 1.5x the
+MACs: the step time is close to proportional to the MACs. The 10 variants cost {macs_sum:.0f} M MACs per
+image together at width 0.25 (k3 8.5 M ... k11 33.9 M; {macs_sum_half:.0f} M at width 0.5).
 
-So the recipe's full budget (15 epochs of 50,000 images, 2 seeds) would take about 2 x 2,925 steps x
-23 s = 37 hours at width 0.5: far over 8 hours. At width 0.25 with {limit:,} images per epoch (batch 256
-kept: {steps} steps per epoch, peak learning rate 0.1 by the recipe's small-run rule) and {epochs}
-epochs, a run is {total_steps} steps and the 20 runs about {total_steps} x 2 x 11 s = {hours:.1f} hours,
-plus about 5 s of testing per epoch (20 minutes in all): about 6 hours, leaving time for a third seed of
-3-4 variants. Fewer images per epoch rather than fewer epochs on all 50,000: the steps cost the same,
-but short epochs keep the per-epoch test and checkpoint frequent (a run continued across sessions loses
-little) and the warmup + cosine schedule keeps its shape. Width 0.25 halves the channels of the default
-network: in the first blocks (8 channels) each of 4 kernel sizes gets only 2 channels (1 with the
-exponential split), in the later blocks, where most of the computation is, 6 to 72 per size. Whether this
-budget separates the variants is what the spread in the table says.
+So: the recipe's own budget (15 epochs of 50,000 images at width 0.5, 2 seeds) would take about 2 x 2,925
+steps x {macs_sum_half:.0f} M x 0.079 s = {full_hours:.0f} hours, far over 8. At width 0.25 with {limit:,} images per
+epoch (batch 256 kept: {steps} steps per epoch; peak learning rate 0.1 by the recipe's small-run rule) and
+{epochs} epochs, a run is {total_steps} steps, and the 20 runs take about 2 x {total_steps} x {macs_sum:.0f} M x 0.079 s =
+{hours:.1f} hours plus about 5 s of testing per epoch (about 20 minutes): {total_hours:.1f} hours, leaving
+{left_hours:.1f} hours for a third seed of a few variants. Fewer images per epoch rather than fewer epochs on
+all 50,000: the steps cost the same, but short epochs keep the per-epoch test and checkpoint frequent (a
+run continued across sessions loses little) and the warmup + cosine schedule keeps its shape. Width 0.25
+halves the channels of the default network: in the first blocks (8 channels) each of 4 kernel sizes gets
+only 2 channels (1 with the exponential split), in the later blocks, where most of the computation is,
+6 to 72 per size. Whether this budget separates the variants is what the spread in the table says.
 
-These estimates are rough (the fixed share is a guess, and the dilated variant runs the reference MixConv
-forward). The runner prints an estimate of the time left after every epoch it trains: if, after the
-first epochs of the largest variants, it exceeds the time left of the 8 hours, continue with fewer
-epochs in a new --out (a run's recipe cannot change once started).
+These estimates are rough (per-MAC speed at width 0.25 is assumed equal to width 0.5's, and the dilated
+variant runs the reference MixConv forward). The runner prints an estimate of the time left after every
+epoch it trains: if, after the first epochs of the largest variants, it exceeds what is left of the 8
+hours, continue with fewer epochs in a new --out (a run's recipe cannot change once started).
 """
+
+# MACs per image (millions) of the 10 variants together, from minimix.models.summary (lesson 8 prints them)
+_MACS_SUM = {0.25: 157.5, 0.5: 332.8}
+_SECONDS_PER_MMAC_STEP = 2.05 / 25.9  # unloaded, batch 256: the 15-epoch reference run
 
 
 def budget_text(epochs=DEFAULT_EPOCHS, width=DEFAULT_WIDTH, limit=DEFAULT_LIMIT) -> str:
-    """The "why this budget" paragraph for these defaults (the step-time estimate is 11 s per step of all
-    10 variants at width 0.25, see :data:`BUDGET`)."""
+    """The "why this budget" paragraph (:data:`BUDGET`) for these settings, with its arithmetic done."""
     steps = max(1, limit // 256)
+    seconds = 2 * steps * epochs * _MACS_SUM[0.25] * _SECONDS_PER_MMAC_STEP
+    total = seconds / 3600 + 20 * epochs * 5 / 3600
     return BUDGET.format(epochs=epochs, width=width, limit=limit, per_class=limit // 10, test=limit // 5,
-                         steps=steps, total_steps=steps * epochs, hours=steps * epochs * 2 * 11 / 3600)
+                         steps=steps, total_steps=steps * epochs, hours=seconds / 3600, total_hours=total,
+                         left_hours=8 - total, macs_sum=_MACS_SUM[0.25], macs_sum_half=_MACS_SUM[0.5],
+                         full_hours=2 * 2925 * _MACS_SUM[0.5] * _SECONDS_PER_MMAC_STEP / 3600)
 
 
 # -- one run -------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ docs/results/kernel-study.md.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from .train import _number, non_negative_int, positive_int
@@ -80,8 +81,15 @@ def run(args):
                         log=lambda line: print(line, flush=True))
         return 0
     configure_performance(args.threads)
-    kernels.run_study(out=args.out, variants=args.variants, seeds=args.seeds, epochs=args.epochs, width=args.width,
-                      limit=args.limit or None, data=args.data, results=args.results, progress=args.progress,
-                      checkpoint_every=60.0 * args.checkpoint_minutes, erf_images=args.erf_images,
-                      log=lambda line: print(line, flush=True))
+    try:
+        kernels.run_study(out=args.out, variants=args.variants, seeds=args.seeds, epochs=args.epochs,
+                          width=args.width, limit=args.limit or None, data=args.data, results=args.results,
+                          progress=args.progress, checkpoint_every=60.0 * args.checkpoint_minutes,
+                          erf_images=args.erf_images, log=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("\nminimix study: interrupted (Ctrl-C); the same command continues the study from the last "
+              "checkpoints in " + str(args.out), file=sys.stderr)
+        return 130
     return 0

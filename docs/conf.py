@@ -8,7 +8,9 @@ Build (warnings are errors, as in CI)::
 then open ``docs/_build/html/index.html``. ``tests/test_docs.py`` runs the same build.
 """
 import os
+import re
 import sys
+from pathlib import Path
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)  # minimix from this checkout, installed or not
@@ -65,3 +67,15 @@ nitpick_ignore_regex = [
 html_theme = "alabaster"
 html_title = "minimix API reference"
 html_static_path = []
+
+
+def _lessons_links(app, relative_path, parent_docname, content):
+    """lessons/README.md, included by docs/lessons.md, links relative to lessons/ (``01_autograd.ipynb``):
+    make its relative links relative to docs/, so that they resolve (a notebook becomes a download)."""
+    if Path(relative_path).as_posix().endswith("lessons/README.md"):
+        content[0] = re.sub(r"\]\((?![a-z][a-z0-9+.-]*:|#|/)([^)\s]+)\)", r"](../lessons/\1)", content[0])
+
+
+def setup(app):
+    """Connect :func:`_lessons_links` to the ``include-read`` event."""
+    app.connect("include-read", _lessons_links)

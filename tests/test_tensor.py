@@ -308,3 +308,16 @@ def test_import_stays_light():
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", f"import minimix loaded {result.stdout.strip()}"
+
+
+def test_readme_first_look(tmp_path, monkeypatch, capsys):
+    """The README's "A first look" block runs as printed (in a scratch directory: it saves model.npz)
+    and prints what its comments say."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = readme.split("## A first look", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "README.md: A first look", "exec"), namespace)
+    assert "[3, 3, 3, 3] [(3, 1, 3, 3), (3, 1, 5, 5)" in capsys.readouterr().out
+    assert (tmp_path / "model.npz").is_file()
+    assert (mm.tensor([1, 2]).dtype, mm.tensor([1.0, 2.0]).dtype) == (np.int64, np.float32)

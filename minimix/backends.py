@@ -96,6 +96,10 @@ REGISTRY = (
     _fast("fused_mixconv_bn_act", "numba-epilogue", "minimix.fast.inference:fused_mixconv_bn_act",
           "nn.fuse's folded MixConv (weights * scale, bias shift) -> activation",
           "no_grad: BatchNorm's scale/shift and the activation applied as each output block is written"),
+    _fast("mixnet_block", "fused-inference", "minimix.fast.blocks:mixnet_block",
+          "InvertedResidual/DepthwiseSeparable.forward's grouped 1x1 -> BN (-> act) (-> + x) and SE's h * gate",
+          "no_grad, eval: each 1x1 conv with its BN, activation and residual add in one pass per few images; "
+          "SE's gate scales the projection's weights per image"),
 )
 
 

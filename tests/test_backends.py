@@ -58,6 +58,25 @@ def _fused(channels, kernel_sizes, stride, act):
     return make
 
 
+def _block(block_string, fused=False):
+    """A MixNet block (float64, eval mode, random running statistics); ``fused``: after ``nn.fuse``."""
+    def make():
+        from minimix.models.blockstring import decode_block_string
+        from minimix.models.blocks import make_block
+
+        block = make_block(decode_block_string(block_string))
+        block.to(np.float64)
+        for i, (name, b) in enumerate(block.named_buffers()):
+            if name.endswith("running_mean"):
+                b[:] = randn(*b.shape, seed=20 + i)
+            elif name.endswith("running_var"):
+                b[:] = 0.5 + randn(*b.shape, seed=40 + i) ** 2
+        return nn.fuse(block) if fused else block.eval()
+    return make
+
+
+_BLOCK_LABEL = "1x1 conv + BN + act (inference)"
+
 # For every fast implementation (op, name): cases (id -> case). The label is the profile label of
 # the op the fast implementation runs; the test checks it ran (except where it declines: empty batch).
 CASES = {
@@ -133,6 +152,18 @@ CASES = {
                                             "MixedConv2d depthwise + BN + act (inference)", no_grad=True),
         "none-strided": _module_case(_fused(5, (3, 5), 1, None), (3, 5, 6, 6),
                                      "MixedConv2d depthwise + BN + act (inference)", no_grad=True, strided=True),
+    },
+    ("mixnet_block", "fused-inference"): {  # the module's parameters are random: the SE gates too
+        "ir-se-skip-silu-3-groups-batch1-nonsquare": _module_case(
+            _block("r1_k3.5_a1.1.1_p1.1.1_s11_e3_i10_o10_se0.5_sw"), (1, 10, 7, 5), _BLOCK_LABEL, no_grad=True,
+            train=False),
+        "ir-fused-stride2-relu-strided": _module_case(
+            _block("r1_k3.5.7_a1.1_p1.1_s22_e6_i7_o9", fused=True), (3, 7, 9, 8), _BLOCK_LABEL, no_grad=True,
+            strided=True, train=False),
+        "ds-fused-se-skip": _module_case(_block("r1_k3_a1_p1.1_s11_e1_i6_o6_se0.25_sw", fused=True), (2, 6, 6, 6),
+                                         _BLOCK_LABEL, no_grad=True, train=False),
+        "empty-batch": _module_case(_block("r1_k3_a1_p1_s11_e6_i4_o4"), (0, 4, 5, 5), None, no_grad=True,
+                                    train=False),
     },
 }
 

@@ -28,6 +28,7 @@ each k x k kernel with k > 3 becomes 3x3 at dilation (k - 1) / 2, ``nn.mixconv.D
 such a block has no ``fusable`` pair, as the fused op takes one dilation per layer).
 """
 from .. import nn
+from ..backends import fast_path
 from ..nn.mixconv import DilatedMixConv2d, dilated_kernels
 from .blockstring import BlockArgs
 
@@ -101,6 +102,7 @@ class DepthwiseSeparable(_Block):
         self.conv_pw = nn.GroupedConv2d(a.in_channels, a.out_channels, groups=project_groups)
         self.bn2 = self._bn_act(a.out_channels, bn_eps, bn_momentum, act=False)
 
+    @fast_path("mixnet_block")
     def forward(self, x):
         shortcut = x
         x = self.bn1(self.conv_dw(x))      # MixConv depthwise -> BN -> act
@@ -128,6 +130,7 @@ class InvertedResidual(_Block):
         self.conv_pwl = nn.GroupedConv2d(mid, a.out_channels, groups=project_groups)
         self.bn3 = self._bn_act(a.out_channels, bn_eps, bn_momentum, act=False)
 
+    @fast_path("mixnet_block")
     def forward(self, x):
         shortcut = x
         x = self.bn1(self.conv_pw(x))      # grouped 1x1 expansion -> BN -> act

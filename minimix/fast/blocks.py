@@ -1,0 +1,115 @@
+"""MixNet's blocks at inference with fewer passes over memory: each grouped 1x1 conv -> BN (-> act)
+(-> + x) in one pass, and squeeze-and-excitation's gate folded into the projection's weights.
+
+The reference block forward (``minimix.models.blocks``) reads::
+
+    x -> 1x1 expand -> BN -> act -> MixConv -> BN -> act -> SE: h * gate -> 1x1 project -> BN (-> + x)
+
+In eval mode each BN is a fixed scale and shift per channel, so a 1x1 conv and the BN (and the
+activation, and the residual add) after it can be computed for a few images at a time while the
+output is in cache (``minimix.kernels.pointwise_fused``): the BN, activation and add passes over
+memory disappear. The SE's product h * gate only feeds the projection, and
+``w @ (h[n] * gate[n]) = (w * gate[n]) @ h[n]`` scales an (O, C) matrix per image instead of the
+whole activation. The MixConv (with ``nn.fuse``, its own one-pass op) and the SE's small convs run
+as the block's modules. Inference only: under ``no_grad`` with the block in eval mode; otherwise,
+or while a forward hook watches a part this op does not call, the reference forward runs.
+"""
+import numpy as np
+
+from ..kernels.pointwise_fused import pointwise_bn_act
+from ..nn.layers import Identity
+from ..nn.mixconv import GroupedConv2d
+from ..nn.norm import BatchNorm2d
+from ..nn.pooling import adaptive_avg_pool2d
+from ..nn.squeeze_excite import SqueezeExcite
+from ..ops import sigmoid
+from ..tensor import Function, is_grad_enabled
+from .norm_act import activation_kind
+
+
+def _hooked(*modules):
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
+class PointwiseBatchNormAct(Function):
+    """act(eval_bn(grouped_1x1(x [* gate]))) [+ residual] in one node, forward only."""
+
+    def forward(self, x, *arrays, in_splits, coef, activation, has_gate, has_residual):
+        count = len(in_splits)
+        weights = [w[:, :, 0, 0] for w in arrays[:count]]
+        rest = list(arrays[count:])
+        gate = rest.pop(0).reshape(x.shape[0], x.shape[1]) if has_gate else None
+        residual = rest.pop(0) if has_residual else None
+        return pointwise_bn_act(x, weights, in_splits, coef, activation, residual=residual, gate=gate)
+
+    def backward(self, g):
+        raise RuntimeError("PointwiseBatchNormAct is an inference op (no_grad); with gradients the block "
+                           "runs its reference forward")
+
+    def profile_label(self):
+        return "1x1 conv + BN + act (inference)"
+
+
+def _plan(conv, bn, x):
+    """(weights, in_splits, coef, activation) for conv -> bn on x, or None where this op cannot stand in:
+    not a bias-free grouped 1x1 conv with stride 1, not an eval BatchNorm(Act)2d with running
+    statistics, weight and bias, another activation, other dtypes, or a forward hook on a part."""
+    if type(conv) is not GroupedConv2d or not isinstance(bn, BatchNorm2d) or bn.training:
+        return None
+    if conv.kernel_size != 1 or conv.stride not in (1, (1, 1)) or _hooked(conv, bn, *conv.convs):
+        return None
+    if bn.running_mean is None or bn.weight is None or bn.bias is None or bn.num_features != conv.out_channels:
+        return None
+    kind = activation_kind(bn.act) if hasattr(bn, "act") else None
+    weights = [c.weight for c in conv.convs]
+    if kind is NotImplemented or any(c.bias is not None or c.weight.dtype != x.dtype for c in conv.convs) \
+            or bn.weight.dtype != x.dtype:
+        return None
+    scale = bn.weight.data.astype(np.float64) / np.sqrt(bn.running_var.astype(np.float64) + bn.eps)
+    shift = bn.bias.data.astype(np.float64) - bn.running_mean.astype(np.float64) * scale
+    return weights, tuple(conv.in_splits), np.stack([scale, shift]).astype(x.dtype), kind
+
+
+def _run(plan, x, gate=None, residual=None):
+    weights, in_splits, coef, kind = plan
+    inputs = [x, *weights] + ([gate] if gate is not None else []) + ([residual] if residual is not None else [])
+    return PointwiseBatchNormAct.apply(*inputs, in_splits=in_splits, coef=coef, activation=kind,
+                                       has_gate=gate is not None, has_residual=residual is not None)
+
+
+def _gate(se, h):
+    """SqueezeExcite's gate for h, (N, C, 1, 1), as ``SqueezeExcite.forward`` computes it."""
+    s = adaptive_avg_pool2d(h, 1)
+    return sigmoid(se.conv_expand(se.act(se.conv_reduce(s))))
+
+
+def mixnet_block(block, x):
+    """The fast ``InvertedResidual.forward`` / ``DepthwiseSeparable.forward`` for inference (module
+    docstring); NotImplemented (the reference runs) with gradients enabled, in training mode, for an
+    empty batch or input the reference should explain, or for parts this op does not know."""
+    if is_grad_enabled() or block.training or len(x.shape) != 4 or x.shape[0] == 0:
+        return NotImplemented  # training: at once, before anything else
+    from ..models.blocks import DepthwiseSeparable, InvertedResidual  # (a module-level import would be circular)
+
+    if type(block) is InvertedResidual:
+        expand, (mixconv, mix_bn), project = (block.conv_pw, block.bn1), (block.conv_dw, block.bn2), \
+            (block.conv_pwl, block.bn3)
+    elif type(block) is DepthwiseSeparable:
+        expand, (mixconv, mix_bn), project = None, (block.conv_dw, block.bn1), (block.conv_pw, block.bn2)
+    else:
+        return NotImplemented
+    se = block.se
+    if not (type(se) is Identity or (type(se) is SqueezeExcite and not _hooked(se))):
+        return NotImplemented
+    if x.shape[1] != (expand or project)[0].in_channels:
+        return NotImplemented
+    plans = [None if expand is None else _plan(*expand, x), _plan(*project, x)]
+    if plans[1] is None or (expand is not None and plans[0] is None):
+        return NotImplemented
+    h = x if expand is None else _run(plans[0], x)
+    h = mix_bn(mixconv(h))
+    gate = None if type(se) is Identity else _gate(se, h)
+    return _run(plans[1], h, gate=gate, residual=x if block.has_skip else None)
+
+
+__all__ = ["PointwiseBatchNormAct", "mixnet_block"]

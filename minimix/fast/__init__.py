@@ -11,6 +11,8 @@ and ``tests/test_backends.py`` checks every one against the reference it replace
 * ``norm_act``: batch norm and its activation in one Numba pass per direction.
 * ``excite``: squeeze-and-excitation's plane means and gating product in Numba.
 * ``inference``: MixConv -> BatchNorm -> activation in one pass, for models made by ``nn.fuse``.
+* ``blocks``: MixNet blocks at inference: each 1x1 conv with its BatchNorm, activation and residual add in
+  one pass, squeeze-excite's gate folded into the projection's weights.
 
 ``python -c "import minimix; minimix.backends.print_table()"`` lists them with what each replaces.
 Importing this package imports nothing; each module is imported when its op first runs.

@@ -12,6 +12,8 @@ imports Numba:
 * ``minimix.kernels.excite_numba``: squeeze-and-excitation's plane means and gate (Numba).
 * ``minimix.kernels.im2col`` / ``minimix.kernels.pointwise``: convolutions as BLAS
   products (NumPy); ``minimix.kernels.naive``: the readable loops.
+* ``minimix.kernels.pointwise_fused``: a grouped 1x1 convolution with its batch norm, activation and
+  residual add applied while the output is in cache (inference; NumPy products, Numba epilogue).
 * ``minimix.kernels.geometry``: ``output_size`` and ``as_pair``, shared by every convolution.
 * ``minimix.kernels.threads``: ``run_chunks``, NumPy work split over threads.
 

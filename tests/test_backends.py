@@ -164,6 +164,12 @@ CASES = {
                                          _BLOCK_LABEL, no_grad=True, train=False),
         "empty-batch": _module_case(_block("r1_k3_a1_p1_s11_e6_i4_o4"), (0, 4, 5, 5), None, no_grad=True,
                                     train=False),
+        "train-ir-se-skip-3-groups-batch1": _module_case(  # SE's product and the projection as one op
+            _block("r1_k3.5_a1.1.1_p1.1.1_s11_e3_i10_o10_se0.5_sw"), (1, 10, 7, 5), "Excite + MixedConv2d 1x1"),
+        "train-ds-se-stride2-strided": _module_case(
+            _block("r1_k3.5_a1_p1.1_s22_e1_i6_o8_se0.25"), (3, 6, 9, 8), "Excite + MixedConv2d 1x1", strided=True),
+        "eval-with-grad-ir-se": _module_case(_block("r1_k3_a1_p1_s11_e6_i5_o7_se0.5_sw"), (2, 5, 4, 6),
+                                             "Excite + MixedConv2d 1x1", train=False),
     },
 }
 

@@ -72,3 +72,37 @@ def test_pointwise_bn_act_names_bad_arguments(kwargs, message):
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         pointwise_fused.pointwise_bn_act(**args)
+
+
+@DTYPES
+@pytest.mark.parametrize("n, in_splits, out_splits, hw", [
+    (1, (5,), (7,), (3, 4)),             # batch 1, non-square
+    (4, (4, 3, 3), (3, 3, 2), (5, 5)),   # 10 channels over 3 groups
+    (9, (6, 5), (8, 7), (2, 6)),         # many sub-blocks and both threads
+])
+def test_excite_pointwise_backward_matches_torch(dtype, n, in_splits, out_splits, hw, monkeypatch):
+    monkeypatch.setattr(pointwise_fused, "_BLOCK_BYTES", 64)
+    monkeypatch.setattr(pointwise_fused, "_MIN_CHUNK_ELEMENTS", 1)
+    c = sum(in_splits)
+    x = randn(n, c, *hw, seed=1).astype(dtype)
+    gate = (1 / (1 + np.exp(-randn(n, c, seed=2)))).astype(dtype)
+    weights = [randn(oi, ci, seed=10 + i).astype(dtype) for i, (oi, ci) in enumerate(zip(out_splits, in_splits))]
+    gy = randn(n, sum(out_splits), *hw, seed=3).astype(dtype)
+    tx = torch.from_numpy(x.astype(np.float64)).requires_grad_()
+    tg = torch.from_numpy(gate.astype(np.float64)).requires_grad_()
+    tws = [torch.from_numpy(w.astype(np.float64)).requires_grad_() for w in weights]
+    parts = torch.split(tx * tg[:, :, None, None], list(in_splits), dim=1)
+    ty = torch.cat([torch.nn.functional.conv2d(p, w[:, :, None, None]) for p, w in zip(parts, tws)], dim=1)
+    ty.backward(torch.from_numpy(gy.astype(np.float64)))
+    y = pointwise_fused.pointwise_bn_act(x, weights, in_splits, None, gate=gate)
+    gx, g_gate, gws = pointwise_fused.excite_pointwise_backward(gy, x, gate, weights, in_splits)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(y, ty.detach().numpy(), **tol)
+    np.testing.assert_allclose(gx, tx.grad.numpy(), **tol)
+    np.testing.assert_allclose(g_gate, tg.grad.numpy(), **tol)
+    for gw, tw in zip(gws, tws):
+        assert gw.dtype == dtype
+        np.testing.assert_allclose(gw, tw.grad.numpy(), **tol)
+    only_w = pointwise_fused.excite_pointwise_backward(gy, x, gate, weights, in_splits, need=(False, False, True))
+    assert only_w[0] is None and only_w[1] is None
+    np.testing.assert_allclose(only_w[2][0], gws[0], rtol=1e-12)

@@ -1,5 +1,5 @@
-"""MixNet's blocks at inference with fewer passes over memory: each grouped 1x1 conv -> BN (-> act)
-(-> + x) in one pass, and squeeze-and-excitation's gate folded into the projection's weights.
+"""MixNet's blocks with fewer passes over memory: at inference each grouped 1x1 conv -> BN (-> act)
+(-> + x) in one pass; squeeze-and-excitation's gate folded into the projection's weights (always).
 
 The reference block forward (``minimix.models.blocks``) reads::
 
@@ -11,12 +11,16 @@ output is in cache (``minimix.kernels.pointwise_fused``): the BN, activation and
 memory disappear. The SE's product h * gate only feeds the projection, and
 ``w @ (h[n] * gate[n]) = (w * gate[n]) @ h[n]`` scales an (O, C) matrix per image instead of the
 whole activation. The MixConv (with ``nn.fuse``, its own one-pass op) and the SE's small convs run
-as the block's modules. Inference only: under ``no_grad`` with the block in eval mode; otherwise,
-or while a forward hook watches a part this op does not call, the reference forward runs.
+as the block's modules. That is inference: under ``no_grad`` with the block in eval mode.
+
+In training only the SE fold applies (``ExcitePointwise``): ``x * gate`` is never made, in the
+forward or the backward, and so is not kept for the backward either (less peak memory); every
+other part runs as the block's module. While a forward hook watches a part this op does not call
+(or the block has parts it does not know), the reference forward runs.
 """
 import numpy as np
 
-from ..kernels.pointwise_fused import pointwise_bn_act
+from ..kernels.pointwise_fused import excite_pointwise_backward, pointwise_bn_act
 from ..nn.layers import Identity
 from ..nn.mixconv import GroupedConv2d
 from ..nn.norm import BatchNorm2d
@@ -48,6 +52,39 @@ class PointwiseBatchNormAct(Function):
 
     def profile_label(self):
         return "1x1 conv + BN + act (inference)"
+
+
+class ExcitePointwise(Function):
+    """grouped_1x1(x * gate): squeeze-excite's product and the projection that follows it, as one node.
+
+    Forward ``(w_i * gate[n, in_i]) @ x[n, in_i]`` per image and group; backward
+    ``kernels.pointwise_fused.excite_pointwise_backward`` (its docstring has the formulas). It keeps
+    x (which the batch norm before it keeps anyway) and the gate, never the product x * gate: one
+    activation-sized array less to hold until the backward, and no pass to make it.
+    """
+
+    def forward(self, x, gate, *weights, in_splits):
+        self.x, self.gate = np.ascontiguousarray(x), gate.reshape(x.shape[0], x.shape[1])
+        self.weights, self.in_splits = [w[:, :, 0, 0] for w in weights], in_splits
+        return pointwise_bn_act(self.x, self.weights, in_splits, None, gate=self.gate)
+
+    def backward(self, g):
+        need = (self.parents[0].requires_grad, self.parents[1].requires_grad,
+                any(p.requires_grad for p in self.parents[2:]))
+        gx, g_gate, gws = excite_pointwise_backward(g, self.x, self.gate, self.weights, self.in_splits, need)
+        g_gate = None if g_gate is None else g_gate.reshape(self.parents[1].shape)
+        gws = [None] * len(self.weights) if gws is None else [gw[:, :, None, None] for gw in gws]
+        return (gx, g_gate, *[gw if p.requires_grad else None for gw, p in zip(gws, self.parents[2:])])
+
+    def profile_label(self):
+        return "Excite + MixedConv2d 1x1"
+
+
+def _plain_pointwise(conv, x):
+    """True for a bias-free grouped 1x1 conv, stride 1, weights of x's dtype, no forward hooks."""
+    return (type(conv) is GroupedConv2d and conv.kernel_size == 1 and conv.stride in (1, (1, 1))
+            and not _hooked(conv, *conv.convs)
+            and all(c.bias is None and c.weight.dtype == x.dtype for c in conv.convs))
 
 
 def _plan(conv, bn, x):
@@ -83,12 +120,28 @@ def _gate(se, h):
     return sigmoid(se.conv_expand(se.act(se.conv_reduce(s))))
 
 
+def _training(block, x, expand, mixconv, mix_bn, se, project):
+    """The block with its modules, except SE's product and the projection conv: one ExcitePointwise."""
+    conv, bn = project
+    if type(se) is not SqueezeExcite or not _plain_pointwise(conv, x):
+        return NotImplemented  # nothing to gain
+    h = x if expand is None else expand[1](expand[0](x))
+    h = mix_bn(mixconv(h))
+    gate = _gate(se, h)
+    y = bn(ExcitePointwise.apply(h, gate, *[c.weight for c in conv.convs], in_splits=tuple(conv.in_splits)))
+    return y + x if block.has_skip else y
+
+
 def mixnet_block(block, x):
-    """The fast ``InvertedResidual.forward`` / ``DepthwiseSeparable.forward`` for inference (module
-    docstring); NotImplemented (the reference runs) with gradients enabled, in training mode, for an
-    empty batch or input the reference should explain, or for parts this op does not know."""
-    if is_grad_enabled() or block.training or len(x.shape) != 4 or x.shape[0] == 0:
-        return NotImplemented  # training: at once, before anything else
+    """The fast ``InvertedResidual.forward`` / ``DepthwiseSeparable.forward`` (module docstring).
+
+    Inference (no_grad, eval): 1x1 convs with their BN, activation and residual add in one pass.
+    Otherwise, in blocks with squeeze-excite: SE's product and the projection as one op
+    (``ExcitePointwise``), the other parts as the block's modules. NotImplemented (the reference
+    runs) for an empty batch or input the reference should explain, or for parts this op does not know.
+    """
+    if len(x.shape) != 4 or x.shape[0] == 0:
+        return NotImplemented
     from ..models.blocks import DepthwiseSeparable, InvertedResidual  # (a module-level import would be circular)
 
     if type(block) is InvertedResidual:
@@ -103,6 +156,8 @@ def mixnet_block(block, x):
         return NotImplemented
     if x.shape[1] != (expand or project)[0].in_channels:
         return NotImplemented
+    if is_grad_enabled() or block.training:
+        return _training(block, x, expand, mixconv, mix_bn, se, project)
     plans = [None if expand is None else _plan(*expand, x), _plan(*project, x)]
     if plans[1] is None or (expand is not None and plans[0] is None):
         return NotImplemented
@@ -112,4 +167,4 @@ def mixnet_block(block, x):
     return _run(plans[1], h, gate=gate, residual=x if block.has_skip else None)
 
 
-__all__ = ["PointwiseBatchNormAct", "mixnet_block"]
+__all__ = ["PointwiseBatchNormAct", "ExcitePointwise", "mixnet_block"]

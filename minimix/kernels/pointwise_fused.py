@@ -64,6 +64,23 @@ with warnings.catch_warnings():
                         row[p] += add[p]
 
 
+    @njit([types.void(t[:, :, ::1], t[:, :, ::1], t[:, ::1], t[:, ::1]) for t in (types.float32, types.float64)],
+          nogil=True, parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
+    def _gate_backward(u, x, gate, g_gate):
+        """For u = dL/d(x * gate) (B, C, P), in place: g_gate[n, c] = sum_p u[n, c, p] * x[n, c, p], then
+        u[n, c] *= gate[n, c] (u becomes dL/dx). Sums in float64."""
+        B, C, P = u.shape
+        for n in range(B):
+            for c in range(C):
+                row, xs, total = u[n, c], x[n, c], 0.0
+                for p in range(P):
+                    total += row[p] * xs[p]
+                g_gate[n, c] = total
+                scale = gate[n, c]
+                for p in range(P):
+                    row[p] *= scale
+
+
 def _bounds(sizes):
     starts = np.cumsum([0] + list(sizes))
     return [slice(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
@@ -73,8 +90,9 @@ def pointwise_bn_act(x, weights, in_splits, coef, activation=None, *, residual=N
     """y (N, O, H, W) = act(grouped_1x1(x) * coef[0] + coef[1]) (+ residual), module docstring.
 
     x (N, C, H, W); weights: one (O_i, C_i) matrix per group, sum C_i = C (``in_splits``), O = sum O_i;
-    coef (2, O): each output channel's scale and shift; activation None, "relu" or "silu";
-    residual (N, O, H, W) or None; gate (N, C) or None (squeeze-and-excitation's gate on x's channels).
+    coef (2, O): each output channel's scale and shift, or None: no epilogue at all (then no activation
+    or residual), y = grouped_1x1(x [* gate]); activation None, "relu" or "silu"; residual (N, O, H, W)
+    or None; gate (N, C) or None (squeeze-and-excitation's gate on x's channels).
     """
     n, c, h, w = x.shape
     if sum(in_splits) != c or len(in_splits) != len(weights):
@@ -85,7 +103,9 @@ def pointwise_bn_act(x, weights, in_splits, coef, activation=None, *, residual=N
             raise ValueError(f"weights[{i}] must be ({'O_i'}, {ci}), got shape {wi.shape}")
     out_splits = [wi.shape[0] for wi in weights]
     o, hw, dtype = sum(out_splits), h * w, x.dtype
-    if coef.shape != (2, o):
+    if coef is None and (activation is not None or residual is not None):
+        raise ValueError("coef=None (no epilogue) takes no activation and no residual")
+    if coef is not None and coef.shape != (2, o):
         raise ValueError(f"coef must be (2, {o}) (scale and shift per output channel), got {coef.shape}")
     if residual is not None and residual.shape != (n, o, h, w):
         raise ValueError(f"residual must be {(n, o, h, w)}, got {residual.shape}")
@@ -94,7 +114,7 @@ def pointwise_bn_act(x, weights, in_splits, coef, activation=None, *, residual=N
     x3 = np.ascontiguousarray(x).reshape(n, c, hw)
     y = np.empty((n, o, hw), dtype=dtype)
     r3 = np.ascontiguousarray(residual).reshape(n, o, hw) if residual is not None else np.empty((0, 0, 0), dtype)
-    coef = np.ascontiguousarray(coef, dtype=dtype)
+    coef = None if coef is None else np.ascontiguousarray(coef, dtype=dtype)
     kind, consts = ACTIVATIONS[activation], exp_constants(dtype)
     groups = list(zip(weights, _bounds(in_splits), _bounds(out_splits)))
     step = max(1, _BLOCK_BYTES // max(1, o * hw * dtype.itemsize))
@@ -105,7 +125,54 @@ def pointwise_bn_act(x, weights, in_splits, coef, activation=None, *, residual=N
             for wi, part_in, part_out in groups:
                 wb = wi if gate is None else wi[None] * gate[a:b, None, part_in]  # (O_i, C_i) or per image
                 np.matmul(wb, x3[a:b, part_in], out=y[a:b, part_out])
-            _epilogue(y[a:b], coef, kind, consts, r3[a:b] if residual is not None else r3, residual is not None)
+            if coef is not None:
+                _epilogue(y[a:b], coef, kind, consts, r3[a:b] if residual is not None else r3, residual is not None)
 
     threads.run_chunks(chunk, n, max(1, _MIN_CHUNK_ELEMENTS // max(1, (c + o) * hw)))
     return y.reshape(n, o, h, w)
+
+
+def excite_pointwise_backward(gy, x, gate, weights, in_splits, need=(True, True, True)):
+    """Gradients of y = grouped_1x1(x * gate) (``pointwise_bn_act(x, weights, in_splits, None, gate=gate)``)
+    given gy = dL/dy (N, O, H, W): (dL/dx (N, C, H, W), dL/dgate (N, C), [dL/dw_i (O_i, C_i)]), each None
+    where ``need`` (x, gate, weights) says so. With u[n] = w^T gy[n], the gradient w.r.t. x * gate::
+
+        dL/dx[n, c] = u[n, c] * gate[n, c],   dL/dgate[n, c] = sum_p u[n, c, p] * x[n, c, p]
+        dL/dw_i = sum_n (gy[n, out_i] @ x[n, in_i]^T) * gate[n, in_i]     (the gate scales columns)
+
+    so x * gate is never formed. u is made a few images at a time and turned into dL/dx (and summed
+    into dL/dgate) while in cache; images over threads as in the forward.
+    """
+    n, o, h, w = gy.shape
+    c, hw, dtype = x.shape[1], h * w, x.dtype
+    gy3, x3 = np.ascontiguousarray(gy).reshape(n, o, hw), np.ascontiguousarray(x).reshape(n, c, hw)
+    gate = np.ascontiguousarray(gate, dtype=dtype)
+    out_splits = [wi.shape[0] for wi in weights]
+    groups = list(zip(weights, _bounds(in_splits), _bounds(out_splits)))
+    want_x, want_gate, want_w = need
+    gx = np.empty((n, c, hw), dtype=dtype) if want_x or want_gate else None
+    g_gate = np.empty((n, c), dtype=dtype) if want_x or want_gate else None
+    step = max(1, _BLOCK_BYTES // max(1, c * hw * dtype.itemsize))
+    partial = max(1, min(32, (1 << 18) // max(1, max(wi.size for wi in weights))))  # images per batched product
+
+    def chunk(start, stop):
+        if gx is not None:
+            for a in range(start, stop, step):
+                b = min(stop, a + step)
+                for wi, part_in, part_out in groups:
+                    np.matmul(wi.T, gy3[a:b, part_out], out=gx[a:b, part_in])
+                _gate_backward(gx[a:b], x3[a:b], gate[a:b], g_gate[a:b])
+        if not want_w:
+            return None
+        sums = [np.zeros(wi.shape, dtype=dtype) for wi in weights]
+        for a in range(start, stop, partial):
+            b = min(stop, a + partial)
+            for total, (wi, part_in, part_out) in zip(sums, groups):
+                products = np.matmul(gy3[a:b, part_out], x3[a:b, part_in].transpose(0, 2, 1))  # (B, O_i, C_i)
+                products *= gate[a:b, None, part_in]
+                total += products.sum(axis=0)
+        return sums
+
+    results = threads.run_chunks(chunk, n, max(1, _MIN_CHUNK_ELEMENTS // max(1, (c + o) * hw)))
+    gws = [sum(parts) for parts in zip(*results)] if want_w else None
+    return (gx.reshape(n, c, h, w) if want_x else None), (g_gate if want_gate else None), gws

@@ -136,6 +136,10 @@ CASES = {
                                          (1, 3, 7, 5), "BatchNormAct", train=False),
         "silu-train-strided": _module_case(lambda: nn.BatchNormAct2d(6, act_layer=nn.SiLU, dtype=np.float64),
                                            (2, 6, 3, 3), "BatchNormAct", strided=True),
+        "relu-train-planes-over-64": _module_case(  # planes above kernels.norm_act_numba._SMALL_PLANE
+            lambda: nn.BatchNormAct2d(5, act_layer=nn.ReLU, dtype=np.float64), (3, 5, 9, 8), "BatchNormAct"),
+        "silu-eval-planes-over-64": _module_case(lambda: nn.BatchNormAct2d(3, act_layer=nn.SiLU, dtype=np.float64),
+                                                 (2, 3, 11, 7), "BatchNormAct", train=False),
     },
     ("excite", "numba"): {
         "batch1-nonsquare": _function_case(excite, [randn(1, 5, 7, 3), randn(1, 5, 1, 1, seed=1)], "Excite"),

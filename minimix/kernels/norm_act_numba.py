@@ -41,6 +41,7 @@ raising, which removes a branch per division that kept the loops from vectorizin
 """
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -163,6 +164,58 @@ def _backward(x, y, g, coef, mean, inv_std, kind, training, gx, sum_gz, sum_gz_x
                     gx[n, c, p] *= k
 
 
+@njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
+def _image_sums(x, shift, parts):
+    """parts[t] += (sum of d, sum of d^2) per channel, d = x - shift[c], over thread t's share of the images.
+
+    The small-plane training forward's statistics pass: it reads x in memory order (image by image),
+    where ``_forward`` reads one channel at a time, N runs of P values far apart: for planes of 8x8 or
+    4x4 those runs are a few cache lines each, too short for the hardware prefetcher.
+    """
+    N, C, P = x.shape
+    T = parts.shape[0]
+    for t in prange(T):
+        for n in range(N * t // T, N * (t + 1) // T):
+            for c in range(C):
+                k = shift[c]
+                total, squares = 0.0, 0.0
+                for p in range(P):
+                    d = x[n, c, p] - k
+                    total += d
+                    squares += d * d
+                parts[t, 0, c] += total
+                parts[t, 1, c] += squares
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
+def _normalize_images(x, y, coef, kind, consts):
+    """y[n, c] = act(x[n, c] * coef[0, c] + coef[1, c]), image by image (memory order)."""
+    N, C, P = x.shape
+    for n in prange(N):
+        for c in range(C):
+            affine_act(x[n, c], y[n, c], coef[0, c], coef[1, c], kind, consts)
+
+
+_SMALL_PLANE = 64  # planes of at most this many values (8x8) take the image-by-image passes
+
+
+def _forward_small_planes(x3, gamma, beta, mean, var, eps, kind, training, y, coef, consts):
+    """``_forward``'s results for small planes, computed image by image (``_image_sums``): the same
+    shifted one-pass statistics (shift: each channel's first value), scale and shift, activation."""
+    N, C, P = x3.shape
+    if training:
+        parts = np.zeros((max(1, min(numba.get_num_threads(), N)), 2, C))
+        shift = x3[0, :, 0].copy()
+        _image_sums(x3, shift, parts)
+        total, squares = parts.sum(axis=0)
+        M = N * P
+        mean[:] = shift + total / M
+        var[:] = np.maximum(squares / M - (total / M) ** 2, 0.0)
+    coef[0] = gamma / np.sqrt(var + eps)
+    coef[1] = beta - mean * coef[0].astype(np.float64)  # as _forward: the scale as stored, in x's dtype
+    _normalize_images(x3, y, coef, kind, consts)
+
+
 def _as_ncp(a):
     """(N, C, H, W) -> contiguous (N, C, H*W) view (a copy only if a is not contiguous)."""
     a = np.ascontiguousarray(a)
@@ -184,8 +237,9 @@ def batch_norm_act_forward(x, gamma, beta, eps, activation, training, mean=None,
         mean, var = np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
     y = np.empty_like(x3)
     coef = np.empty((2, C), dtype=x3.dtype)
-    _forward(x3, gamma.astype(np.float64), beta.astype(np.float64), mean, var, float(eps), kind, bool(training),
-             y, coef, exp_constants(x3.dtype))
+    forward = _forward_small_planes if x3.shape[2] <= _SMALL_PLANE else _forward
+    forward(x3, gamma.astype(np.float64), beta.astype(np.float64), mean, var, float(eps), kind, bool(training),
+            y, coef, exp_constants(x3.dtype))
     return y.reshape(x.shape), mean, var, coef
 
 

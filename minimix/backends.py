@@ -99,7 +99,7 @@ REGISTRY = (
     _fast("mixnet_block", "fused-inference", "minimix.fast.blocks:mixnet_block",
           "InvertedResidual/DepthwiseSeparable.forward's grouped 1x1 -> BN (-> act) (-> + x) and SE's h * gate",
           "no_grad, eval: each 1x1 conv with its BN, activation and residual add in one pass per few images; "
-          "SE's gate scales the projection's weights per image"),
+          "always: SE's gate scales the projection's weights per image (x * gate never made); unhooked parts"),
 )
 
 

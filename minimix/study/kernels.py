@@ -3,19 +3,19 @@
 Tan & Le (2019) support MixConv with one experiment: make every depthwise kernel of a network
 larger, 3x3 -> 5x5 -> ... -> 13x13, and watch accuracy rise, then fall beyond about 9x9 while the
 cost keeps growing; then mix several sizes in one layer. This module reruns that experiment on
-``mixnet_cifar`` (MixNet-S's table for 32x32 images), one variant per row of :data:`VARIANTS`:
+``mixnet_cifar`` (MixNet-S's table for 32x32 images), one variant per row of ``VARIANTS``:
 
-==================  =======================  ===============================================
-variant             every MixConv becomes    question
-==================  =======================  ===============================================
-k3 ... k11          one kernel size k        does accuracy rise, then fall, with k?
-mix35, mix357,      MixConv (3,5), (3,5,7),  does mixing beat one size of the same largest
-mix3579             (3,5,7,9), equal split   kernel (mix357 vs k7)?
-mix3579-exp         (3,5,7,9), exponential   half the channels to 3x3, a quarter to 5x5 ...
+==================  =========================  ===============================================
+variant             every MixConv becomes      question
+==================  =========================  ===============================================
+k3 ... k11          one kernel size k          does accuracy rise, then fall, with k?
+mix35, mix357,      MixConv (3,5), (3,5,7),    does mixing beat one size of the same largest
+mix3579             (3,5,7,9), equal split     kernel (mix357 vs k7)?
+mix3579-exp         (3,5,7,9), exponential     half the channels to 3x3, a quarter to 5x5 ...
                     split
-mix3579-dilated     (3,5,7,9) as 3x3 kernels dilated kernels instead of large ones (the
-                    at dilation 1,2,3,4      reference code's option; stride-1 blocks only)
-==================  =======================  ===============================================
+mix3579-dilated     (3,5,7,9) as 3x3 kernels   dilated kernels instead of large ones (the
+                    at dilation 1,2,3,4        reference code's option; stride-1 blocks only)
+==================  =========================  ===============================================
 
 The stem (a plain 3x3 conv) and the 1x1 convolutions are the same in every variant.
 
@@ -39,7 +39,7 @@ The budget (the defaults of :func:`run_study` and of the command): 10 epochs of 
 machine's 2 cores, estimated from measured step times (taken while other jobs shared the cores, and the
 unloaded 15-epoch reference run); the recipe's own budget (15 epochs of 50,000 images at width 0.5) would
 take about 43 hours. The
-full reasoning is :data:`BUDGET`, printed in ``docs/results/kernel-study.md``.
+full reasoning is ``BUDGET``, printed in ``docs/results/kernel-study.md``.
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ class Variant:
 
     @property
     def largest_kernel(self) -> int:
-        """The largest kernel (its window, for dilated kernels): the x position in the figures."""
+        """The largest kernel size (for dilated kernels, the window they span), the x position in the figures."""
         return max(self.kernel_sizes)
 
     def model_kwargs(self, width: float) -> dict:
@@ -137,7 +137,7 @@ _SECONDS_PER_MMAC_STEP = 2.05 / 25.9  # unloaded, batch 256: the 15-epoch refere
 
 
 def budget_text(epochs=DEFAULT_EPOCHS, width=DEFAULT_WIDTH, limit=DEFAULT_LIMIT) -> str:
-    """The "why this budget" paragraph (:data:`BUDGET`) for these settings, with its arithmetic done."""
+    """The "why this budget" paragraph (``BUDGET``) for these settings, with its arithmetic done."""
     steps = max(1, limit // 256)
     seconds = 2 * steps * epochs * _MACS_SUM[0.25] * _SECONDS_PER_MMAC_STEP
     total = seconds / 3600 + 20 * epochs * 5 / 3600
@@ -303,7 +303,7 @@ def run_study(out="runs/study/kernels", variants=None, seeds=DEFAULT_SEEDS, epoc
     """Train every (variant, seed) run that is not finished, then :func:`collect` the results.
 
     ``out``: the study's directory (one run directory per variant and seed). ``variants``: names
-    from :data:`VARIANTS` (None: all). ``data``: the CIFAR-10 root (None: ``$MINIMIX_DATA``, as
+    from ``VARIANTS`` (None: all). ``data``: the CIFAR-10 root (None: ``$MINIMIX_DATA``, as
     ``train``). ``dataset``: the four arrays of :func:`load_data` instead (tests). ``results``: where
     the table, figures and page go (None: nowhere). ``on_step``: see :func:`train_run`. Prints which run it is on (k of n), whether it
     starts, resumes or skips it, and an estimate of the time left. Returns the rows of

@@ -74,8 +74,15 @@ def _arrays(state_dict) -> dict:
     return arrays
 
 
-def _atomic_write(path: Path, write):
-    """Call ``write(binary_file)`` on a temporary file next to ``path``, then rename it to ``path``."""
+def atomic_write(path, write) -> Path:
+    """Call ``write(binary_file)`` on a temporary file next to ``path`` (``.NAME.<8 hex>.tmp``, its own
+    name, so two processes writing the same path never share one), then rename it to ``path``.
+
+    Readers see either the old file or the complete new one, never half of it; an error or a kill
+    during ``write`` leaves the old file as it was (a kill can leave the temporary file behind).
+    Used by ``save`` and by the training checkpoints (``minimix.training.checkpoint``).
+    """
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -86,6 +93,7 @@ def _atomic_write(path: Path, write):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return path
 
 
 def _write_npz(f, arrays: dict):
@@ -117,7 +125,7 @@ def save(state_dict: dict, path) -> None:
     arrays = _arrays(state_dict)
     path = Path(path)
     if suffix == ".npz":
-        _atomic_write(path, lambda f: _write_npz(f, arrays))
+        atomic_write(path, lambda f: _write_npz(f, arrays))
         return
     st = _safetensors_numpy("minimix.save")
     # (np.ascontiguousarray would turn a 0-d array into shape (1,))
@@ -127,7 +135,7 @@ def save(state_dict: dict, path) -> None:
     except Exception as err:  # e.g. a dtype the format has no code for
         raise TypeError(f"minimix.save: safetensors cannot store this state dict ({err}); "
                         f"dtypes: {sorted({str(v.dtype) for v in arrays.values()})}") from err
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
 
 
 def load(path) -> dict:

@@ -414,7 +414,8 @@ def test_stale_temporaries_are_removed_when_a_run_starts_or_resumes(tmp_path):
     """Item 4: a kill during a write leaves .<name>.tmp files; the next process that takes the run's lock
     removes them, and nothing else."""
     make_trainer(mlp, small_config(epochs=1), run_dir=tmp_path).fit()
-    stale = [".epoch-002-0badc0de.npz.tmp", ".last.json.tmp", ".best.json.tmp", ".metrics.csv.tmp"]
+    stale = [".epoch-002-0badc0de.npz.tmp", ".last.json.tmp", ".best.json.tmp", ".metrics.csv.tmp",
+             ".last.json.1a2b3c4d.tmp", ".epoch-003-1f2e3d4c.npz.0badc0de.tmp"]  # with atomic_write's token
     kept = [".notes.tmp", "epoch-002-0badc0de.npz.tmp", ".epoch-002-0badc0de.npz", "notes.txt"]
     for name in stale + kept:
         (tmp_path / name).write_bytes(b"PK\x03\x04 partial")

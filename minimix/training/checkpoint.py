@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import secrets
 import stat
@@ -38,37 +37,21 @@ from pathlib import Path
 
 import numpy as np
 
+from ..serialization import atomic_write  # the one atomic writer, shared with minimix.save
+
 FORMAT = "minimix-checkpoint-1"
 _ARRAY = "__array__"  # JSON marker: this value is the array stored in the .npz under this key
 _INT_KEYS = "__int_keys__"  # JSON marker: a dict whose keys were ints (optimizer state by parameter index)
 
 
-# The temporary files ``atomic_write`` makes in a run directory: ``.epoch-003-1f2e3d4c.npz.tmp``,
-# ``.last.json.tmp``, ``.best.json.tmp``, ``.metrics.csv.tmp``.
-STALE_TEMPORARY = re.compile(r"\.(epoch-\d+-[0-9a-f]+\.npz|last\.json|best\.json|metrics\.csv)\.tmp")
+# The temporary files ``atomic_write`` makes in a run directory: ``.epoch-003-1f2e3d4c.npz.<token>.tmp``,
+# ``.last.json.<token>.tmp``, ``.best.json.<token>.tmp``, ``.metrics.csv.<token>.tmp`` (8 hex digits
+# of token; older versions wrote them without one).
+STALE_TEMPORARY = re.compile(r"\.(epoch-\d+-[0-9a-f]+\.npz|last\.json|best\.json|metrics\.csv)\.(?:[0-9a-f]{8}\.)?tmp")
 
 
 class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupted, truncated, or does not match its partner."""
-
-
-def atomic_write(path, write) -> Path:
-    """Call ``write(binary_file)`` on a temporary file, then atomically rename it to ``path``.
-
-    Readers see either the old file or the complete new one, never half of it.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 # -- nested state <-> (JSON tree, arrays) ---------------------------------------------------------

@@ -18,6 +18,7 @@ Threads as in ``pointwise``: the images are split into one chunk per thread (``r
 the products are single-threaded BLAS calls, and the epilogue is a Numba function that
 releases the GIL (``nogil=True``), so the threads run it side by side.
 """
+import functools
 import warnings
 
 import numpy as np
@@ -41,44 +42,50 @@ def _signatures():
     return sigs
 
 
-# parallel=True without a prange: this function runs on the calling thread (the Python threads of
-# run_chunks call it side by side, nogil), but compiled through Numba's parallel pipeline its loops
-# vectorize, SiLU's exp included; the plain pipeline left them scalar, 6-7x slower (measured). The
-# signatures are compiled (or loaded from the cache) at import, where the warning that no loop was
-# parallelised is silenced without touching the process's warning filters at run time.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", NumbaPerformanceWarning)
-
-    @njit(_signatures(), nogil=True, parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
-    def _epilogue(y, coef, kind, consts, residual, has_residual):
-        """In place, for y (B, O, P): y[n, o] = act(y[n, o] * coef[0, o] + coef[1, o]), then + residual[n, o]
-        when ``has_residual`` (residual (B, O, P); else ignored). kind, consts: as ``norm_act_numba``."""
-        B, O, P = y.shape
-        for n in range(B):
-            for o in range(O):
-                row = y[n, o]
-                affine_act(row, row, coef[0, o], coef[1, o], kind, consts)
-                if has_residual:
-                    add = residual[n, o]
-                    for p in range(P):
-                        row[p] += add[p]
-
-
-    @njit([types.void(t[:, :, ::1], t[:, :, ::1], t[:, ::1], t[:, ::1]) for t in (types.float32, types.float64)],
-          nogil=True, parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
-    def _gate_backward(u, x, gate, g_gate):
-        """For u = dL/d(x * gate) (B, C, P), in place: g_gate[n, c] = sum_p u[n, c, p] * x[n, c, p], then
-        u[n, c] *= gate[n, c] (u becomes dL/dx). Sums in float64."""
-        B, C, P = u.shape
-        for n in range(B):
-            for c in range(C):
-                row, xs, total = u[n, c], x[n, c], 0.0
+# parallel=True without a prange: these functions run on the calling thread (the Python threads of
+# run_chunks call them side by side, nogil), but compiled through Numba's parallel pipeline their loops
+# vectorize, SiLU's exp included; the plain pipeline left them scalar, 6-7x slower (measured). They are
+# compiled for their signatures (or loaded from the cache) on first use, not at import: compiling a
+# parallel function starts Numba's thread pool, and importing minimix must change no process-wide state
+# (minimix.perf.configure chooses the pool). The warning that no loop was parallelised is silenced
+# there, without touching the process's warning filters at run time.
+def _epilogue_py(y, coef, kind, consts, residual, has_residual):
+    """In place, for y (B, O, P): y[n, o] = act(y[n, o] * coef[0, o] + coef[1, o]), then + residual[n, o]
+    when ``has_residual`` (residual (B, O, P); else ignored). kind, consts: as ``norm_act_numba``."""
+    B, O, P = y.shape
+    for n in range(B):
+        for o in range(O):
+            row = y[n, o]
+            affine_act(row, row, coef[0, o], coef[1, o], kind, consts)
+            if has_residual:
+                add = residual[n, o]
                 for p in range(P):
-                    total += row[p] * xs[p]
-                g_gate[n, c] = total
-                scale = gate[n, c]
-                for p in range(P):
-                    row[p] *= scale
+                    row[p] += add[p]
+
+
+def _gate_backward_py(u, x, gate, g_gate):
+    """For u = dL/d(x * gate) (B, C, P), in place: g_gate[n, c] = sum_p u[n, c, p] * x[n, c, p], then
+    u[n, c] *= gate[n, c] (u becomes dL/dx). Sums in float64."""
+    B, C, P = u.shape
+    for n in range(B):
+        for c in range(C):
+            row, xs, total = u[n, c], x[n, c], 0.0
+            for p in range(P):
+                total += row[p] * xs[p]
+            g_gate[n, c] = total
+            scale = gate[n, c]
+            for p in range(P):
+                row[p] *= scale
+
+
+@functools.cache
+def _compiled():
+    """(epilogue, gate_backward): the two kernels above, compiled for float32 and float64 on first use."""
+    options = dict(nogil=True, parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
+    gate_sigs = [types.void(t[:, :, ::1], t[:, :, ::1], t[:, ::1], t[:, ::1]) for t in (types.float32, types.float64)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumbaPerformanceWarning)
+        return njit(_signatures(), **options)(_epilogue_py), njit(gate_sigs, **options)(_gate_backward_py)
 
 
 def _bounds(sizes):
@@ -126,7 +133,7 @@ def pointwise_bn_act(x, weights, in_splits, coef, activation=None, *, residual=N
                 wb = wi if gate is None else wi[None] * gate[a:b, None, part_in]  # (O_i, C_i) or per image
                 np.matmul(wb, x3[a:b, part_in], out=y[a:b, part_out])
             if coef is not None:
-                _epilogue(y[a:b], coef, kind, consts, r3[a:b] if residual is not None else r3, residual is not None)
+                _compiled()[0](y[a:b], coef, kind, consts, r3[a:b] if residual is not None else r3, residual is not None)
 
     threads.run_chunks(chunk, n, max(1, _MIN_CHUNK_ELEMENTS // max(1, (c + o) * hw)))
     return y.reshape(n, o, h, w)
@@ -161,7 +168,7 @@ def excite_pointwise_backward(gy, x, gate, weights, in_splits, need=(True, True,
                 b = min(stop, a + step)
                 for wi, part_in, part_out in groups:
                     np.matmul(wi.T, gy3[a:b, part_out], out=gx[a:b, part_in])
-                _gate_backward(gx[a:b], x3[a:b], gate[a:b], g_gate[a:b])
+                _compiled()[1](gx[a:b], x3[a:b], gate[a:b], g_gate[a:b])
         if not want_w:
             return None
         sums = [np.zeros(wi.shape, dtype=dtype) for wi in weights]

@@ -125,6 +125,7 @@ def pointwise_bn_act(x, weights, in_splits, coef, activation=None, *, residual=N
     kind, consts = ACTIVATIONS[activation], exp_constants(dtype)
     groups = list(zip(weights, _bounds(in_splits), _bounds(out_splits)))
     step = max(1, _BLOCK_BYTES // max(1, o * hw * dtype.itemsize))
+    epilogue = _compiled()[0]  # compiled here, on the calling thread, not by two chunk threads at once
 
     def chunk(start, stop):
         for a in range(start, stop, step):
@@ -133,7 +134,7 @@ def pointwise_bn_act(x, weights, in_splits, coef, activation=None, *, residual=N
                 wb = wi if gate is None else wi[None] * gate[a:b, None, part_in]  # (O_i, C_i) or per image
                 np.matmul(wb, x3[a:b, part_in], out=y[a:b, part_out])
             if coef is not None:
-                _compiled()[0](y[a:b], coef, kind, consts, r3[a:b] if residual is not None else r3, residual is not None)
+                epilogue(y[a:b], coef, kind, consts, r3[a:b] if residual is not None else r3, residual is not None)
 
     threads.run_chunks(chunk, n, max(1, _MIN_CHUNK_ELEMENTS // max(1, (c + o) * hw)))
     return y.reshape(n, o, h, w)
@@ -161,6 +162,7 @@ def excite_pointwise_backward(gy, x, gate, weights, in_splits, need=(True, True,
     g_gate = np.empty((n, c), dtype=dtype) if want_x or want_gate else None
     step = max(1, _BLOCK_BYTES // max(1, c * hw * dtype.itemsize))
     partial = max(1, min(32, (1 << 18) // max(1, max(wi.size for wi in weights))))  # images per batched product
+    gate_backward = _compiled()[1]  # compiled here, on the calling thread (see pointwise_bn_act)
 
     def chunk(start, stop):
         if gx is not None:
@@ -168,7 +170,7 @@ def excite_pointwise_backward(gy, x, gate, weights, in_splits, need=(True, True,
                 b = min(stop, a + step)
                 for wi, part_in, part_out in groups:
                     np.matmul(wi.T, gy3[a:b, part_out], out=gx[a:b, part_in])
-                _compiled()[1](gx[a:b], x3[a:b], gate[a:b], g_gate[a:b])
+                gate_backward(gx[a:b], x3[a:b], gate[a:b], g_gate[a:b])
         if not want_w:
             return None
         sums = [np.zeros(wi.shape, dtype=dtype) for wi in weights]

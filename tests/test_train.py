@@ -259,6 +259,22 @@ def test_a_log_without_phase_columns_still_reads(tmp_path):
     assert log["test_acc"].tolist() == [0.2] and not any(c in log for c in PHASE_COLUMNS)
 
 
+def _assert_same_weights_and_optimizer(resumed, straight):
+    """Every weight, buffer and optimizer state array of the resumed run equals the straight run's exactly."""
+    for name, value in straight.model.state_dict().items():
+        np.testing.assert_array_equal(resumed.model.state_dict()[name], value, err_msg=name)
+    for index, buffers in straight.optimizer.state_dict()["state"].items():
+        for key, value in buffers.items():
+            np.testing.assert_array_equal(resumed.optimizer.state_dict()["state"][index][key], value)
+
+
+def _assert_same_history_but_timing(resumed, straight):
+    """The per-epoch metrics are equal except the timings (wall clock differs between the runs)."""
+    timing = ("seconds", "images_per_s") + PHASE_COLUMNS
+    strip = [{k: v for k, v in h.items() if k not in timing} for h in straight.history]
+    assert [{k: v for k, v in h.items() if k not in timing} for h in resumed.history] == strip
+
+
 def test_resume_continues_bit_for_bit(tmp_path):
     """Train 2 epochs straight vs 1 epoch, crash, resume: identical per-step losses and final state."""
     straight_losses = []
@@ -292,17 +308,11 @@ def test_resume_continues_bit_for_bit(tmp_path):
 
     assert len(losses) == len(straight_losses) == 6
     assert losses == straight_losses  # exactly equal floats
-    for name, value in straight.model.state_dict().items():
-        np.testing.assert_array_equal(resumed.model.state_dict()[name], value, err_msg=name)
-    for index, buffers in straight.optimizer.state_dict()["state"].items():
-        for key, value in buffers.items():
-            np.testing.assert_array_equal(resumed.optimizer.state_dict()["state"][index][key], value)
+    _assert_same_weights_and_optimizer(resumed, straight)
     # dropout draws from minimix's generator: the resumed run leaves it where the straight one did
     assert minimix.random.get_state() == straight_rng
     assert load_checkpoint(tmp_path / "run")["rng"] == load_checkpoint(tmp_path / "straight")["rng"]
-    timing = ("seconds", "images_per_s") + PHASE_COLUMNS
-    strip = [{k: v for k, v in h.items() if k not in timing} for h in straight.history]
-    assert [{k: v for k, v in h.items() if k not in timing} for h in resumed.history] == strip
+    _assert_same_history_but_timing(resumed, straight)
 
 
 def test_resume_refuses_a_different_recipe(tmp_path):
@@ -674,17 +684,11 @@ def test_resume_from_a_mid_epoch_checkpoint_continues_bit_for_bit(tmp_path):
     resumed.fit()
 
     assert losses == straight_losses  # exactly equal floats, 3 + 2 + 1 steps
-    for name, value in straight.model.state_dict().items():
-        np.testing.assert_array_equal(resumed.model.state_dict()[name], value, err_msg=name)
-    for index, buffers in straight.optimizer.state_dict()["state"].items():
-        for key, value in buffers.items():
-            np.testing.assert_array_equal(resumed.optimizer.state_dict()["state"][index][key], value)
+    _assert_same_weights_and_optimizer(resumed, straight)
     assert minimix.random.get_state() == straight_rng
     final = load_checkpoint(tmp_path / "run")
     assert (final["epoch"], final["step"]) == (2, 0)
-    timing = ("seconds", "images_per_s") + PHASE_COLUMNS
-    strip = [{k: v for k, v in h.items() if k not in timing} for h in straight.history]
-    assert [{k: v for k, v in h.items() if k not in timing} for h in resumed.history] == strip
+    _assert_same_history_but_timing(resumed, straight)
 
 
 def test_a_mid_epoch_checkpoint_with_a_wrong_step_is_refused(tmp_path):

@@ -110,6 +110,15 @@ def test_erf_matches_torch(dtype):
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-15 if dtype == np.float64 else 2e-7)
 
 
+@DTYPES
+def test_relu_at_inf_and_nan_matches_torch(dtype):
+    """relu(-inf) = 0, relu(inf) = inf, relu(NaN) = NaN; the gradient passes at NaN and inf (torch's
+    rule: blocked only where x <= 0)."""
+    x = np.array([-np.inf, -1.0, -0.0, 0.0, 0.5, np.inf, np.nan])
+    out = check_parity(lambda t: F.relu(t), TF.relu, [x], dtype, grad_outputs=[np.arange(1.0, 8.0)])
+    assert np.isnan(out[0].data[-1]) and out[0].data[0] == 0  # the case reaches the non-finite values
+
+
 def test_activation_keeps_graph_and_composes():
     """A small chain: gradients flow through several activations into one input, as in torch."""
     x = randn(3, 4)

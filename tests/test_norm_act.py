@@ -76,6 +76,24 @@ def test_silu_saturates_without_overflow(dtype):
                      [x, np.ones(2), np.zeros(2)], dtype)
 
 
+@DTYPES
+def test_relu_of_an_overflowing_pre_activation_is_torchs(dtype):
+    """gamma * x beyond the dtype's range: z = -inf gives ReLU 0 (not 0 * -inf = NaN), z = +inf gives inf,
+    and a NaN input stays NaN, as in torch; the gradient through them is torch's too."""
+    bn = _module(2, dtype, False, "relu")
+    bn.running_mean[:], bn.running_var[:] = 0, 1 - 1e-3  # z = gamma * x + beta exactly
+    big = float(np.finfo(dtype).max) / 2
+    x = np.array([-big, -1.0, 0.5, big, np.nan, -big, 2.0, 3.0]).reshape(1, 2, 2, 2)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = check_parity(_run(bn),
+                           lambda x, w, b: torch.relu(torch.nn.functional.batch_norm(
+                               x, torch.zeros(2, dtype=x.dtype), torch.full((2,), 1 - 1e-3, dtype=x.dtype), w, b,
+                               training=False, eps=1e-3)),
+                           [x, np.full(2, 10.0), np.zeros(2)], dtype)
+    y = out[0].data.ravel()
+    assert y[0] == 0 and y[5] == 0 and y[3] == np.inf and np.isnan(y[4])  # the case reaches the overflow
+
+
 def test_module_equals_batch_norm_then_activation():
     """BatchNormAct2d(c, act_layer=SiLU)(x) == SiLU()(BatchNorm2d(c)(x)), running statistics included."""
     mm.manual_seed(0)

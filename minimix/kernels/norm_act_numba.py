@@ -15,7 +15,7 @@ Notation for one channel c, over its M = N*H*W values (x as (N, C, P), P = H*W):
 
 Backward, given g = dL/dy: first through the activation, gz = g * act'(z), with
 
-    relu'(z) = [z > 0],   silu'(z) = s * (1 + z * (1 - s)),  s = sigmoid(z)
+    relu'(z) = [not z <= 0] (1 for NaN, as torch),   silu'(z) = s * (1 + z * (1 - s)),  s = sigmoid(z)
 
 then through BatchNorm (the textbook formula; mean and var depend on x in training)::
 
@@ -63,8 +63,8 @@ def _act(z, kind, c):
     """act(z) for kind IDENTITY, RELU or SILU; c = exp_constants(z's dtype), whose last entry is 1."""
     if kind == SILU:
         return z / (c[c.size - 1] + exp(-z, c))
-    if kind == RELU:
-        return z if z > 0 else 0.0 * z
+    if kind == RELU:  # z > 0 and NaN pass through; 0 in z's dtype otherwise (also for z = -inf)
+        return z if z > 0 or z != z else c[c.size - 1] - c[c.size - 1]
     return z
 
 
@@ -80,8 +80,8 @@ def _act_grad(z, y, kind, one):
     if kind == SILU:
         s = y / z if z != 0 else one / (one + one)
         return s + y * (one - s)
-    if kind == RELU:
-        return one if z > 0 else one - one
+    if kind == RELU:  # torch's rule: 0 where z <= 0, so a NaN z passes the gradient on
+        return one - one if z <= 0 else one
     return one
 
 

@@ -145,10 +145,10 @@ class Sqrt(Function):
 
 
 class ReLU(Function):
-    """max(x, 0); the gradient passes where x > 0."""
+    """max(x, 0) (NaN stays NaN); the gradient passes except where x <= 0, so also at NaN, as in torch."""
 
     def forward(self, x):
-        self.mask = x > 0
+        self.mask = ~(x <= 0)
         return np.maximum(x, 0)
 
     def backward(self, g):

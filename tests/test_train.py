@@ -259,6 +259,23 @@ def test_a_log_without_phase_columns_still_reads(tmp_path):
     assert log["test_acc"].tolist() == [0.2] and not any(c in log for c in PHASE_COLUMNS)
 
 
+def test_time_to_accuracy_and_the_run_description():
+    """Three epochs of 100 s (+ 10 s of testing each) at 50 images/s, test accuracy 0.5, 0.82, 0.86: 80% is
+    reached after epoch 2 (220 s), 85% after epoch 3 (330 s), 90% never; an old log counts no test time."""
+    from minimix.training.metrics import describe_run, time_to_accuracy
+
+    log = {"epoch": np.array([1.0, 2, 3]), "test_acc": np.array([0.5, 0.82, 0.86]),
+           "seconds": np.full(3, 100.0), "images_per_s": np.full(3, 50.0), "eval_seconds": np.full(3, 10.0)}
+    assert time_to_accuracy(log, 0.80) == 220 and time_to_accuracy(log, 0.85) == 330
+    assert time_to_accuracy(log, 0.90) is None
+    text = describe_run(log, thresholds=(0.80, 0.90))
+    assert "3 epochs; test accuracy 86.00% after the last" in text and "300 s (5.0 min) at 50 images/s" in text
+    assert "plus 30 s of test-set evaluation: 5.5 min" in text
+    assert "time to 80% test accuracy: 220 s (3.7 min)" in text and "time to 90% test accuracy: not reached" in text
+    del log["eval_seconds"]
+    assert time_to_accuracy(log, 0.80) == 200 and "(test-set evaluation not recorded)" in describe_run(log)
+
+
 def _assert_same_weights_and_optimizer(resumed, straight):
     """Every weight, buffer and optimizer state array of the resumed run equals the straight run's exactly."""
     for name, value in straight.model.state_dict().items():

@@ -67,3 +67,34 @@ def read_log(path) -> dict:
     log.update({c: np.array([float(r[c]) if r.get(c) else np.nan for r in rows])
                 for c in PHASE_COLUMNS if c in rows[0]})
     return log
+
+
+def time_to_accuracy(log: dict, threshold: float) -> float | None:
+    """Seconds from the start of training until the end of the first epoch whose test accuracy is at
+    least ``threshold`` (a fraction), counting each epoch's ``seconds`` and, where recorded, its
+    ``eval_seconds`` (the test that measured it); None if no epoch reached it."""
+    eval_seconds = np.nan_to_num(log.get("eval_seconds", np.zeros_like(log["seconds"])))
+    elapsed = np.cumsum(log["seconds"] + eval_seconds)
+    reached = np.flatnonzero(log["test_acc"] >= threshold)
+    return float(elapsed[reached[0]]) if reached.size else None
+
+
+def describe_run(log: dict, thresholds=(0.80, 0.85)) -> str:
+    """A few lines summing up a metrics log: epochs, last and best test accuracy, the training time
+    (steps + data + checkpoints, and test-set evaluation where recorded), images/s over the whole run,
+    and the time to reach each accuracy in ``thresholds``."""
+    last, best = len(log["epoch"]) - 1, int(np.argmax(log["test_acc"]))
+    train_s = float(log["seconds"].sum())
+    images = float((log["seconds"] * log["images_per_s"]).sum())
+    eval_s = log.get("eval_seconds")
+    recorded = eval_s is not None and not np.isnan(eval_s).any()
+    lines = [f"{len(log['epoch'])} epochs; test accuracy {log['test_acc'][last]:.2%} after the last "
+             f"(best {log['test_acc'][best]:.2%}, epoch {int(log['epoch'][best])})",
+             f"training {train_s:.0f} s ({train_s / 60:.1f} min) at {images / train_s:.0f} images/s"
+             + (f", plus {eval_s.sum():.0f} s of test-set evaluation: {(train_s + eval_s.sum()) / 60:.1f} min"
+                if recorded else " (test-set evaluation not recorded)")]
+    for threshold in thresholds:
+        seconds = time_to_accuracy(log, threshold)
+        lines.append(f"time to {threshold:.0%} test accuracy: "
+                     + (f"{seconds:.0f} s ({seconds / 60:.1f} min)" if seconds is not None else "not reached"))
+    return "\n".join(lines)

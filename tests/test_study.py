@@ -9,13 +9,16 @@ import numpy as np
 import pytest
 from conftest import require
 
+import minimix as mm
 from minimix import nn
 from minimix.cli import main
+from minimix.data import DataLoader
 from minimix.models import mixnet_cifar
 from minimix.nn.mixconv import DilatedMixConv2d
 from minimix.study import kernels
 from minimix.study.kernels import VARIANTS
-from minimix.training import read_checkpoint
+from minimix.training import load_weights, read_checkpoint
+from minimix.training.recipe import build_model
 
 require("matplotlib", "the study draws its figures with matplotlib")
 
@@ -117,16 +120,26 @@ def test_tiny_study_trains_every_run_and_collects(study):
         table = list(csv.DictReader(handle))
     assert [row["variant"] for row in table] == ["k3", "mix35"]
     assert list(table[0]) == ["variant", "kernel_sizes", "split", "dilated", "params", "macs", "epochs", "width",
-                              "limit", "seeds", "acc_seed0", "acc_seed1", "mean", "min", "max", "spread", "std",
+                              "limit", "seeds", "test_images", "acc_seed0", "acc_seed1", "mean", "min", "max", "spread", "std",
                               "train_seconds_per_epoch", "wall_seconds_per_epoch", "rf", "erf50", "erf90", "cpu",
                               "commit"]
     k3 = table[0]
     accs = [float(k3["acc_seed0"]), float(k3["acc_seed1"])]
     assert float(k3["mean"]) == pytest.approx(np.mean(accs), abs=1e-4)
     assert float(k3["spread"]) == pytest.approx(max(accs) - min(accs), abs=1e-4)
-    # the accuracy is the last epoch's of each run, as its checkpoint holds it
-    state = json.loads((root / "runs" / "k3" / "seed1" / "last.json").read_text())["state"]
-    assert float(k3["acc_seed1"]) == pytest.approx(state["history"][-1]["test_acc"], abs=1e-4)
+    # the accuracy is the final weights' on the WHOLE test set (20 images here), not the last epoch's on its
+    # 10-image subset: recomputed here with the unfused model in eval mode, outside the study's code
+    assert k3["test_images"] == "20"
+    model = build_model("mixnet_cifar", VARIANTS["k3"].model_kwargs(0.25))
+    _, state, _ = read_checkpoint(root / "runs" / "k3" / "seed1")
+    load_weights(model, state["model"])
+    model.eval()
+    images, labels = next(iter(DataLoader(DATASET[2], DATASET[3], batch_size=20, shuffle=False)))
+    with mm.no_grad():
+        expected = float((model(mm.Tensor(images)).data.argmax(axis=1) == labels).mean())
+    assert float(k3["acc_seed1"]) == pytest.approx(expected, abs=1e-4)
+    final = json.loads((root / "runs" / "k3" / "seed1" / "final-test.json").read_text())
+    assert (final["images"], final["epoch"]) == (20, 1) and final["test_acc"] == pytest.approx(expected)
     assert (int(k3["params"]), int(k3["macs"])) == (228_266, 8_518_016)  # summary() of mixnet_cifar w0.25 k3
     assert int(table[1]["rf"]) > int(k3["rf"]) > 32 and float(k3["erf50"]) > 0
     assert k3["commit"] and "cores" in k3["cpu"]

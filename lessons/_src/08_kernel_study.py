@@ -99,7 +99,7 @@ separation = yours_or_library(check_seed_separation(separation), separation, ker
 # ## 3. The committed results
 #
 # The study's results live in `docs/results/`: `kernel-study.csv` (one row per variant: parameters,
-# multiply-accumulates, the test accuracy after the last epoch of each seed, mean, min, max, standard
+# multiply-accumulates, each seed's test accuracy (its final weights on all 10,000 test images), mean, min, max, standard
 # deviation, seconds per epoch, the receptive fields), `kernel-study-runs.csv` (one row per run, with its full
 # recipe and the commit that trained it), two figures and `kernel-study.md`, which also says why its budget
 # was chosen.

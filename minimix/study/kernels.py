@@ -31,15 +31,14 @@ CPU of every session that trained it. After the runs, :func:`collect` writes the
 one row per variant (``kernel-study.csv``), one row per run (``kernel-study-runs.csv``), two
 figures and the table of ``kernel-study.md``.
 
-The accuracy of a run is its test accuracy after its LAST epoch (not its best epoch: picking the
-best of several evaluations on the test set would flatter every variant by its noise).
+The accuracy of a run is the test accuracy of its final weights on all 10,000 test images (not its
+best epoch: picking the best of several evaluations on the test set would flatter every variant by its
+noise), measured once when the run finishes (:func:`final_test`).
 
-The budget (the defaults of :func:`run_study` and of the command): 10 epochs of 20,000 training images
-(batch 256, 78 steps per epoch) at width 0.25, seeds 0 and 1: about 5.7 hours for the 20 runs on this
-machine's 2 cores, estimated from measured step times (taken while other jobs shared the cores, and the
-unloaded 15-epoch reference run); the recipe's own budget (15 epochs of 50,000 images at width 0.5) would
-take about 43 hours. The
-full reasoning is ``BUDGET``, printed in ``docs/results/kernel-study.md``.
+The budget (the defaults of :func:`run_study` and of the command): 5 epochs of 12,800 training images
+(batch 256, 50 steps per epoch) at width 0.25, seeds 0 and 1: about 4.5 hours for the 20 runs on this
+machine's 2 cores, from training steps of every variant measured on it. The full reasoning is ``BUDGET``,
+printed in ``docs/results/kernel-study.md``.
 """
 from __future__ import annotations
 
@@ -92,59 +91,69 @@ VARIANTS = {v.name: v for v in [
 
 # -- the budget ----------------------------------------------------------------------------------
 
-DEFAULT_EPOCHS = 10
+DEFAULT_EPOCHS = 5
 DEFAULT_WIDTH = 0.25
-DEFAULT_LIMIT = 20000
+DEFAULT_LIMIT = 12800
 DEFAULT_SEEDS = (0, 1)
+HOURS = 8  # the issue's limit for the whole study on this machine
+
+# Seconds per training step (batch 256, width 0.25, random 32x32 inputs, 2 threads): median of 4 steps,
+# all 10 variants interleaved round by round in one process (`python benchmarks/kernel_study_steps.py`),
+# 2026-12-02 06:35 UTC, 2 vCPU Intel Xeon with AVX-512, otherwise idle.
+STEP_SECONDS = {"k3": 1.96, "k5": 2.30, "k7": 3.01, "k9": 3.67, "k11": 4.90, "mix35": 2.38, "mix357": 2.56,
+                "mix3579": 2.99, "mix3579-exp": 2.62, "mix3579-dilated": 3.16}
+# Test images per second of the fused model at batch 500, same host and session: k3 577, mix3579-dilated 366, k11 206.
+TEST_IMAGES_PER_SECOND = 350
+HOST_NOISE = 1.3  # this host's speed moved by up to 40% within the 15-epoch reference run (README, "Results")
 
 BUDGET = """\
-The budget: {epochs} epochs of {limit:,} training images (the first {per_class:,} of each class;
-the test set is the same fraction, {test:,} images) at width {width}, seeds 0 and 1 for each of the
-10 variants (20 runs), then a third seed for the variants whose differences stay within the spread.
-Estimated: about {total_hours:.1f} of the 8 hours for the 20 runs.
+The budget: {epochs} epochs of {limit:,} training images (the first {per_class:,} of each class; each epoch
+also tests on the same fraction of the test set, {test:,} images, as a progress signal) at width {width},
+seeds 0 and 1 for each of the 10 variants (20 runs). A run's accuracy is its final weights' accuracy on
+all 10,000 test images (``final-test.json``): on 10,000 images the standard error of an accuracy near 70%
+is 0.46 points, on {test:,} it would be {subset_se:.1f}.
 
-What was measured (all on this machine's 2 cores, Intel Xeon, while five other jobs shared them: load
-average about 7, so the times are upper bounds, roughly 3x the unloaded ones). One training step of
-``mixnet_cifar`` at width 0.5 and batch 256 on the real CIFAR-10 data took 14.1 s for k11 (median of 10
-steps): 0.23 s per million multiply-accumulates (MACs) per image. The recipe's 15-epoch run of the default
-network (width 0.5, 25.9 M MACs), measured unloaded, took about 400 s per epoch of 195 steps (README,
-"Results"): 2.05 s per step, 0.079 s per M MACs, a third of the loaded figure. At width 0.25, the study's
-miniature (lesson 8: batch 16, loaded) ran k7 1.9x slower than k3 and mix357 1.45x, for 2.1x and 1.5x the
-MACs: the step time is close to proportional to the MACs. The 10 variants cost {macs_sum:.0f} M MACs per
-image together at width 0.25 (k3 8.5 M ... k11 33.9 M; {macs_sum_half:.0f} M at width 0.5).
+Measured (2 threads, batch 256, width 0.25, the 10 variants' training steps interleaved in one process on
+this machine, 2 vCPU Intel Xeon with AVX-512, otherwise idle): {step_list} seconds per step; together
+{step_sum:.1f} s for one step of every variant. The step time grows with the kernel: k11 costs {k11_over_k3:.1f}x k3.
 
-So: the recipe's own budget (15 epochs of 50,000 images at width 0.5, 2 seeds) would take about 2 x 2,925
-steps x {macs_sum_half:.0f} M x 0.079 s = {full_hours:.0f} hours, far over 8. At width 0.25 with {limit:,} images per
-epoch (batch 256 kept: {steps} steps per epoch; peak learning rate 0.1 by the recipe's small-run rule) and
-{epochs} epochs, a run is {total_steps} steps, and the 20 runs take about 2 x {total_steps} x {macs_sum:.0f} M x 0.079 s =
-{hours:.1f} hours plus about 5 s of testing per epoch (about 20 minutes): {total_hours:.1f} hours, leaving
-{left_hours:.1f} hours for a third seed of a few variants. Fewer images per epoch rather than fewer epochs on
-all 50,000: the steps cost the same, but short epochs keep the per-epoch test and checkpoint frequent (a
-run continued across sessions loses little) and the warmup + cosine schedule keeps its shape. Width 0.25
-halves the channels of the default network: in the first blocks (8 channels) each of 4 kernel sizes gets
-only 2 channels (1 with the exponential split), in the later blocks, where most of the computation is,
-6 to 72 per size. Whether this budget separates the variants is what the spread in the table says.
+So one seed of the study costs {step_sum:.1f} s x {steps_per_run:.0f} steps ({epochs} epochs x {limit:,} / 256)
+= {seed_hours:.2f} h of training, two seeds {train_hours:.1f} h; testing adds about {test_hours:.1f} h
+(per-epoch subsets and the final 10,000 images, at about {ips} images/s). Expected: {total_hours:.1f} h, or
+{noisy_hours:.1f} h if the host runs {noise:.0%} slower as it did during the 15-epoch reference run, leaving
+{left_hours:.1f} of the {hours} hours for a third seed of the variants whose differences stay within the spread
+(about {third:.1f} h per variant on average).
 
-These estimates are rough (per-MAC speed at width 0.25 is assumed equal to width 0.5's, and the dilated
-variant runs the reference MixConv forward). The runner prints an estimate of the time left after every
-epoch it trains: if, after the first epochs of the largest variants, it exceeds what is left of the 8
-hours, continue with fewer epochs in a new --out (a run's recipe cannot change once started).
+Why so small. The recipe's own budget (15 epochs of 50,000 images at width 0.5) takes 2 h 39 min for one
+run of the default network on this host (README, "Results"); 20 runs would take well over 50 hours. At width
+0.25 one run of all 50,000 images for {epochs} epochs would still be {full_hours:.0f} hours for the study.
+Fewer images per epoch rather than fewer epochs: the warmup (1 epoch) + cosine schedule keeps its shape,
+and per-epoch checkpoints stay frequent (a run continued across sessions loses little). Width 0.25 halves
+the channels of the default network: in the first blocks (8 channels) each of 4 kernel sizes gets only 2
+channels (1 with the exponential split), in the later blocks, where most of the computation is, 6 to 72
+per size. At this budget the networks are far from converged (the full recipe reaches 85%): the study
+compares how far each variant gets with the same small budget, which is not the paper's question at
+ImageNet scale. Whether it still separates the variants is what the seed spread in the table says.
 """
-
-# MACs per image (millions) of the 10 variants together, from minimix.models.summary (lesson 8 prints them)
-_MACS_SUM = {0.25: 157.5, 0.5: 332.8}
-_SECONDS_PER_MMAC_STEP = 2.05 / 25.9  # unloaded, batch 256: the 15-epoch reference run
 
 
 def budget_text(epochs=DEFAULT_EPOCHS, width=DEFAULT_WIDTH, limit=DEFAULT_LIMIT) -> str:
-    """The "why this budget" paragraph (``BUDGET``) for these settings, with its arithmetic done."""
-    steps = max(1, limit // 256)
-    seconds = 2 * steps * epochs * _MACS_SUM[0.25] * _SECONDS_PER_MMAC_STEP
-    total = seconds / 3600 + 20 * epochs * 5 / 3600
-    return BUDGET.format(epochs=epochs, width=width, limit=limit, per_class=limit // 10, test=limit // 5,
-                         steps=steps, total_steps=steps * epochs, hours=seconds / 3600, total_hours=total,
-                         left_hours=8 - total, macs_sum=_MACS_SUM[0.25], macs_sum_half=_MACS_SUM[0.5],
-                         full_hours=2 * 2925 * _MACS_SUM[0.5] * _SECONDS_PER_MMAC_STEP / 3600)
+    """The "why this budget" paragraph (``BUDGET``) for these settings, with its arithmetic done
+    from the measured ``STEP_SECONDS`` (which are for width 0.25)."""
+    step_sum = sum(STEP_SECONDS.values())
+    steps_per_run = epochs * limit / 256
+    seed_hours = step_sum * steps_per_run / 3600
+    test = limit // 5
+    test_hours = 2 * len(STEP_SECONDS) * (epochs * test + 10000) / TEST_IMAGES_PER_SECOND / 3600
+    total = 2 * seed_hours + test_hours
+    return BUDGET.format(
+        epochs=epochs, width=width, limit=limit, per_class=limit // 10, test=test,
+        subset_se=100 * math.sqrt(0.7 * 0.3 / max(test, 1)),
+        step_list=", ".join(f"{name} {seconds:.2f}" for name, seconds in STEP_SECONDS.items()),
+        step_sum=step_sum, steps_per_run=steps_per_run, seed_hours=seed_hours, train_hours=2 * seed_hours,
+        test_hours=test_hours, ips=TEST_IMAGES_PER_SECOND, total_hours=total, noisy_hours=total * HOST_NOISE,
+        noise=HOST_NOISE - 1, left_hours=HOURS - total * HOST_NOISE, hours=HOURS,
+        third=total * HOST_NOISE / 20, k11_over_k3=STEP_SECONDS["k11"] / STEP_SECONDS["k3"], full_hours=2 * step_sum * epochs * 50000 / 256 / 3600)
 
 
 # -- one run -------------------------------------------------------------------------------------
@@ -252,6 +261,54 @@ def train_run(run_dir, config, variant: Variant, data, log=print, progress=False
         return trainer.fit()
 
 
+FINAL_TEST_FILE = "final-test.json"  # per finished run: its weights' accuracy on the whole test set
+
+
+def read_final_test(run_dir) -> dict | None:
+    """The record :func:`final_test` kept in ``run_dir`` (None when there is none, or it is unreadable)."""
+    try:
+        record = json.loads((Path(run_dir) / FINAL_TEST_FILE).read_text())
+        return record if isinstance(record.get("test_acc"), float) and isinstance(record.get("images"), int) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def final_test(run_dir, test_images, test_labels, log=print) -> dict:
+    """The finished run's accuracy on the whole test set (``test_images``, ``test_labels``: all
+    10,000 CIFAR-10 test images), computed once and kept in ``run_dir/final-test.json``:
+    ``{"test_acc", "test_loss", "images", "epoch", "seconds"}``.
+
+    Why not the last epoch's test accuracy from the log: a run on ``--limit N`` images tests each
+    epoch on the same fraction of the test set (a cheap progress signal), and at 3,000 images an
+    accuracy near 70% has a standard error of sqrt(0.7 x 0.3 / 3000) = 0.8 points, as large as the
+    differences the study looks for. On 10,000 images it is 0.46 points, and every variant is
+    judged on the same images. The file is recomputed when its image count is not ``len(test_labels)``.
+    """
+    from ..data import DataLoader
+    from ..serialization import atomic_write
+    from ..training import evaluate, load_weights, read_checkpoint
+    from ..training.recipe import build_model
+
+    path = Path(run_dir) / FINAL_TEST_FILE
+    saved = read_final_test(run_dir)
+    if saved is not None and saved["images"] == len(test_labels):
+        return saved
+    _, state, config = read_checkpoint(run_dir)
+    if int(state["epoch"]) < config.epochs:
+        raise ValueError(f"{run_dir}: the run is not finished (epoch {state['epoch']} of {config.epochs}); "
+                         "its final test accuracy is measured once it is")
+    model = build_model(config.model, config.model_kwargs, num_classes=10)
+    load_weights(model, state["model"])
+    started = time.perf_counter()
+    result = evaluate(model, DataLoader(test_images, test_labels, batch_size=500, shuffle=False))
+    record = {"test_acc": result["acc"], "test_loss": result["loss"], "images": int(len(test_labels)),
+              "epoch": int(state["epoch"]), "seconds": round(time.perf_counter() - started, 1)}
+    atomic_write(path, lambda f: f.write((json.dumps(record, indent=1) + "\n").encode()))
+    log(f"{run_dir}: test accuracy on all {len(test_labels):,} test images {record['test_acc']:.2%} "
+        f"({record['seconds']:.0f} s)")
+    return record
+
+
 def check_recipe(run_dir, saved: dict, config):
     """Refuse (ValueError naming the differences) a run directory whose saved recipe ``saved`` (a dict)
     is not ``config`` (the dataset location aside): a row of the study is never two recipes."""
@@ -331,9 +388,10 @@ def run_study(out="runs/study/kernels", variants=None, seeds=DEFAULT_SEEDS, epoc
     log(f"kernel study in {out}: {len(runs)} runs ({len(chosen)} variants x seeds {seeds}), {epochs} epochs, "
         f"width {width}, {limit or 'all'} training images; {len(runs) - len(todo)} finished, "
         f"{len(todo)} to train")
+    full = None  # all the images; each run sees its balanced subsets (_limited), and is finally tested on all
     if todo:
-        dataset = _limited(load_data(root, None, log=log) if dataset is None else dataset, configs[todo[0][0].name,
-                                                                                                  todo[0][1]])
+        full = load_data(root, None, log=log) if dataset is None else dataset
+        dataset = _limited(full, configs[todo[0][0].name, todo[0][1]])
     epoch_seconds = []  # wall seconds of every epoch trained by this process (for the estimate)
     remaining = sum(configs[(v.name, s)].epochs - states[(v.name, s)][1] for v, s in todo)
     started = time.perf_counter()
@@ -358,16 +416,18 @@ def run_study(out="runs/study/kernels", variants=None, seeds=DEFAULT_SEEDS, epoc
         epoch_log.since = time.perf_counter()
         train_run(run_dir, configs[key], variant, dataset, log=epoch_log, progress=progress,
                   checkpoint_every=checkpoint_every, on_step=on_step)
+        final_test(run_dir, full[2], full[3], log=log)
     if todo:
         log(f"trained for {_duration(time.perf_counter() - started)}")
     if results is None:
         return []
-    return collect(out, results, dataset=dataset, data=root, log=log, erf_images=erf_images)
+    return collect(out, results, dataset=full, data=root, log=log, erf_images=erf_images)
 
 
 # -- collecting ------------------------------------------------------------------------------------
 
-RUN_COLUMNS = ["variant", "seed", "epochs", "width", "limit", "test_acc", "best_test_acc", "train_seconds_per_epoch",
+RUN_COLUMNS = ["variant", "seed", "epochs", "width", "limit", "test_acc", "test_images", "last_epoch_subset_acc",
+               "best_epoch_subset_acc", "train_seconds_per_epoch",
                "wall_seconds_per_epoch", "commit", "cpu", "recipe"]
 
 
@@ -451,20 +511,27 @@ def collect(out="runs/study/kernels", results="docs/results", dataset=None, data
     results.mkdir(parents=True, exist_ok=True)
     found = _finished_runs(out)
     images = _erf_images(dataset, data, erf_images, log) if found else None  # the first test images of each class
-    rows, run_rows = [], []
+    rows, run_rows, full = [], [], None
     for name, runs in found.items():
         variant = VARIANTS[name]
         config = runs[0][3]
         model = build_model(config.model, config.model_kwargs, num_classes=10)
         counted = summary(model, (3, 32, 32), verbose=False)
         fields = [receptive_fields(model, state, images) for _, _, state, _ in runs]
-        accs, seconds, walls, commits, cpus = {}, [], [], set(), set()
+        accs, seconds, walls, commits, cpus, test_images = {}, [], [], set(), set(), set()
         for seed, run_dir, state, cfg in runs:
             history = state["history"]
-            accs[seed] = history[-1]["test_acc"]
-            train_s = float(np.mean([h["seconds"] for h in history]))
-            wall_s = float(np.mean([h["seconds"] + h.get("eval_seconds", 0.0) + h.get("checkpoint_seconds", 0.0)
-                                    for h in history]))
+            final = read_final_test(run_dir)
+            if final is None:  # measured when the run finished; here only for runs of an older version
+                if full is None:
+                    full = load_data(data, None, log=log) if dataset is None else dataset
+                final = final_test(run_dir, full[2], full[3], log=log)
+            accs[seed] = final["test_acc"]
+            test_images.add(final["images"])
+            # medians, not means: an epoch slowed by other work on the machine (or a paused process) is one outlier
+            train_s = float(np.median([h["seconds"] for h in history]))
+            wall_s = float(np.median([h["seconds"] + h.get("eval_seconds", 0.0) + h.get("checkpoint_seconds", 0.0)
+                                      for h in history]))
             seconds.append(train_s)
             walls.append(wall_s)
             run_commit, run_cpu = _sessions(run_dir)
@@ -472,8 +539,9 @@ def collect(out="runs/study/kernels", results="docs/results", dataset=None, data
             cpus.add(run_cpu)
             run_rows.append({"variant": name, "seed": seed, "epochs": cfg.epochs,
                              "width": cfg.model_kwargs.get("width_multiplier"), "limit": cfg.limit or "",
-                             "test_acc": f"{accs[seed]:.4f}",
-                             "best_test_acc": f"{max(h['test_acc'] for h in history):.4f}",
+                             "test_acc": f"{accs[seed]:.4f}", "test_images": final["images"],
+                             "last_epoch_subset_acc": f"{history[-1]['test_acc']:.4f}",
+                             "best_epoch_subset_acc": f"{max(h['test_acc'] for h in history):.4f}",
                              "train_seconds_per_epoch": f"{train_s:.1f}", "wall_seconds_per_epoch": f"{wall_s:.1f}",
                              "commit": run_commit, "cpu": run_cpu,
                              "recipe": json.dumps({k: v for k, v in dataclasses.asdict(cfg).items() if k != "data"},
@@ -484,7 +552,7 @@ def collect(out="runs/study/kernels", results="docs/results", dataset=None, data
             "split": variant.split, "dilated": variant.dilated,
             "params": counted.total_params, "macs": counted.total_macs,
             "epochs": config.epochs, "width": config.model_kwargs.get("width_multiplier"), "limit": config.limit or "",
-            "seeds": " ".join(str(s) for s in accs),
+            "seeds": " ".join(str(s) for s in accs), "test_images": " ".join(map(str, sorted(test_images))),
             **{f"acc_seed{s}": f"{a:.4f}" for s, a in accs.items()},
             "mean": f"{values.mean():.4f}", "min": f"{values.min():.4f}", "max": f"{values.max():.4f}",
             "spread": f"{values.max() - values.min():.4f}",
@@ -496,7 +564,8 @@ def collect(out="runs/study/kernels", results="docs/results", dataset=None, data
         }
         rows.append(row)
     seeds = sorted({int(k[8:]) for row in rows for k in row if k.startswith("acc_seed")})
-    columns = (["variant", "kernel_sizes", "split", "dilated", "params", "macs", "epochs", "width", "limit", "seeds"]
+    columns = (["variant", "kernel_sizes", "split", "dilated", "params", "macs", "epochs", "width", "limit", "seeds",
+                "test_images"]
                + [f"acc_seed{s}" for s in seeds]
                + ["mean", "min", "max", "spread", "std", "train_seconds_per_epoch", "wall_seconds_per_epoch",
                   "rf", "erf50", "erf90", "cpu", "commit"])
@@ -727,6 +796,8 @@ def table_markdown(rows) -> str:
     lines.append(f"{first['epochs']} epochs, width {first['width']}, "
                  f"{first['limit'] or 50000} training images; CPU: {first['cpu']}; commit(s): "
                  + ", ".join(sorted({row['commit'] for row in rows})) + ".")
+    lines.append(f"Test accuracy: each seed's final weights on {first.get('test_images') or 'all the'} test images. "
+                 "s/epoch: median wall seconds per epoch (training, testing the subset, checkpoint).")
     lines.append("RF: theoretical receptive field of the last block (pixels); ERF: sides of the centred squares "
                  "holding 50% / 90% of its effective receptive field on 8 test images, after training.")
     return "\n".join(lines)
@@ -751,6 +822,6 @@ def write_page(rows, path):
     return path
 
 
-__all__ = ["Variant", "VARIANTS", "BUDGET", "budget_text", "run_study", "train_run", "study_config", "run_directory",
-           "run_state", "check_recipe", "load_data", "collect", "receptive_fields", "read_results", "plot_results", "separation", "compare",
+__all__ = ["Variant", "VARIANTS", "BUDGET", "STEP_SECONDS", "budget_text", "run_study", "train_run", "study_config", "run_directory",
+           "run_state", "final_test", "read_final_test", "check_recipe", "load_data", "collect", "receptive_fields", "read_results", "plot_results", "separation", "compare",
            "claims", "table_markdown", "write_page", "commit", "cpu_name", "FIGURES"]

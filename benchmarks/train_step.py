@@ -48,6 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile anchor")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime anchor (inference)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--only", choices=["train", "infer"], help="time only the training step or only inference")
     p.add_argument("--no-reference", action="store_true", help="skip timing minimix's reference (NumPy) path")
     p.add_argument("--reference-steps", type=int, default=3, help="timed reference-path steps (default 3)")
     p.add_argument("--memory-child", choices=["minimix", "torch", "torch_cl"], help=argparse.SUPPRESS)
@@ -413,14 +414,17 @@ def main(argv=None):
         print(f"ONNX Runtime {onnx.version}: export checked, largest |logit difference| vs PyTorch eager "
               f"{np.abs(onnx.infer(data(args.eval_batch, seed=1)[0]) - onnx.expected).max():.1e}, vs minimix "
               f"{np.abs(ours - onnx.expected).max():.1e}")
-    trainers = [r for r in runners if r.trains]
-    train = interleaved(trainers, lambda r: r.train_step(x, y), args.steps, args.warmup)
-    report(f"training step (batch {args.batch}: forward, loss, backward, SGD nesterov)", train, args.batch)
-    LOAD[0] = fmt_load()
+    train = infer = None
+    if args.only != "infer":
+        trainers = [r for r in runners if r.trains]
+        train = interleaved(trainers, lambda r: r.train_step(x, y), args.steps, args.warmup)
+        report(f"training step (batch {args.batch}: forward, loss, backward, SGD nesterov)", train, args.batch)
+        LOAD[0] = fmt_load()
     xe, _ = data(args.eval_batch, seed=1)
-    infer = interleaved(runners, lambda r: r.infer(xe), args.steps, max(1, args.warmup))
-    report(f"inference (eval mode, batch {args.eval_batch})", infer, args.eval_batch)
-    if not args.no_reference:
+    if args.only != "train":
+        infer = interleaved(runners, lambda r: r.infer(xe), args.steps, max(1, args.warmup))
+        report(f"inference (eval mode, batch {args.eval_batch})", infer, args.eval_batch)
+    if not args.no_reference and train and infer:
         reference_path(runners[0], x, y, xe, train["minimix"][0], infer["minimix"][0], args.reference_steps)
     if not args.no_memory:
         memory(args, [n for n in names if n in ("minimix", "torch", "torch_cl")])

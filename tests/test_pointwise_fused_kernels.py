@@ -34,6 +34,7 @@ def _torch_expected(x, weights, in_splits, coef, activation, residual, gate):
     (3, (4, 3, 3), (3, 3, 2), (5, 5), "relu", True, True),     # 10 channels over 3 groups, SE gate, residual
     (9, (6, 5), (8, 7), (4, 6), None, True, False),            # many sub-blocks (see below) and both threads
     (2, (8,), (8,), (1, 1), "silu", False, True),              # 1x1 maps
+    (4, (5, 4), (3, 6), (2, 2), "silu", True, True),           # gate on group 0's weights (3 <= 4 pixels), group 1's input
 ])
 def test_pointwise_bn_act_matches_torch(dtype, n, in_splits, out_splits, hw, activation, with_residual, with_gate,
                                         monkeypatch):

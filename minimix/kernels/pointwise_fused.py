@@ -11,8 +11,10 @@ are still in cache::
     y[n, o, p] = act(z[n, o, p] * scale[o] + shift[o])  (+ residual[n, o, p])
 
 ``gate`` (N, C) is squeeze-and-excitation's gate, which multiplies the input channels of the
-block's projection: instead of scaling x (a full pass over memory), each image's weight
-columns are scaled, ``(w_i * gate[n, in_i]) @ x[n, in_i]``, an (O, C) matrix per image.
+block's projection. It is applied to whichever is smaller: each image's weight columns,
+``(w_i * gate[n, in_i]) @ x[n, in_i]``, O_i x C_i products per image, when O_i <= H*W; else the
+sub-block's input, ``w_i @ (x[n, in_i] * gate[n, in_i])``, C_i x H*W products (the 4x4 maps of the
+last stages, with hundreds of output channels).
 
 Threads as in ``pointwise``: the images are split into one chunk per thread (``run_chunks``),
 the products are single-threaded BLAS calls, and the epilogue is a Numba function that
@@ -131,8 +133,13 @@ def pointwise_bn_act(x, weights, in_splits, coef, activation=None, *, residual=N
         for a in range(start, stop, step):
             b = min(stop, a + step)
             for wi, part_in, part_out in groups:
-                wb = wi if gate is None else wi[None] * gate[a:b, None, part_in]  # (O_i, C_i) or per image
-                np.matmul(wb, x3[a:b, part_in], out=y[a:b, part_out])
+                xb = x3[a:b, part_in]
+                if gate is None:
+                    np.matmul(wi, xb, out=y[a:b, part_out])
+                elif wi.shape[0] <= hw:  # scale each image's weight columns: O_i x C_i products per image
+                    np.matmul(wi[None] * gate[a:b, None, part_in], xb, out=y[a:b, part_out])
+                else:  # small maps (4x4): scaling the sub-block's input, C_i x H*W products, is the cheaper one
+                    np.matmul(wi, xb * gate[a:b, part_in, None], out=y[a:b, part_out])
             if coef is not None:
                 epilogue(y[a:b], coef, kind, consts, r3[a:b] if residual is not None else r3, residual is not None)
 

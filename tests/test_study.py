@@ -230,11 +230,27 @@ def _row(name, accs, macs=10_000_000):
 def test_compare_says_separated_only_when_every_seed_is_higher():
     rows = [_row("k3", [0.70, 0.72]), _row("k5", [0.73, 0.75]), _row("k7", [0.715, 0.76]), _row("k9", [0.74])]
     assert kernels.compare(rows, "k5", "k3") == ("k5 74.0% (seeds 73.0%-75.0%) vs k3 71.0% (seeds 70.0%-72.0%): "
-                                                 "+3.0 points; k5 is higher in every seed (beyond the seed spread).")
-    assert kernels.compare(rows, "k3", "k5").endswith("k5 is higher in every seed (beyond the seed spread).")
+                                                 "+3.0 points; k5 is higher in every seed (beyond the seed spread; "
+                                                 "with 2 and 2 seeds and no real difference this happens by chance "
+                                                 "1 time in 3).")
+    assert "k5 is higher in every seed (beyond the seed spread;" in kernels.compare(rows, "k3", "k5")
     assert "the seeds' ranges overlap, so the difference is within the seed spread" in kernels.compare(rows, "k7", "k3")
     assert kernels.compare(rows, "k9", "k5").endswith("from a single seed: no spread to judge it by.")
     assert kernels.compare(rows, "mix35", "k5") == "mix35 vs k5: no finished runs of mix35 yet."
+
+
+def test_chance_of_separation_counts_the_orders_of_the_seeds():
+    # 2 vs 2: of the 6 ways to choose which 2 of 4 ranked accuracies are A's, AABB and BBAA separate
+    assert kernels.chance_of_separation(2, 2) == pytest.approx(2 / 6)
+    assert kernels.chance_of_separation(3, 3) == pytest.approx(2 / 20)
+    assert kernels.chance_of_separation(3, 2) == pytest.approx(2 / 10)
+    assert kernels.chance_of_separation(1, 1) == 1.0  # one seed each: always "separated", so no evidence
+    rng = np.random.default_rng(0)  # and by simulation: two variants with no difference, 3 seeds each
+    draws = rng.standard_normal((20000, 6))
+    separated = np.mean([kernels.separation(list(d[:3]), list(d[3:])) != 0 for d in draws])
+    assert separated == pytest.approx(0.1, abs=0.01)
+    with pytest.raises(ValueError, match="at least one seed on each side"):
+        kernels.chance_of_separation(0, 2)
 
 
 def test_claims_name_the_best_single_size_and_each_comparison():

@@ -72,6 +72,12 @@ print(dilated.blocks[4][1].conv_dw)
 # is above every seed of B (or every one below); when the seeds' ranges overlap, the data cannot tell them
 # apart at this budget, whatever the means say. With a single seed there is no spread at all, so no verdict.
 #
+# Separated is not proven. If two variants were in truth equally good, their seeds' accuracies would come out
+# in a random order, and the chance that every seed of one lands above every seed of the other is
+# 2 · n_a! · n_b! / (n_a + n_b)! (`kernels.chance_of_separation`): 1 in 3 with two seeds each, 1 in 10 with
+# three. So the study's sentences say how often a separation like theirs happens by chance alone, and a
+# third seed is worth its cost where it matters.
+#
 # ### Exercise — separated or not?
 #
 # Write `separation(accs_a, accs_b)`: `+1` if every accuracy in `accs_a` is above every one in `accs_b`,
@@ -158,8 +164,8 @@ else:
 # directory. `run_study` trains each (variant, seed) as an ordinary resumable run (one directory each,
 # checkpoints, `metrics.csv`), skips finished runs when called again, and `collect` writes the table,
 # the figures and the page. In fast mode this takes well under a minute (the full mode, 3 variants x 2 seeds x
-# 2 epochs on 2,500 images, a few minutes); its accuracies are a smoke test of the machinery, not evidence
-# about kernels.
+# 2 epochs on 2,500 images, several minutes on 2 cores: the runner prints how long it trained); its
+# accuracies are a smoke test of the machinery, not evidence about kernels.
 
 # %%
 MINI = dict(variants=["k3", "k7", "mix357"], seeds=[0, 1], epochs=1, width=0.25, limit=160) if FAST else \
@@ -178,8 +184,10 @@ display(Image(filename=str(workdir / "results" / kernels.FIGURES[0])))
 pairs = [(a["variant"], b["variant"]) for i, a in enumerate(mini) for b in mini[i + 1:]]
 separated = [f"{a} vs {b}" for a, b in pairs
              if separation(*(next(r["accs"] for r in mini if r["variant"] == n) for n in (a, b)))]
+chance = kernels.chance_of_separation(len(MINI["seeds"]), len(MINI["seeds"]))
 print(f"{len(separated)} of {len(pairs)} pairs separated beyond the seed spread"
       + (": " + ", ".join(separated) if separated else "")
+      + f" (with {len(MINI['seeds'])} seeds each, 1 time in {round(1 / chance)} by chance alone)"
       + f" — with {MINI['epochs']} epoch(s) on {MINI['limit']} images, this is what the machinery shows, "
       "not what kernels do.")
 

@@ -697,6 +697,19 @@ def separation(accs_a, accs_b) -> int:
     return 0
 
 
+def chance_of_separation(n_a: int, n_b: int) -> float:
+    """How often ``n_a`` and ``n_b`` seeds of two variants with NO real difference come out separated
+    (every seed of one above every seed of the other, either way) by chance alone:
+    2 * n_a! * n_b! / (n_a + n_b)!. With no real difference every order of the n_a + n_b accuracies is
+    equally likely, and 2 of the C(n_a + n_b, n_a) ways to say which of them are A's put all of A's on
+    top or all at the bottom. 2 vs 2 seeds: 1/3; 3 vs 3: 1/10; 5 vs 5: 1/126. This is the two-sided
+    p-value of the exact permutation test for a complete separation: a separation with two seeds each
+    is weak evidence."""
+    if n_a < 1 or n_b < 1:
+        raise ValueError(f"need at least one seed on each side, got {n_a} and {n_b}")
+    return min(1.0, 2 * math.factorial(n_a) * math.factorial(n_b) / math.factorial(n_a + n_b))
+
+
 def compare(rows, a: str, b: str) -> str:
     """One sentence comparing variants ``a`` and ``b`` (rows of :func:`read_results`): their means
     and the difference, and whether it is beyond the seed spread (every seed of one above every seed
@@ -713,7 +726,10 @@ def compare(rows, a: str, b: str) -> str:
         return text + ", from a single seed: no spread to judge it by."
     sign = separation(ra["accs"], rb["accs"])
     if sign:
-        return text + f"; {a if sign > 0 else b} is higher in every seed (beyond the seed spread)."
+        chance = chance_of_separation(len(ra["accs"]), len(rb["accs"]))
+        return text + (f"; {a if sign > 0 else b} is higher in every seed (beyond the seed spread; with "
+                       f"{len(ra['accs'])} and {len(rb['accs'])} seeds and no real difference this happens by chance "
+                       f"1 time in {round(1 / chance)}).")
     return text + "; the seeds' ranges overlap, so the difference is within the seed spread (not separated)."
 
 
@@ -824,4 +840,4 @@ def write_page(rows, path):
 
 __all__ = ["Variant", "VARIANTS", "BUDGET", "STEP_SECONDS", "budget_text", "run_study", "train_run", "study_config", "run_directory",
            "run_state", "final_test", "read_final_test", "check_recipe", "load_data", "collect", "receptive_fields", "read_results", "plot_results", "separation", "compare",
-           "claims", "table_markdown", "write_page", "commit", "cpu_name", "FIGURES"]
+           "chance_of_separation", "claims", "table_markdown", "write_page", "commit", "cpu_name", "FIGURES"]

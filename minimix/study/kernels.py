@@ -528,12 +528,13 @@ def collect(out="runs/study/kernels", results="docs/results", dataset=None, data
                 final = final_test(run_dir, full[2], full[3], log=log)
             accs[seed] = final["test_acc"]
             test_images.add(final["images"])
-            # medians, not means: an epoch slowed by other work on the machine (or a paused process) is one outlier
-            train_s = float(np.median([h["seconds"] for h in history]))
-            wall_s = float(np.median([h["seconds"] + h.get("eval_seconds", 0.0) + h.get("checkpoint_seconds", 0.0)
-                                      for h in history]))
-            seconds.append(train_s)
-            walls.append(wall_s)
+            # medians, not means: an epoch slowed by other work on the machine (or a paused process) is one
+            # outlier; the variant's figure is the median over the epochs of all its seeds
+            epoch_train = [h["seconds"] for h in history]
+            epoch_wall = [h["seconds"] + h.get("eval_seconds", 0.0) + h.get("checkpoint_seconds", 0.0) for h in history]
+            train_s, wall_s = float(np.median(epoch_train)), float(np.median(epoch_wall))
+            seconds.extend(epoch_train)
+            walls.extend(epoch_wall)
             run_commit, run_cpu = _sessions(run_dir)
             commits.add(run_commit)
             cpus.add(run_cpu)
@@ -557,7 +558,7 @@ def collect(out="runs/study/kernels", results="docs/results", dataset=None, data
             "mean": f"{values.mean():.4f}", "min": f"{values.min():.4f}", "max": f"{values.max():.4f}",
             "spread": f"{values.max() - values.min():.4f}",
             "std": f"{values.std(ddof=1):.4f}" if len(values) > 1 else "",
-            "train_seconds_per_epoch": f"{np.mean(seconds):.1f}", "wall_seconds_per_epoch": f"{np.mean(walls):.1f}",
+            "train_seconds_per_epoch": f"{np.median(seconds):.1f}", "wall_seconds_per_epoch": f"{np.median(walls):.1f}",
             "rf": fields[0]["rf"],
             "erf50": _mean_field(fields, "erf50"), "erf90": _mean_field(fields, "erf90"),
             "cpu": " | ".join(sorted(cpus)), "commit": " ".join(sorted(commits)),
@@ -813,7 +814,7 @@ def table_markdown(rows) -> str:
                  f"{first['limit'] or 50000} training images; CPU: {first['cpu']}; commit(s): "
                  + ", ".join(sorted({row['commit'] for row in rows})) + ".")
     lines.append(f"Test accuracy: each seed's final weights on {first.get('test_images') or 'all the'} test images. "
-                 "s/epoch: median wall seconds per epoch (training, testing the subset, checkpoint).")
+                 "s/epoch: median wall seconds per epoch over all the seeds' epochs (training, testing the subset, checkpoint).")
     lines.append("RF: theoretical receptive field of the last block (pixels); ERF: sides of the centred squares "
                  "holding 50% / 90% of its effective receptive field on 8 test images, after training.")
     return "\n".join(lines)

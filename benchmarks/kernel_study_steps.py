@@ -20,7 +20,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=5, help="rounds, the first untimed (default 5)")
     p.add_argument("--width", type=float, default=0.25, help="width multiplier (default 0.25, the study's)")
-    p.add_argument("--batch", type=int, default=256, help="batch size (default 256, the study's)")
+    p.add_argument("--batch", type=int, default=64, help="batch size (default 64, the study's)")
     p.add_argument("--threads", type=int, default=2, help="threads (default 2)")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated variants (default all)")
     args = p.parse_args(argv)

@@ -96,7 +96,7 @@ def _images(count, seed):
 
 DATASET = (*_images(48, 0), *_images(20, 1))
 # --limit 48: the recipe's small-run batch 16, 3 steps per epoch; the test set's same fraction (10 images)
-TINY = dict(epochs=1, width=0.25, limit=48, dataset=DATASET, erf_images=2, checkpoint_every=None)
+TINY = dict(epochs=1, width=0.25, limit=48, dataset=DATASET, erf_images=2, checkpoint_every=None, batch_size=None)
 
 
 @pytest.fixture(scope="module")

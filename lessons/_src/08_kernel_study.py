@@ -170,6 +170,7 @@ else:
 # %%
 MINI = dict(variants=["k3", "k7", "mix357"], seeds=[0, 1], epochs=1, width=0.25, limit=160) if FAST else \
     dict(variants=["k3", "k7", "mix357"], seeds=[0, 1], epochs=2, width=0.25, limit=2500)
+MINI["batch_size"] = None  # the recipe's rule for few images (16 in fast mode, 64 in full), not the study's 64
 data = load_data(MINI["limit"], MINI["limit"] // 5)
 workdir = Path(tempfile.mkdtemp(prefix="kernel-study-"))
 mini_rows = kernels.run_study(out=workdir / "runs", results=workdir / "results", erf_images=4,

@@ -57,6 +57,8 @@ def add_arguments(parser):
     arg("--limit", type=non_negative_int, default=kernels.DEFAULT_LIMIT, metavar="N",
         help=f"training images per run, N/10 per class, as train --limit; 0: all 50,000 "
              f"(default {kernels.DEFAULT_LIMIT})")
+    arg("--batch-size", type=positive_int, default=kernels.DEFAULT_BATCH,
+        help=f"batch size of every run (default {kernels.DEFAULT_BATCH}); the peak learning rate follows it")
     arg("--data", help="dataset root (default: $MINIMIX_DATA)")
     arg("--out", type=Path, default=Path("runs/study/kernels"), help="the study's run directories (default %(default)s)")
     arg("--results", type=Path, default=Path("docs/results"),
@@ -84,6 +86,7 @@ def run(args):
     try:
         kernels.run_study(out=args.out, variants=args.variants, seeds=args.seeds, epochs=args.epochs,
                           width=args.width, limit=args.limit or None, data=args.data, results=args.results,
+                          batch_size=args.batch_size,
                           progress=args.progress, checkpoint_every=60.0 * args.checkpoint_minutes,
                           erf_images=args.erf_images, log=lambda line: print(line, flush=True))
     except KeyboardInterrupt:

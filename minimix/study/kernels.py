@@ -36,7 +36,7 @@ best epoch: picking the best of several evaluations on the test set would flatte
 noise), measured once when the run finishes (:func:`final_test`).
 
 The budget (the defaults of :func:`run_study` and of the command): 5 epochs of 12,800 training images
-(batch 256, 50 steps per epoch) at width 0.25, seeds 0 and 1: about 4.5 hours for the 20 runs on this
+(batch 64, 200 steps per epoch) at width 0.25, seeds 0 and 1: about 4 hours for the 20 runs on this
 machine's 2 cores, from training steps of every variant measured on it. The full reasoning is ``BUDGET``,
 printed in ``docs/results/kernel-study.md``.
 """
@@ -95,34 +95,47 @@ DEFAULT_EPOCHS = 5
 DEFAULT_WIDTH = 0.25
 DEFAULT_LIMIT = 12800
 DEFAULT_SEEDS = (0, 1)
+DEFAULT_BATCH = 64
 HOURS = 8  # the issue's limit for the whole study on this machine
 
-# Seconds per training step (batch 256, width 0.25, random 32x32 inputs, 2 threads): median of 4 steps,
-# all 10 variants interleaved round by round in one process (`python benchmarks/kernel_study_steps.py`),
-# 2026-12-02 06:35 UTC, 2 vCPU Intel Xeon with AVX-512, otherwise idle.
-STEP_SECONDS = {"k3": 1.96, "k5": 2.30, "k7": 3.01, "k9": 3.67, "k11": 4.90, "mix35": 2.38, "mix357": 2.56,
-                "mix3579": 2.99, "mix3579-exp": 2.62, "mix3579-dilated": 3.16}
-# Test images per second of the fused model at batch 500, same host and session: k3 577, mix3579-dilated 366, k11 206.
+# Seconds per training step (batch STEP_BATCH, width 0.25, random 32x32 inputs, 2 threads): median of 4
+# steps, all 10 variants interleaved round by round in one process
+# (`python benchmarks/kernel_study_steps.py --batch 64`), at STEP_MEASURED, 2 vCPU Intel Xeon with AVX-512, otherwise idle.
+STEP_BATCH = 64
+STEP_MEASURED = "2026-12-02 07:48 UTC"
+STEP_SECONDS = {"k3": 0.39, "k5": 0.52, "k7": 0.61, "k9": 0.82, "k11": 1.03, "mix35": 0.51, "mix357": 0.58,
+                "mix3579": 0.68, "mix3579-exp": 0.62, "mix3579-dilated": 0.62}
+# Test images per second of the fused model at batch 500, same host: k3 577, mix3579-dilated 366, k11 206.
 TEST_IMAGES_PER_SECOND = 350
 HOST_NOISE = 1.3  # this host's speed moved by up to 40% within the 15-epoch reference run (README, "Results")
 
 BUDGET = """\
 The budget: {epochs} epochs of {limit:,} training images (the first {per_class:,} of each class; each epoch
-also tests on the same fraction of the test set, {test:,} images, as a progress signal) at width {width},
-seeds 0 and 1 for each of the 10 variants (20 runs). A run's accuracy is its final weights' accuracy on
-all 10,000 test images (``final-test.json``): on 10,000 images the standard error of an accuracy near 70%
-is 0.46 points, on {test:,} it would be {subset_se:.1f}.
+also tests on the same fraction of the test set, {test:,} images, as a progress signal) at batch {batch}
+({steps_per_epoch} steps per epoch) and width {width}, seeds 0 and 1 for each of the 10 variants (20 runs).
+A run's accuracy is its final weights' accuracy on all 10,000 test images (``final-test.json``): on
+10,000 images the standard error of an accuracy near 60% is 0.49 points, on {test:,} it would be {subset_se:.1f}.
 
-Measured (2 threads, batch 256, width 0.25, the 10 variants' training steps interleaved in one process on
-this machine, 2 vCPU Intel Xeon with AVX-512, otherwise idle): {step_list} seconds per step; together
-{step_sum:.1f} s for one step of every variant. The step time grows with the kernel: k11 costs {k11_over_k3:.1f}x k3.
+Measured ({measured}; 2 threads, batch {step_batch}, width 0.25, the 10 variants' training steps interleaved
+in one process, ``python benchmarks/kernel_study_steps.py --batch {step_batch}``, on this machine, a 2 vCPU
+Intel Xeon with AVX-512, otherwise idle): {step_list} seconds per step; together {step_sum:.2f} s for one step
+of every variant. The step time grows with the kernel: k11 costs {k11_over_k3:.1f}x k3.
 
-So one seed of the study costs {step_sum:.1f} s x {steps_per_run:.0f} steps ({epochs} epochs x {limit:,} / 256)
+So one seed of the study costs {step_sum:.2f} s x {steps_per_run:.0f} steps ({epochs} epochs x {limit:,} / {batch})
 = {seed_hours:.2f} h of training, two seeds {train_hours:.1f} h; testing adds about {test_hours:.1f} h
 (per-epoch subsets and the final 10,000 images, at about {ips} images/s). Expected: {total_hours:.1f} h, or
 {noisy_hours:.1f} h if the host runs {noise:.0%} slower as it did during the 15-epoch reference run, leaving
 {left_hours:.1f} of the {hours} hours for a third seed of the variants whose differences stay within the spread
 (about {third:.1f} h per variant on average).
+
+Why batch 64, not the recipe's 256. A first start of this study at batch 256 (50 steps per epoch, peak
+learning rate 0.1 by the recipe's rule) ended k3 at 43.8% and 48.4% on the 10,000 test images (seeds 0
+and 1): training had stopped on the steep part of its curve, where the seed alone moved the result by
+4.7 points. At batch 64 (200 steps per epoch, peak learning
+rate 0.05) an image costs the same (k3: 130-143 images/s against 130 at batch 256, same host) and a
+run makes four times as many updates: k3 seed 0 ended at 58.8% (``python -m minimix train --limit 12800
+--epochs 5 --batch-size 64 --width 0.25 --kernels 3``, then ``evaluate``). The batch-256 runs were stopped
+and are not part of the results.
 
 Why so small. The recipe's own budget (15 epochs of 50,000 images at width 0.5) takes 2 h 39 min for one
 run of the default network on this host (README, "Results"); 20 runs would take well over 50 hours. At width
@@ -137,23 +150,26 @@ ImageNet scale. Whether it still separates the variants is what the seed spread 
 """
 
 
-def budget_text(epochs=DEFAULT_EPOCHS, width=DEFAULT_WIDTH, limit=DEFAULT_LIMIT) -> str:
-    """The "why this budget" paragraph (``BUDGET``) for these settings, with its arithmetic done
-    from the measured ``STEP_SECONDS`` (which are for width 0.25)."""
-    step_sum = sum(STEP_SECONDS.values())
-    steps_per_run = epochs * limit / 256
+def budget_text(epochs=DEFAULT_EPOCHS, width=DEFAULT_WIDTH, limit=DEFAULT_LIMIT, batch=DEFAULT_BATCH) -> str:
+    """The "why this budget" paragraph (``BUDGET``) for these settings, with its arithmetic done from the
+    measured ``STEP_SECONDS`` (width 0.25, batch ``STEP_BATCH``; another batch is scaled per image)."""
+    step_sum = sum(STEP_SECONDS.values()) * batch / STEP_BATCH
+    steps_per_epoch = math.ceil(limit / batch)
+    steps_per_run = epochs * steps_per_epoch
     seed_hours = step_sum * steps_per_run / 3600
     test = limit // 5
     test_hours = 2 * len(STEP_SECONDS) * (epochs * test + 10000) / TEST_IMAGES_PER_SECOND / 3600
     total = 2 * seed_hours + test_hours
     return BUDGET.format(
-        epochs=epochs, width=width, limit=limit, per_class=limit // 10, test=test,
-        subset_se=100 * math.sqrt(0.7 * 0.3 / max(test, 1)),
+        epochs=epochs, width=width, limit=limit, per_class=limit // 10, test=test, batch=batch,
+        steps_per_epoch=steps_per_epoch, subset_se=100 * math.sqrt(0.6 * 0.4 / max(test, 1)),
+        measured=STEP_MEASURED, step_batch=STEP_BATCH,
         step_list=", ".join(f"{name} {seconds:.2f}" for name, seconds in STEP_SECONDS.items()),
         step_sum=step_sum, steps_per_run=steps_per_run, seed_hours=seed_hours, train_hours=2 * seed_hours,
         test_hours=test_hours, ips=TEST_IMAGES_PER_SECOND, total_hours=total, noisy_hours=total * HOST_NOISE,
         noise=HOST_NOISE - 1, left_hours=HOURS - total * HOST_NOISE, hours=HOURS,
-        third=total * HOST_NOISE / 20, k11_over_k3=STEP_SECONDS["k11"] / STEP_SECONDS["k3"], full_hours=2 * step_sum * epochs * 50000 / 256 / 3600)
+        third=total * HOST_NOISE / 20, k11_over_k3=STEP_SECONDS["k11"] / STEP_SECONDS["k3"],
+        full_hours=2 * step_sum * epochs * math.ceil(50000 / batch) / 3600)
 
 
 # -- one run -------------------------------------------------------------------------------------
@@ -166,12 +182,17 @@ def run_directory(out, variant: str, seed: int) -> Path:
     return Path(out) / variant / f"seed{seed}"
 
 
-def study_config(variant: Variant, seed: int, epochs: int, width: float, limit: int | None, data=None):
-    """The ``TrainConfig`` of one run: the CLI's recipe (``recipe_config``) with this variant's model."""
+def study_config(variant: Variant, seed: int, epochs: int, width: float, limit: int | None, data=None,
+                 batch_size: int | None = None):
+    """The ``TrainConfig`` of one run: the CLI's recipe (``recipe_config``) with this variant's model.
+    ``batch_size`` None: the recipe's rule for runs on few images (``small_run_batch``); the peak learning
+    rate always follows the batch by the recipe's rule (``scaled_lr``)."""
     from ..training.recipe import proportional_test_limit, recipe_config
 
     options = dict(model="mixnet_cifar", model_kwargs=variant.model_kwargs(width), epochs=int(epochs),
                    seed=int(seed), data=None if data is None else str(data))
+    if batch_size is not None:
+        options["batch_size"] = int(batch_size)
     if limit is not None:
         options.update(limit=int(limit), test_limit=proportional_test_limit(int(limit), 50000, 10000))
     return recipe_config(**options)
@@ -356,7 +377,8 @@ def _duration(seconds: float) -> str:
 
 def run_study(out="runs/study/kernels", variants=None, seeds=DEFAULT_SEEDS, epochs=DEFAULT_EPOCHS,
               width=DEFAULT_WIDTH, limit=DEFAULT_LIMIT, data=None, results="docs/results", log=print,
-              progress=False, checkpoint_every=600.0, dataset=None, erf_images=8, on_step=None) -> list:
+              progress=False, checkpoint_every=600.0, dataset=None, erf_images=8, on_step=None,
+              batch_size=DEFAULT_BATCH) -> list:
     """Train every (variant, seed) run that is not finished, then :func:`collect` the results.
 
     ``out``: the study's directory (one run directory per variant and seed). ``variants``: names
@@ -374,7 +396,7 @@ def run_study(out="runs/study/kernels", variants=None, seeds=DEFAULT_SEEDS, epoc
         raise ValueError(f"seeds must be one or more integers >= 0, got {seeds}")
     root = None if dataset is not None else data_location(data)[0]
     runs = [(v, s) for v in chosen for s in seeds]
-    configs = {(v.name, s): study_config(v, s, epochs, width, limit, root) for v, s in runs}
+    configs = {(v.name, s): study_config(v, s, epochs, width, limit, root, batch_size) for v, s in runs}
     states = {(v.name, s): run_state(run_directory(out, v.name, s)) for v, s in runs}
     for (name, seed), (status, _, _) in states.items():  # before training anything: all runs fit this study
         if status != "new":

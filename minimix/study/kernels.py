@@ -408,7 +408,8 @@ def run_study(out="runs/study/kernels", variants=None, seeds=DEFAULT_SEEDS, epoc
             check_recipe(run_dir, saved, configs[(name, seed)])
     todo = [(v, s) for v, s in runs if states[(v.name, s)][0] != "done"]
     log(f"kernel study in {out}: {len(runs)} runs ({len(chosen)} variants x seeds {seeds}), {epochs} epochs, "
-        f"width {width}, {limit or 'all'} training images; {len(runs) - len(todo)} finished, "
+        f"width {width}, {limit or 'all'} training images, batch {configs[runs[0][0].name, runs[0][1]].batch_size}; "
+        f"{len(runs) - len(todo)} finished, "
         f"{len(todo)} to train")
     full = None  # all the images; each run sees its balanced subsets (_limited), and is finally tested on all
     if todo:

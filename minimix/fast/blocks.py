@@ -1,5 +1,5 @@
 """MixNet's blocks with fewer passes over memory: at inference each grouped 1x1 conv -> BN (-> act)
-(-> + x) in one pass; squeeze-and-excitation's gate folded into the projection's weights (always).
+(-> + x) in one pass; squeeze-and-excitation's gate folded into the projection (always).
 
 The reference block forward (``minimix.models.blocks``) reads::
 
@@ -10,7 +10,8 @@ activation, and the residual add) after it can be computed for a few images at a
 output is in cache (``minimix.kernels.pointwise_fused``): the BN, activation and add passes over
 memory disappear. The SE's product h * gate only feeds the projection, and
 ``w @ (h[n] * gate[n]) = (w * gate[n]) @ h[n]`` scales an (O, C) matrix per image instead of the
-whole activation. The MixConv (with ``nn.fuse``, its own one-pass op) and the SE's small convs run
+whole activation (or, on small maps where that matrix is the larger, the few images' input in cache:
+``minimix.kernels.pointwise_fused``). The MixConv (with ``nn.fuse``, its own one-pass op) and the SE's small convs run
 as the block's modules. That is inference: under ``no_grad`` with the block in eval mode.
 
 In training only the SE fold applies (``ExcitePointwise``): ``x * gate`` is never made, in the

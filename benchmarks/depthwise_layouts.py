@@ -11,8 +11,10 @@ loads per multiply-add. In NHWC the channels of one pixel are contiguous, so one
     y[n, oh, ow, :] = sum over taps (i, j) inside the image of x[n, oh*s - p + i, ow*s - p + j, :] * w[i, j, :]
 
 a multiply-add of contiguous channel vectors per tap, with no masks: taps outside the image are
-skipped by their row and column, once per output pixel. ``depthwise_nhwc`` below is that loop, the
-candidate for a channels-last inference path (not used by minimix yet). This script checks it against
+skipped by their row and column, once per output pixel. ``depthwise_nhwc`` below is that loop. Alone,
+on one kernel size's channels, it is faster; inside whole channels-last inference blocks (all groups of a
+MixConv per pixel, BN + activation per pixel, 1x1s writing and reading NHWC) it did not make minimix's
+inference faster (README, "Performance"), so minimix does not use it. This script checks it against
 the NCHW kernel and times the three (NCHW kernel, NHWC candidate, PyTorch channels_last), interleaved
 round by round, on the depthwise shapes of ``mixnet_cifar``'s inference at batch 500 (layout
 conversions are not timed: a channels-last path would keep the layout between layers).

@@ -45,9 +45,11 @@ def main(argv=None):
     from minimix.training import Trainer
     from minimix.training.recipe import build_model, data_location, recipe_config
 
-    root = data_location(args.data)[0]
     config = recipe_config(model="mixnet_cifar", epochs=1, limit=args.limit, test_limit=500)
-    data = load_data(root, args.limit, log=print)
+    try:
+        data = load_data(data_location(args.data)[0], args.limit, log=print)
+    except (OSError, ValueError) as err:  # no data here: the library's message says where it looked
+        p.error(f"the trainer needs CIFAR-10 (--data or $MINIMIX_DATA): {err}")
     x, y = bench.data(config.batch_size)
     bare.train_step(x, y)  # compile and warm up before the first timed step
     manual_seed(config.seed)

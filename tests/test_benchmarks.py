@@ -1,0 +1,46 @@
+"""The benchmark scripts still run (tiny sizes, in a subprocess: they configure threads process-wide).
+Timings are printed, never checked; what is checked is that each script runs to the end, and for
+benchmarks/depthwise_layouts.py that its channels-last candidate agrees with the NCHW kernel (the
+script asserts it on every shape)."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(script, *args, timeout=300):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def test_kernel_study_steps_times_the_chosen_variants():
+    out = _run("kernel_study_steps.py", "--rounds", "2", "--batch", "4", "--variants", "k3,mix35")
+    assert "seconds per training step, batch 4" in out
+    assert [line.split()[0] for line in out.splitlines()[-3:]] == ["k3", "mix35", "sum"]
+
+
+def test_kernel_study_steps_names_an_unknown_variant():
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "kernel_study_steps.py"), "--variants", "k4"],
+                          capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 2 and "unknown variants ['k4']" in done.stderr
+
+
+def test_depthwise_layouts_candidate_agrees_with_the_nchw_kernel():
+    pytest.importorskip("torch")
+    out = _run("depthwise_layouts.py", "--batch", "3", "--rounds", "1")
+    rows = [line for line in out.splitlines() if re.match(r"\d+@\d+x\d+, k\d+, s\d", line)]
+    assert len(rows) == 10 and all(row.rstrip().endswith("x") for row in rows)
+
+
+def test_train_step_inference_only():
+    out = _run("train_step.py", "--only", "infer", "--no-torch", "--no-reference", "--no-memory", "--steps", "1",
+               "--warmup", "0", "--eval-batch", "4")
+    assert "inference (eval mode, batch 4)" in out and "training step" not in out

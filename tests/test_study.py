@@ -151,6 +151,8 @@ def test_tiny_study_trains_every_run_and_collects(study):
 
 def test_figures_and_page(study):
     root, rows, _ = study
+    summary = (root / "results" / "kernel-study-summary.md").read_text()
+    assert summary.startswith("| variant | kernels | M MACs |") and "| k3 | 3 | 8.5 |" in summary
     plt = pytest.importorskip("matplotlib.pyplot")
     for name in kernels.FIGURES:
         image = plt.imread(root / "results" / name)
@@ -251,6 +253,19 @@ def test_chance_of_separation_counts_the_orders_of_the_seeds():
     assert separated == pytest.approx(0.1, abs=0.01)
     with pytest.raises(ValueError, match="at least one seed on each side"):
         kernels.chance_of_separation(0, 2)
+
+
+def test_summary_markdown_lists_the_variants_and_ranks_them():
+    rows = [dict(_row("k3", [0.70, 0.72], 8.5e6), kernel_sizes="3", split="equal", dilated="False"),
+            dict(_row("k5", [0.73, 0.75], 10.0e6), kernel_sizes="5", split="equal", dilated="False"),
+            dict(_row("mix3579-exp", [0.715, 0.76], 12.0e6), kernel_sizes="3.5.7.9", split="exponential",
+                 dilated="False")]
+    text = kernels.summary_markdown(rows)
+    assert "| k5 | 5 | 10.0 | 74.00% (73.00%, 75.00%) |" in text
+    assert "| mix3579-exp | 3.5.7.9 exp. split | 12.0 | 73.75% (71.50%, 76.00%) |" in text
+    # k5 and mix3579-exp overlap; mix3579-exp (71.5-76.0) and k3 (70-72) overlap too
+    assert text.endswith("By mean: k5 ~ mix3579-exp ~ k3 (>: higher in every seed, ~: the seeds overlap).")
+    assert kernels.summary_markdown([]) == "No run of the study has finished yet."
 
 
 def test_claims_name_the_best_single_size_and_each_comparison():

@@ -526,7 +526,8 @@ def collect(out="runs/study/kernels", results="docs/results", dataset=None, data
     row per variant), ``kernel-study-runs.csv`` (one row per run: accuracy, seconds per epoch, the
     commit(s) and CPU(s) that trained it, its full recipe), the figures
     ``kernel-study-accuracy-vs-kernel.png`` and ``kernel-study-accuracy-vs-macs.png``, and the
-    table in ``kernel-study.md``. Returns the variant rows (dicts, as in the CSV)."""
+    table in ``kernel-study.md``, and the short table for README in ``kernel-study-summary.md``
+    (:func:`summary_markdown`). Returns the variant rows (dicts, as in the CSV)."""
     from ..models import summary
     from ..training.recipe import build_model
 
@@ -598,8 +599,10 @@ def collect(out="runs/study/kernels", results="docs/results", dataset=None, data
     if rows:
         plot_results(rows, results)
     write_page(rows, results / "kernel-study.md")
+    (results / "kernel-study-summary.md").write_text(summary_markdown(read_results(results / "kernel-study.csv"))
+                                                     + "\n")
     log(f"collected {len(run_rows)} finished runs of {len(rows)} variants into {results}/kernel-study.csv "
-        "(+ -runs.csv, figures, kernel-study.md)")
+        "(+ -runs.csv, figures, kernel-study.md, and kernel-study-summary.md: README's table)")
     return rows
 
 
@@ -816,6 +819,24 @@ or by `--collect-only`.
 """
 
 
+def summary_markdown(rows) -> str:
+    """The short table for README "Results": one line per variant (kernels, M MACs per image, mean test
+    accuracy with the seeds' range), then the variants ranked by mean, ">" where a variant is above the
+    next in every seed, "~" where their seeds overlap. ``rows``: :func:`read_results`'s."""
+    if not rows:
+        return "No run of the study has finished yet."
+    lines = ["| variant | kernels | M MACs | test accuracy: mean (seeds) |", "|---|---|---:|---|"]
+    for row in rows:
+        lines.append(f"| {row['variant']} | {row['kernel_sizes']}{' dilated' if str(row['dilated']) == 'True' else ''}"
+                     f"{' exp. split' if row['split'] == 'exponential' else ''} | {row['macs'] / 1e6:.1f} "
+                     f"| {row['mean']:.2%} ({', '.join(f'{a:.2%}' for a in row['accs'])}) |")
+    ordered = sorted(rows, key=lambda r: -r["mean"])
+    ranking = ordered[0]["variant"]
+    for higher, lower in zip(ordered, ordered[1:]):
+        ranking += (" > " if separation(higher["accs"], lower["accs"]) == 1 else " ~ ") + lower["variant"]
+    return "\n".join(lines) + f"\n\nBy mean: {ranking} (>: higher in every seed, ~: the seeds overlap)."
+
+
 def table_markdown(rows) -> str:
     """The results as a Markdown table (or a line saying that no run has finished yet)."""
     if not rows:
@@ -864,4 +885,4 @@ def write_page(rows, path):
 
 __all__ = ["Variant", "VARIANTS", "BUDGET", "STEP_SECONDS", "budget_text", "run_study", "train_run", "study_config", "run_directory",
            "run_state", "final_test", "read_final_test", "check_recipe", "load_data", "collect", "receptive_fields", "read_results", "plot_results", "separation", "compare",
-           "chance_of_separation", "claims", "table_markdown", "write_page", "commit", "cpu_name", "FIGURES"]
+           "chance_of_separation", "claims", "summary_markdown", "table_markdown", "write_page", "commit", "cpu_name", "FIGURES"]

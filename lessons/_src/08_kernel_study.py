@@ -142,18 +142,9 @@ def verdicts(rows):
         print(f"PAPER: {claim}\nHERE:  {finding}\n")
 
 
-def ranking(rows):
-    """The variants by mean accuracy, with a mark where a neighbour is not separated from the next."""
-    ordered = sorted(rows, key=lambda r: -r["mean"])
-    parts = [ordered[0]["variant"]]
-    for higher, lower in zip(ordered, ordered[1:]):
-        parts.append((" > " if separation(higher["accs"], lower["accs"]) == 1 else " ~ ") + lower["variant"])
-    return "".join(parts)
-
-
 if rows:
     verdicts(rows)
-    print("ranking by mean (>: separated from the next, ~: within the seed spread):", ranking(rows))
+    print("ranking by mean (>: separated from the next, ~: within the seed spread):", kernels.ranking(rows, separation))
 else:
     print("No committed results yet: nothing to compare with the paper (see section 4 for the machinery).")
 

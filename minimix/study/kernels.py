@@ -830,11 +830,18 @@ def summary_markdown(rows) -> str:
         lines.append(f"| {row['variant']} | {row['kernel_sizes']}{' dilated' if str(row['dilated']) == 'True' else ''}"
                      f"{' exp. split' if row['split'] == 'exponential' else ''} | {row['macs'] / 1e6:.1f} "
                      f"| {row['mean']:.2%} ({', '.join(f'{a:.2%}' for a in row['accs'])}) |")
+    return "\n".join(lines) + f"\n\nBy mean: {ranking(rows)} (>: higher in every seed, ~: the seeds overlap)."
+
+
+def ranking(rows, separate=None) -> str:
+    """The variants by mean accuracy, e.g. "k5 > k3 ~ k7": ">" where a variant is above the next in every
+    seed, "~" where their seeds overlap. ``separate``: the rule (default :func:`separation`)."""
+    separate = separate or separation
     ordered = sorted(rows, key=lambda r: -r["mean"])
-    ranking = ordered[0]["variant"]
+    text = ordered[0]["variant"]
     for higher, lower in zip(ordered, ordered[1:]):
-        ranking += (" > " if separation(higher["accs"], lower["accs"]) == 1 else " ~ ") + lower["variant"]
-    return "\n".join(lines) + f"\n\nBy mean: {ranking} (>: higher in every seed, ~: the seeds overlap)."
+        text += (" > " if separate(higher["accs"], lower["accs"]) == 1 else " ~ ") + lower["variant"]
+    return text
 
 
 def table_markdown(rows) -> str:
@@ -885,4 +892,4 @@ def write_page(rows, path):
 
 __all__ = ["Variant", "VARIANTS", "BUDGET", "STEP_SECONDS", "budget_text", "run_study", "train_run", "study_config", "run_directory",
            "run_state", "final_test", "read_final_test", "check_recipe", "load_data", "collect", "receptive_fields", "read_results", "plot_results", "separation", "compare",
-           "chance_of_separation", "claims", "summary_markdown", "table_markdown", "write_page", "commit", "cpu_name", "FIGURES"]
+           "chance_of_separation", "claims", "ranking", "summary_markdown", "table_markdown", "write_page", "commit", "cpu_name", "FIGURES"]

@@ -304,3 +304,52 @@ def test_command_line_study_on_an_image_folder(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["study", "kernels", "--variants", "k4"])
     assert exit_info.value.code == 2 and "unknown variants ['k4']" in capsys.readouterr().err
+
+
+def test_a_fresh_clone_continues_from_the_committed_records(study, tmp_path):
+    """The records are what a fresh clone has of the finished runs (the run directories, with their
+    checkpoints, stay on the machine that trained them): every recorded run is skipped, and the results
+    collected from the records alone are the same as the ones collected beside the run directories."""
+    import shutil
+
+    root, _, _ = study
+    shutil.copytree(root / "results" / kernels.RECORDS, tmp_path / "results" / kernels.RECORDS)
+    lines = []
+    rows = kernels.run_study(out=tmp_path / "runs", results=tmp_path / "results", variants=["k3", "mix35"],
+                             seeds=[0, 1], log=lines.append, **TINY)
+    assert "4 finished (4 with a record in" in lines[0] and "0 to train" in lines[0]
+    assert sum("finished, skipped" in line and kernels.RECORDS in line for line in lines) == 4
+    assert not (tmp_path / "runs").exists()  # nothing trained
+    for name in ("kernel-study.csv", "kernel-study-runs.csv"):
+        assert (tmp_path / "results" / name).read_text() == (root / "results" / name).read_text(), name
+    assert [r["variant"] for r in rows] == ["k3", "mix35"]
+
+
+def test_a_record_keeps_what_the_results_need(study):
+    root, _, _ = study
+    record = kernels.read_record(kernels.record_path(root / "results" / kernels.RECORDS, "k3", 1))
+    _, state, config = read_checkpoint(root / "runs" / "k3" / "seed1")
+    final = json.loads((root / "runs" / "k3" / "seed1" / "final-test.json").read_text())
+    assert (record["variant"], record["seed"], record["final_test"]) == ("k3", 1, final)
+    assert record["history"] == state["history"] and record["recipe"]["epochs"] == config.epochs == 1
+    assert "data" not in record["recipe"] and record["recipe"]["model_kwargs"]["kernel_sizes"] == [3]
+    assert record["fields"]["rf"] > 32 and record["fields"]["erf50"] > 0 and record["erf_images"] == 2
+    assert record["sessions"][0]["commit"] and "cores" in record["sessions"][0]["cpu"]
+
+
+def test_a_damaged_or_foreign_record_is_refused_by_name(study, tmp_path):
+    root, _, _ = study
+    records = tmp_path / "results" / kernels.RECORDS
+    path = kernels.record_path(records, "k3", 0)
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match=r"seed0\.json: not a run record \(invalid JSON"):
+        kernels.read_records(records)
+    record = json.loads(kernels.record_path(root / "results" / kernels.RECORDS, "k3", 0).read_text())
+    path.write_text(json.dumps({**record, "history": "none"}))
+    with pytest.raises(ValueError, match=r"seed0\.json: the record's 'history' must be a list"):
+        kernels.read_record(path)
+    path.write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"seed0\.json holds a run of another recipe.*epochs: run has 1, now 2"):
+        kernels.run_study(out=tmp_path / "runs", results=tmp_path / "results", variants=["k3"], seeds=[0],
+                          **{**TINY, "epochs": 2})

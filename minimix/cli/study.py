@@ -5,8 +5,10 @@ with the train command's recipe, one run directory per run (OUT/<variant>/seed<s
 the results table (RESULTS/kernel-study.csv, -runs.csv), the figures and RESULTS/kernel-study.md.
 Finished runs are skipped and unfinished ones resumed from their last checkpoint (written every
 epoch and every --checkpoint-minutes), so the study can be stopped at any moment (Ctrl-C, kill) and
-continued by running the same command again. --collect-only rewrites the results from the run
-directories without training. The default budget (epochs, width, --limit) and why it was chosen:
+continued by running the same command again. Each finished run also leaves a small record in
+--records (docs/results/kernel-study-records by default), committed with the results: on a fresh
+clone, where the run directories are gone, the runs with a record are skipped. --collect-only
+rewrites the results from the records without training. The default budget (epochs, width, --limit) and why it was chosen:
 docs/results/kernel-study.md.
 """
 from __future__ import annotations
@@ -63,7 +65,11 @@ def add_arguments(parser):
     arg("--out", type=Path, default=Path("runs/study/kernels"), help="the study's run directories (default %(default)s)")
     arg("--results", type=Path, default=Path("docs/results"),
         help="where the table, figures and page go (default %(default)s)")
-    arg("--collect-only", action="store_true", help="only rewrite the results from the finished runs")
+    arg("--records", type=Path,
+        help="one small JSON file per finished run, committed with the results: a run with a record is "
+             f"skipped even where its run directory is gone (default RESULTS/{kernels.RECORDS})")
+    arg("--collect-only", action="store_true",
+        help="only rewrite the results from the records (recording the finished runs under --out first)")
     arg("--erf-images", type=non_negative_int, default=8, metavar="N",
         help="test images for the effective receptive fields (default 8; 0: theoretical field only)")
     arg("--checkpoint-minutes", type=_number(0), default=10.0, metavar="M",
@@ -80,13 +86,13 @@ def run(args):
 
     if args.collect_only:
         kernels.collect(args.out, args.results, data=data_location(args.data)[0], erf_images=args.erf_images,
-                        log=lambda line: print(line, flush=True))
+                        records=args.records, log=lambda line: print(line, flush=True))
         return 0
     configure_performance(args.threads)
     try:
         kernels.run_study(out=args.out, variants=args.variants, seeds=args.seeds, epochs=args.epochs,
                           width=args.width, limit=args.limit or None, data=args.data, results=args.results,
-                          batch_size=args.batch_size,
+                          batch_size=args.batch_size, records=args.records,
                           progress=args.progress, checkpoint_every=60.0 * args.checkpoint_minutes,
                           erf_images=args.erf_images, log=lambda line: print(line, flush=True))
     except KeyboardInterrupt:

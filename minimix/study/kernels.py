@@ -27,7 +27,12 @@ within one. The runner goes through the runs in order: a finished run is skipped
 is resumed from its last checkpoint (bit for bit the run that was not interrupted), a new one is
 started. So the study can be killed at any moment and continued by running the same command again
 (in the same or a later session); ``study.json`` in each run directory records the commit and the
-CPU of every session that trained it. After the runs, :func:`collect` writes the results table,
+CPU of every session that trained it. A finished run also leaves a record, one small JSON file in
+``docs/results/kernel-study-records/<variant>/seed<seed>.json`` (:func:`write_record`: its recipe, every
+epoch's metrics, the final test, the receptive fields, the sessions). The records are committed with the
+results; the checkpoints (megabytes per run) are not, and a fresh clone of the repository has none. So a
+later session on a new machine skips every run that has a record and continues with the rest, and the
+results are collected from the records alone. After the runs, :func:`collect` writes the results table,
 one row per variant (``kernel-study.csv``), one row per run (``kernel-study-runs.csv``), two
 figures and the table of ``kernel-study.md``.
 
@@ -330,6 +335,91 @@ def final_test(run_dir, test_images, test_labels, log=print) -> dict:
     return record
 
 
+RECORDS = "kernel-study-records"  # the folder of the results holding one small JSON file per finished run
+
+
+def record_path(records, variant: str, seed: int) -> Path:
+    """``RECORDS/<variant>/seed<seed>.json``."""
+    return Path(records) / variant / f"seed{seed}.json"
+
+
+def _recipe(config) -> dict:
+    """A ``TrainConfig`` as the JSON object the records and the runs table keep (the dataset location aside:
+    it is where the images were on one machine, not part of the recipe)."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k != "data"}
+
+
+def write_record(run_dir, records, variant: str, seed: int, images=None, log=print) -> dict:
+    """Keep what the results need from the finished run in ``run_dir`` in one small JSON file,
+    ``record_path(records, variant, seed)``, and return it:
+
+    ``{"variant", "seed", "recipe", "history", "final_test", "fields", "sessions"}``: the recipe (the
+    run's ``TrainConfig`` without the dataset location), every epoch's metrics, the record of
+    :func:`final_test` (measured before, when the run finished), the last block's receptive fields
+    (:func:`receptive_fields`, effective ones on ``images`` when given) and the sessions of ``study.json``.
+
+    Why: a run's checkpoint holds its weights and optimizer state, megabytes that are not committed, so
+    they are lost with the machine that trained it. The record is a few kilobytes and is committed with
+    the results; :func:`run_study` skips a run that has one, and :func:`collect` reads only records.
+    """
+    from ..serialization import atomic_write
+    from ..training import read_checkpoint
+    from ..training.recipe import build_model
+
+    run_dir = Path(run_dir)
+    final = read_final_test(run_dir)
+    if final is None:
+        raise ValueError(f"{run_dir}: no {FINAL_TEST_FILE}; a run's record is written after its final test "
+                         "(final_test)")
+    _, state, config = read_checkpoint(run_dir)
+    model = build_model(config.model, config.model_kwargs, num_classes=10)
+    try:
+        sessions = json.loads((run_dir / STUDY_FILE).read_text())["sessions"]
+    except (OSError, ValueError, KeyError):
+        sessions = []
+    record = {"variant": variant, "seed": int(seed), "recipe": _recipe(config), "history": list(state["history"]),
+              "final_test": final, "fields": receptive_fields(model, state, images),
+              "erf_images": 0 if images is None else int(len(images)), "sessions": sessions}
+    path = record_path(records, variant, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write((json.dumps(record, indent=1) + "\n").encode()))
+    log(f"{run_dir}: recorded in {path}")
+    return record
+
+
+_RECORD_KEYS = {"variant": str, "seed": int, "recipe": dict, "history": list, "final_test": dict, "fields": dict,
+                "sessions": list}
+
+
+def read_record(path) -> dict:
+    """The record at ``path`` (:func:`write_record`), checked: a ValueError names the file and what is
+    wrong with it (not JSON, a missing key, a key of the wrong kind, no epochs)."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path}: not a run record (invalid JSON: {err})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: a run record must be a JSON object, got {type(record).__name__}")
+    for key, kind in _RECORD_KEYS.items():
+        if not isinstance(record.get(key), kind):
+            raise ValueError(f"{path}: the record's {key!r} must be a {kind.__name__}, got {record.get(key)!r:.60}")
+    if not record["history"] or not isinstance(record["final_test"].get("test_acc"), float):
+        raise ValueError(f"{path}: the record has no epochs or no final test accuracy")
+    return record
+
+
+def read_records(records) -> dict:
+    """``{variant name: [record, ...]}`` of every record under ``records``, variants in ``VARIANTS``
+    order, seeds ascending."""
+    found = {}
+    for name in VARIANTS:
+        paths = [p for p in (Path(records) / name).glob("seed*.json") if p.stem[4:].isdigit()]
+        for path in sorted(paths, key=lambda p: int(p.stem[4:])):
+            found.setdefault(name, []).append(read_record(path))
+    return found
+
+
 def check_recipe(run_dir, saved: dict, config):
     """Refuse (ValueError naming the differences) a run directory whose saved recipe ``saved`` (a dict)
     is not ``config`` (the dataset location aside): a row of the study is never two recipes."""
@@ -378,10 +468,13 @@ def _duration(seconds: float) -> str:
 def run_study(out="runs/study/kernels", variants=None, seeds=DEFAULT_SEEDS, epochs=DEFAULT_EPOCHS,
               width=DEFAULT_WIDTH, limit=DEFAULT_LIMIT, data=None, results="docs/results", log=print,
               progress=False, checkpoint_every=600.0, dataset=None, erf_images=8, on_step=None,
-              batch_size=DEFAULT_BATCH) -> list:
+              batch_size=DEFAULT_BATCH, records=None) -> list:
     """Train every (variant, seed) run that is not finished, then :func:`collect` the results.
 
-    ``out``: the study's directory (one run directory per variant and seed). ``variants``: names
+    ``out``: the study's directory (one run directory per variant and seed). ``records``: where each
+    finished run's record goes (:func:`write_record`; None: ``results/kernel-study-records``, or no
+    records without ``results``); a run with a record is finished, whether or not its run directory
+    is on this machine. ``variants``: names
     from ``VARIANTS`` (None: all). ``data``: the CIFAR-10 root (None: ``$MINIMIX_DATA``, as
     ``train``). ``dataset``: the four arrays of :func:`load_data` instead (tests). ``results``: where
     the table, figures and page go (None: nowhere). ``on_step``: see :func:`train_run`. Prints which run it is on (k of n), whether it
@@ -391,6 +484,8 @@ def run_study(out="runs/study/kernels", variants=None, seeds=DEFAULT_SEEDS, epoc
     from ..training.recipe import data_location
 
     chosen = _variants(variants)
+    if records is None and results is not None:
+        records = Path(results) / RECORDS
     seeds = [int(s) for s in seeds]
     if not seeds or min(seeds) < 0:
         raise ValueError(f"seeds must be one or more integers >= 0, got {seeds}")
@@ -398,53 +493,71 @@ def run_study(out="runs/study/kernels", variants=None, seeds=DEFAULT_SEEDS, epoc
     runs = [(v, s) for v in chosen for s in seeds]
     configs = {(v.name, s): study_config(v, s, epochs, width, limit, root, batch_size) for v, s in runs}
     states = {(v.name, s): run_state(run_directory(out, v.name, s)) for v, s in runs}
-    for (name, seed), (status, _, _) in states.items():  # before training anything: all runs fit this study
-        if status != "new":
+    recorded = {(v.name, s) for v, s in runs if records is not None and record_path(records, v.name, s).is_file()}
+    for key in recorded:  # before training anything: all runs fit this study
+        path = record_path(records, *key)
+        check_recipe(path, read_record(path)["recipe"], configs[key])
+    for (name, seed), (status, _, _) in states.items():
+        if status != "new" and (name, seed) not in recorded:
             run_dir = run_directory(out, name, seed)
             try:
                 saved = json.loads((run_dir / "last.json").read_text())["state"]["config"]
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # a damaged checkpoint: read_checkpoint names the problem when the run is reached
             check_recipe(run_dir, saved, configs[(name, seed)])
-    todo = [(v, s) for v, s in runs if states[(v.name, s)][0] != "done"]
+    todo = [(v, s) for v, s in runs if (v.name, s) not in recorded and states[(v.name, s)][0] != "done"]
+    unrecorded = [(v, s) for v, s in runs if (v.name, s) not in recorded and records is not None]
     log(f"kernel study in {out}: {len(runs)} runs ({len(chosen)} variants x seeds {seeds}), {epochs} epochs, "
         f"width {width}, {limit or 'all'} training images, batch {configs[runs[0][0].name, runs[0][1]].batch_size}; "
-        f"{len(runs) - len(todo)} finished, "
-        f"{len(todo)} to train")
-    full = None  # all the images; each run sees its balanced subsets (_limited), and is finally tested on all
-    if todo:
+        f"{len(runs) - len(todo)} finished ({len(recorded)} with a record in {records}), {len(todo)} to train")
+    full = erf = None  # all the images; each run sees its balanced subsets (_limited), and is finally tested on all
+    if todo or unrecorded:
         full = load_data(root, None, log=log) if dataset is None else dataset
-        dataset = _limited(full, configs[todo[0][0].name, todo[0][1]])
-    epoch_seconds = []  # wall seconds of every epoch trained by this process (for the estimate)
+        first = (todo or unrecorded)[0]
+        dataset = _limited(full, configs[first[0].name, first[1]])
+        erf = _erf_images(full, None, erf_images, log) if records is not None else None
+    # The estimate: the epochs left, each weighted by its variant's measured step time (STEP_SECONDS: k11
+    # costs 2.6x k3), times the seconds this process has taken per unit of that weight so far.
+    weight = {v.name: STEP_SECONDS.get(v.name, 1.0) for v in chosen}
+    spent = [0.0, 0.0]  # wall seconds of the epochs trained by this process, and their total weight
     remaining = sum(configs[(v.name, s)].epochs - states[(v.name, s)][1] for v, s in todo)
+    remaining_weight = sum((configs[(v.name, s)].epochs - states[(v.name, s)][1]) * weight[v.name] for v, s in todo)
     started = time.perf_counter()
     for number, (variant, seed) in enumerate(runs, 1):
         key, run_dir = (variant.name, seed), run_directory(out, variant.name, seed)
         status, done, step = states[key]
         head = f"[{number}/{len(runs)}] {variant.name} seed {seed}"
+        if key in recorded:
+            log(f"{head}: finished, skipped ({record_path(records, *key)})")
+            continue
         if status == "done":
             log(f"{head}: finished, skipped ({run_dir})")
-            continue
-        what = "starting" if status == "new" else f"resuming after epoch {done}" + (f", step {step}" if step else "")
-        log(f"{head}: {what} in {run_dir}")
+            if records is None:
+                continue
+        else:
+            what = "starting" if status == "new" else f"resuming after epoch {done}" + (f", step {step}" if step else "")
+            log(f"{head}: {what} in {run_dir}")
 
-        def epoch_log(line, head=head):
-            nonlocal remaining
-            epoch_seconds.append(time.perf_counter() - epoch_log.since)
+            def epoch_log(line, head=head, cost=weight[variant.name]):
+                nonlocal remaining, remaining_weight
+                spent[0] += time.perf_counter() - epoch_log.since
+                spent[1] += cost
+                epoch_log.since = time.perf_counter()
+                remaining, remaining_weight = remaining - 1, remaining_weight - cost
+                eta = _duration(max(remaining_weight, 0.0) * spent[0] / spent[1])
+                log(f"{head}: {line.strip()}  | study: {remaining} epochs left, ETA ~{eta}")
+
             epoch_log.since = time.perf_counter()
-            remaining -= 1
-            mean = sum(epoch_seconds) / len(epoch_seconds)
-            log(f"{head}: {line.strip()}  | study: {remaining} epochs left, ETA ~{_duration(remaining * mean)}")
-
-        epoch_log.since = time.perf_counter()
-        train_run(run_dir, configs[key], variant, dataset, log=epoch_log, progress=progress,
-                  checkpoint_every=checkpoint_every, on_step=on_step)
+            train_run(run_dir, configs[key], variant, dataset, log=epoch_log, progress=progress,
+                      checkpoint_every=checkpoint_every, on_step=on_step)
         final_test(run_dir, full[2], full[3], log=log)
+        if records is not None:
+            write_record(run_dir, records, variant.name, seed, erf, log=log)
     if todo:
         log(f"trained for {_duration(time.perf_counter() - started)}")
     if results is None:
         return []
-    return collect(out, results, dataset=full, data=root, log=log, erf_images=erf_images)
+    return collect(out, results, dataset=full, data=root, log=log, erf_images=erf_images, records=records)
 
 
 # -- collecting ------------------------------------------------------------------------------------
@@ -454,28 +567,22 @@ RUN_COLUMNS = ["variant", "seed", "epochs", "width", "limit", "test_acc", "test_
                "wall_seconds_per_epoch", "commit", "cpu", "recipe"]
 
 
-def _finished_runs(out) -> dict:
-    """``{variant name: [(seed, run_dir, state, config), ...]}`` of the finished runs under ``out``."""
-    from ..training import read_checkpoint
-
-    found = {}
+def _finished_run_dirs(out) -> list:
+    """``[(variant name, seed, run_dir), ...]`` of the finished runs under ``out`` (none when it does not exist)."""
+    found = []
     for name in VARIANTS:
         folder = Path(out) / name
         if not folder.is_dir():
             continue
         for run_dir in sorted(folder.glob("seed*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else -1):
-            if run_state(run_dir)[0] != "done":
-                continue
-            _, state, config = read_checkpoint(run_dir)
-            found.setdefault(name, []).append((int(run_dir.name[4:]), run_dir, state, config))
+            if run_dir.name[4:].isdigit() and run_state(run_dir)[0] == "done":
+                found.append((name, int(run_dir.name[4:]), run_dir))
     return found
 
 
-def _sessions(run_dir: Path) -> tuple[str, str]:
-    try:
-        sessions = json.loads((run_dir / STUDY_FILE).read_text())["sessions"]
-    except (OSError, ValueError, KeyError):
-        return "unknown", "unknown"
+def _sessions(record: dict) -> tuple[str, str]:
+    """The commits and the CPUs of the sessions that trained a run (each once, in order), or "unknown"."""
+    sessions = record["sessions"] or [{}]
     join = lambda key: " ".join(dict.fromkeys(s.get(key, "unknown") for s in sessions))  # noqa: E731
     return join("commit"), join("cpu")
 
@@ -521,35 +628,43 @@ def _erf_images(dataset, data, count: int, log):
 
 
 def collect(out="runs/study/kernels", results="docs/results", dataset=None, data=None, log=print,
-            erf_images=8) -> list:
-    """Read every finished run under ``out`` and write into ``results``: ``kernel-study.csv`` (one
-    row per variant), ``kernel-study-runs.csv`` (one row per run: accuracy, seconds per epoch, the
+            erf_images=8, records=None) -> list:
+    """Write the results of every recorded run into ``results``: ``kernel-study.csv`` (one row per
+    variant), ``kernel-study-runs.csv`` (one row per run: accuracy, seconds per epoch, the
     commit(s) and CPU(s) that trained it, its full recipe), the figures
     ``kernel-study-accuracy-vs-kernel.png`` and ``kernel-study-accuracy-vs-macs.png``, and the
     table in ``kernel-study.md``, and the short table for README in ``kernel-study-summary.md``
-    (:func:`summary_markdown`). Returns the variant rows (dicts, as in the CSV)."""
+    (:func:`summary_markdown`). Returns the variant rows (dicts, as in the CSV).
+
+    The results come from the records in ``records`` (None: ``results/kernel-study-records``) alone.
+    A finished run under ``out`` without a record gets one first (:func:`write_record`, its effective
+    receptive field on ``erf_images`` test images; its final test too, if it has none)."""
     from ..models import summary
     from ..training.recipe import build_model
 
     results = Path(results)
     results.mkdir(parents=True, exist_ok=True)
-    found = _finished_runs(out)
-    images = _erf_images(dataset, data, erf_images, log) if found else None  # the first test images of each class
-    rows, run_rows, full = [], [], None
+    records = results / RECORDS if records is None else Path(records)
+    unrecorded = [(name, seed, run_dir) for name, seed, run_dir in _finished_run_dirs(out)
+                  if not record_path(records, name, seed).is_file()]
+    if unrecorded:
+        full = load_data(data, None, log=log) if dataset is None else dataset
+        images = _erf_images(full, None, erf_images, log)  # the first test images of each class
+        for name, seed, run_dir in unrecorded:
+            if read_final_test(run_dir) is None:  # measured when the run finished; here only for older runs
+                final_test(run_dir, full[2], full[3], log=log)
+            write_record(run_dir, records, name, seed, images, log=log)
+    found = read_records(records)
+    rows, run_rows = [], []
     for name, runs in found.items():
         variant = VARIANTS[name]
-        config = runs[0][3]
-        model = build_model(config.model, config.model_kwargs, num_classes=10)
+        recipe = runs[0]["recipe"]
+        model = build_model(recipe["model"], recipe["model_kwargs"], num_classes=10)
         counted = summary(model, (3, 32, 32), verbose=False)
-        fields = [receptive_fields(model, state, images) for _, _, state, _ in runs]
+        fields = [run["fields"] for run in runs]
         accs, seconds, walls, commits, cpus, test_images = {}, [], [], set(), set(), set()
-        for seed, run_dir, state, cfg in runs:
-            history = state["history"]
-            final = read_final_test(run_dir)
-            if final is None:  # measured when the run finished; here only for runs of an older version
-                if full is None:
-                    full = load_data(data, None, log=log) if dataset is None else dataset
-                final = final_test(run_dir, full[2], full[3], log=log)
+        for run in runs:
+            seed, history, final, cfg = run["seed"], run["history"], run["final_test"], run["recipe"]
             accs[seed] = final["test_acc"]
             test_images.add(final["images"])
             # medians, not means: an epoch slowed by other work on the machine (or a paused process) is one
@@ -559,24 +674,24 @@ def collect(out="runs/study/kernels", results="docs/results", dataset=None, data
             train_s, wall_s = float(np.median(epoch_train)), float(np.median(epoch_wall))
             seconds.extend(epoch_train)
             walls.extend(epoch_wall)
-            run_commit, run_cpu = _sessions(run_dir)
+            run_commit, run_cpu = _sessions(run)
             commits.add(run_commit)
             cpus.add(run_cpu)
-            run_rows.append({"variant": name, "seed": seed, "epochs": cfg.epochs,
-                             "width": cfg.model_kwargs.get("width_multiplier"), "limit": cfg.limit or "",
+            run_rows.append({"variant": name, "seed": seed, "epochs": cfg["epochs"],
+                             "width": cfg["model_kwargs"].get("width_multiplier"), "limit": cfg.get("limit") or "",
                              "test_acc": f"{accs[seed]:.4f}", "test_images": final["images"],
                              "last_epoch_subset_acc": f"{history[-1]['test_acc']:.4f}",
                              "best_epoch_subset_acc": f"{max(h['test_acc'] for h in history):.4f}",
                              "train_seconds_per_epoch": f"{train_s:.1f}", "wall_seconds_per_epoch": f"{wall_s:.1f}",
                              "commit": run_commit, "cpu": run_cpu,
-                             "recipe": json.dumps({k: v for k, v in dataclasses.asdict(cfg).items() if k != "data"},
-                                                  sort_keys=True)})
+                             "recipe": json.dumps(cfg, sort_keys=True)})
         values = np.array(list(accs.values()))
         row = {
             "variant": name, "kernel_sizes": ".".join(str(k) for k in variant.kernel_sizes),
             "split": variant.split, "dilated": variant.dilated,
             "params": counted.total_params, "macs": counted.total_macs,
-            "epochs": config.epochs, "width": config.model_kwargs.get("width_multiplier"), "limit": config.limit or "",
+            "epochs": recipe["epochs"], "width": recipe["model_kwargs"].get("width_multiplier"),
+            "limit": recipe.get("limit") or "",
             "seeds": " ".join(str(s) for s in accs), "test_images": " ".join(map(str, sorted(test_images))),
             **{f"acc_seed{s}": f"{a:.4f}" for s, a in accs.items()},
             "mean": f"{values.mean():.4f}", "min": f"{values.min():.4f}", "max": f"{values.max():.4f}",
@@ -601,7 +716,7 @@ def collect(out="runs/study/kernels", results="docs/results", dataset=None, data
     write_page(rows, results / "kernel-study.md")
     (results / "kernel-study-summary.md").write_text(summary_markdown(read_results(results / "kernel-study.csv"))
                                                      + "\n")
-    log(f"collected {len(run_rows)} finished runs of {len(rows)} variants into {results}/kernel-study.csv "
+    log(f"collected {len(run_rows)} finished runs of {len(rows)} variants from {records} into {results}/kernel-study.csv "
         "(+ -runs.csv, figures, kernel-study.md, and kernel-study-summary.md: README's table)")
     return rows
 
@@ -793,9 +908,9 @@ TABLE_START, TABLE_END = "<!-- kernel-study table: written by `python -m minimix
 
 PAGE = """# Kernel-size study (MixConv paper, CIFAR-10)
 
-Produced by `python -m minimix study kernels` (see `minimix/study/kernels.py`); `--collect-only`
-rewrites the table, the CSVs and the figures from the run directories. Every run's recipe,
-commit and CPU are in `kernel-study-runs.csv`.
+Produced by `python -m minimix study kernels` (see `minimix/study/kernels.py`), which rewrites this
+whole page; `--collect-only` rewrites it, the CSVs and the figures from the run records without training.
+Every run's recipe, commit and CPU are in `kernel-study-runs.csv`.
 
 {table_start}
 {table_end}
@@ -812,6 +927,13 @@ same command continues it, skipping finished runs and resuming the unfinished on
 (every epoch, and every 10 minutes within one). `--seeds 0,1,2 --variants A,B` later adds a third seed where
 the spread hides a difference; only the new runs train. The results above are rewritten when the runs end,
 or by `--collect-only`.
+
+Every finished run leaves a record, `kernel-study-records/<variant>/seed<seed>.json` beside this page: its
+recipe, every epoch's metrics, its final test and receptive fields, and the commit and CPU of each session
+that trained it. Commit the records with the results. The run directories under `runs/` hold the checkpoints
+(weights and optimizer state) and are not committed, so a new machine (a fresh clone) has none: there the
+same command skips every recorded run and trains the rest. Only the run that was in progress when the old
+machine went away starts again from its beginning.
 
 ## Why this budget
 
@@ -872,24 +994,21 @@ def table_markdown(rows) -> str:
 
 
 def write_page(rows, path):
-    """Write the table into the page between its markers (creating the page, with the budget
-    paragraph, when it does not exist yet); the rest of the page is left as it is."""
+    """Write the results page: ``PAGE`` with the budget paragraph (``budget_text``), the table and what
+    the data says about each of the paper's claims. The whole page is generated, so it is rewritten
+    each time: a page left from an older budget would explain the wrong budget."""
     path = Path(path)
-    text = path.read_text() if path.is_file() else PAGE.format(table_start=TABLE_START, table_end=TABLE_END,
-                                                               budget=budget_text())
-    if TABLE_START not in text or TABLE_END not in text:
-        text = text.rstrip() + f"\n\n{TABLE_START}\n{TABLE_END}\n"
-    head, rest = text.split(TABLE_START, 1)
-    _, tail = rest.split(TABLE_END, 1)
     parsed = [dict(row, accs=[float(v) for k, v in row.items() if k.startswith("acc_seed") and v not in ("", None)],
                    mean=float(row["mean"]), min=float(row["min"]), max=float(row["max"]),
                    macs=int(row["macs"])) for row in rows]
     findings = "\n".join(f"* **{claim}** {finding}" for claim, finding in claims(parsed)) if rows else ""
     body = table_markdown(rows) + ("\n\n## The paper's claims against this data\n\n" + findings if findings else "")
-    path.write_text(f"{head}{TABLE_START}\n{body}\n{TABLE_END}{tail}")
+    path.write_text(PAGE.format(table_start=TABLE_START, table_end=TABLE_END, budget=budget_text())
+                    .replace(f"{TABLE_START}\n{TABLE_END}", f"{TABLE_START}\n{body}\n{TABLE_END}"))
     return path
 
 
 __all__ = ["Variant", "VARIANTS", "BUDGET", "STEP_SECONDS", "budget_text", "run_study", "train_run", "study_config", "run_directory",
-           "run_state", "final_test", "read_final_test", "check_recipe", "load_data", "collect", "receptive_fields", "read_results", "plot_results", "separation", "compare",
+           "run_state", "final_test", "read_final_test", "write_record", "read_record", "read_records", "record_path",
+           "RECORDS", "check_recipe", "load_data", "collect", "receptive_fields", "read_results", "plot_results", "separation", "compare",
            "chance_of_separation", "claims", "ranking", "summary_markdown", "table_markdown", "write_page", "commit", "cpu_name", "FIGURES"]

@@ -59,13 +59,9 @@ def _affine(x, scale, shift):
 
 
 @njit(cache=True, fastmath=_FASTMATH, error_model="numpy", inline="always")
-def _act(z, kind, c):
-    """act(z) for kind IDENTITY, RELU or SILU; c = exp_constants(z's dtype), whose last entry is 1."""
-    if kind == SILU:
-        return z / (c[c.size - 1] + exp(-z, c))
-    if kind == RELU:  # z > 0 and NaN pass through; 0 in z's dtype otherwise (also for z = -inf)
-        return z if z > 0 or z != z else c[c.size - 1] - c[c.size - 1]
-    return z
+def _silu(z, c):
+    """silu(z) = z * sigmoid(z) = z / (1 + exp(-z)); c = exp_constants(z's dtype), whose last entry is 1."""
+    return z / (c[c.size - 1] + exp(-z, c))
 
 
 @njit(cache=True, fastmath=_FASTMATH, error_model="numpy", inline="always")
@@ -89,9 +85,26 @@ def _act_grad(z, y, kind, one):
 def affine_act(src, dst, scale, shift, kind, consts):
     """dst = act(src * scale + shift) over 1-D arrays of one length (dst may be src): the elementwise
     part of the forward, shared with the depthwise kernels' inference epilogue. Inlined into its
-    callers: called as a function, its loop was not vectorized."""
-    for p in range(src.size):
-        dst[p] = _act(_affine(src[p], scale, shift), kind, consts)
+    callers: called as a function, its loop was not vectorized.
+
+    ReLU: z where z > 0 and where z is NaN (z <= 0 is False for NaN: NaN passes through, as in torch),
+    else 0 in z's dtype. Its zero is read from ``consts`` once, before the loop: read inside the loop
+    (the store to dst might change it, for all the compiler knows), it kept the loop scalar, with a
+    branch per element that random signs mispredict, 5-8x slower than SiLU (measured)."""
+    # Numba's cache (cache=True) knows only the file of each cached function: after editing this inlined
+    # function, touch the files of its callers (depthwise_numba.py, pointwise_fused.py), or clear
+    # NUMBA_CACHE_DIR, or they keep running the old code. (A fresh checkout recompiles everything.)
+    if kind == SILU:
+        for p in range(src.size):
+            dst[p] = _silu(_affine(src[p], scale, shift), consts)
+    elif kind == RELU:
+        zero = consts[consts.size - 1] - consts[consts.size - 1]
+        for p in range(src.size):
+            z = _affine(src[p], scale, shift)
+            dst[p] = zero if z <= 0 else z
+    else:
+        for p in range(src.size):
+            dst[p] = _affine(src[p], scale, shift)
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")

@@ -89,16 +89,14 @@ class MixNet(nn.Module):
         bn = dict(eps=bn_eps, momentum=bn_momentum)
 
         self.conv_stem = nn.Conv2d(in_channels, stem_out, 3, stride=stem_stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(stem_out, **bn)
-        self.act1 = nn.ReLU()
+        self.bn1 = nn.BatchNormAct2d(stem_out, act_layer=nn.ReLU, **bn)  # BN + ReLU as one module, as timm
         self.blocks = nn.ModuleList(
             nn.Sequential(*[make_block(a, bn_eps, bn_momentum, split=split, dilated=dilated) for a in _repeat(group)])
             for group in self.stage_args
         )
         last = self.stage_args[-1][-1].out_channels
         self.conv_head = nn.Conv2d(last, head_channels, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(head_channels, **bn)
-        self.act2 = nn.ReLU()
+        self.bn2 = nn.BatchNormAct2d(head_channels, act_layer=nn.ReLU, **bn)
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.dropout = nn.Dropout(dropout)
@@ -110,10 +108,10 @@ class MixNet(nn.Module):
 
     def forward_features(self, x):
         """(N, 3, H, W) -> (N, head_channels, H/32, W/32) (before pooling)."""
-        x = self.act1(self.bn1(self.conv_stem(x)))
+        x = self.bn1(self.conv_stem(x))  # bn1 applies its ReLU
         for stage in self.blocks:
             x = stage(x)
-        return self.act2(self.bn2(self.conv_head(x)))
+        return self.bn2(self.conv_head(x))
 
     def forward(self, x):
         x = self.flatten(self.global_pool(self.forward_features(x)))

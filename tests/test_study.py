@@ -349,6 +349,9 @@ def test_a_damaged_or_foreign_record_is_refused_by_name(study, tmp_path):
     path.write_text(json.dumps({**record, "history": "none"}))
     with pytest.raises(ValueError, match=r"seed0\.json: the record's 'history' must be a list"):
         kernels.read_record(path)
+    path.write_text(json.dumps({**record, "seed": 1}))
+    with pytest.raises(ValueError, match=r"seed0\.json: holds the record of k3 seed 1, not of k3 seed 0"):
+        kernels.read_records(records)
     path.write_text(json.dumps(record))
     with pytest.raises(ValueError, match=r"seed0\.json holds a run of another recipe.*epochs: run has 1, now 2"):
         kernels.run_study(out=tmp_path / "runs", results=tmp_path / "results", variants=["k3"], seeds=[0],

@@ -416,7 +416,11 @@ def read_records(records) -> dict:
     for name in VARIANTS:
         paths = [p for p in (Path(records) / name).glob("seed*.json") if p.stem[4:].isdigit()]
         for path in sorted(paths, key=lambda p: int(p.stem[4:])):
-            found.setdefault(name, []).append(read_record(path))
+            record = read_record(path)
+            if (record["variant"], record["seed"]) != (name, int(path.stem[4:])):
+                raise ValueError(f"{path}: holds the record of {record['variant']} seed {record['seed']}, "
+                                 f"not of {name} seed {path.stem[4:]} (a file moved or copied by hand?)")
+            found.setdefault(name, []).append(record)
     return found
 
 

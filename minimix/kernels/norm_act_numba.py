@@ -90,7 +90,8 @@ def affine_act(src, dst, scale, shift, kind, consts):
     ReLU: z where z > 0 and where z is NaN (z <= 0 is False for NaN: NaN passes through, as in torch),
     else 0 in z's dtype. Its zero is read from ``consts`` once, before the loop: read inside the loop
     (the store to dst might change it, for all the compiler knows), it kept the loop scalar, with a
-    branch per element that random signs mispredict, 5-8x slower than SiLU (measured)."""
+    branch per element that random signs mispredict, several times slower than SiLU
+    (``python benchmarks/norm_act_planes.py`` prints the forward with each activation)."""
     # Numba's cache (cache=True) knows only the file of each cached function: after editing this inlined
     # function, touch the files of its callers (depthwise_numba.py, pointwise_fused.py), or clear
     # NUMBA_CACHE_DIR, or they keep running the old code. (A fresh checkout recompiles everything.)
@@ -256,11 +257,10 @@ def _backward_small_planes(x3, y3, g3, coef, mean, inv_std, kind, training, gx, 
     _grad_images(x3, gx, coef, mean, inv_std, a, b, training)
 
 
-# Planes of at most this many values (32x32) take the image-by-image passes, forward and backward.
-# Timed alone at batch 128, 2 threads (benchmark in the commit that set it): image by image took 0.8-0.85x
-# the channel-by-channel forward on 16x16 and 32x32 planes, 0.6x its backward on 16x16 and 0.3x on 4x4;
-# the channel-by-channel passes stay for larger planes (ImageNet's), which were not measured.
-_SMALL_PLANE = 1024
+# Planes of at most this many values (16x16) take the image-by-image passes, forward and backward: on the
+# CIFAR MixNet's 16x16 to 4x4 planes they were the faster way, on its 32x32 planes not
+# (``python benchmarks/norm_act_planes.py`` times both ways on each shape).
+_SMALL_PLANE = 256
 
 
 def _forward_small_planes(x3, gamma, beta, mean, var, eps, kind, training, y, coef, consts):

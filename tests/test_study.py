@@ -113,6 +113,8 @@ def test_tiny_study_trains_every_run_and_collects(study):
     assert [line.split(":")[0] for line in lines if line.startswith("[")][::2] == [
         "[1/4] k3 seed 0", "[2/4] k3 seed 1", "[3/4] mix35 seed 0", "[4/4] mix35 seed 1"]
     assert sum("starting in" in line for line in lines) == 4 and sum("ETA" in line for line in lines) == 4
+    # the results are rewritten after every run (1, 2, 3, 4 runs recorded), then once more at the end
+    assert [int(line.split()[1]) for line in lines if line.startswith("collected")] == [1, 2, 3, 4, 4]
     for name in ("k3", "mix35"):
         for seed in (0, 1):
             assert kernels.run_state(root / "runs" / name / f"seed{seed}") == ("done", 1, 0)

@@ -481,8 +481,9 @@ def run_study(out="runs/study/kernels", variants=None, seeds=DEFAULT_SEEDS, epoc
     is on this machine. ``variants``: names
     from ``VARIANTS`` (None: all). ``data``: the CIFAR-10 root (None: ``$MINIMIX_DATA``, as
     ``train``). ``dataset``: the four arrays of :func:`load_data` instead (tests). ``results``: where
-    the table, figures and page go (None: nowhere). ``on_step``: see :func:`train_run`. Prints which run it is on (k of n), whether it
-    starts, resumes or skips it, and an estimate of the time left. Returns the rows of
+    the table, figures and page go (None: nowhere), rewritten after every run this call trains, so a study
+    stopped at any point leaves its results current. ``on_step``: see :func:`train_run`. Prints which run it
+    is on (k of n), whether it starts, resumes or skips it, and an estimate of the time left. Returns the rows of
     :func:`collect` (or [] without ``results``).
     """
     from ..training.recipe import data_location
@@ -557,6 +558,8 @@ def run_study(out="runs/study/kernels", variants=None, seeds=DEFAULT_SEEDS, epoc
         final_test(run_dir, full[2], full[3], log=log)
         if records is not None:
             write_record(run_dir, records, variant.name, seed, erf, log=log)
+            if results is not None and status != "done":  # the tables and figures stay current while the study runs
+                collect(out, results, dataset=full, data=root, log=log, erf_images=erf_images, records=records)
     if todo:
         log(f"trained for {_duration(time.perf_counter() - started)}")
     if results is None:

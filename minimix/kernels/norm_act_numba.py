@@ -92,9 +92,10 @@ def affine_act(src, dst, scale, shift, kind, consts):
     (the store to dst might change it, for all the compiler knows), it kept the loop scalar, with a
     branch per element that random signs mispredict, several times slower than SiLU
     (``python benchmarks/norm_act_planes.py`` prints the forward with each activation)."""
-    # Numba's cache (cache=True) knows only the file of each cached function: after editing this inlined
-    # function, touch the files of its callers (depthwise_numba.py, pointwise_fused.py), or clear
-    # NUMBA_CACHE_DIR, or they keep running the old code. (A fresh checkout recompiles everything.)
+    # Numba's cache (cache=True) checks only the content of each cached function's own file: after editing
+    # this inlined function, its callers (depthwise_numba.py, pointwise_fused.py) keep their old machine
+    # code until NUMBA_CACHE_DIR is cleared. Touching their files does not help, nor does a fresh checkout
+    # into the same cache folder; .ci/run names its folder by a hash of minimix/kernels/*.py for that reason.
     if kind == SILU:
         for p in range(src.size):
             dst[p] = _silu(_affine(src[p], scale, shift), consts)

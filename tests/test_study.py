@@ -358,3 +358,21 @@ def test_a_damaged_or_foreign_record_is_refused_by_name(study, tmp_path):
     with pytest.raises(ValueError, match=r"seed0\.json holds a run of another recipe.*epochs: run has 1, now 2"):
         kernels.run_study(out=tmp_path / "runs", results=tmp_path / "results", variants=["k3"], seeds=[0],
                           **{**TINY, "epochs": 2})
+
+
+def test_committed_results_are_the_committed_records_collected(tmp_path):
+    """docs/results holds exactly what ``--collect-only`` writes from the committed run records (no table
+    edited by hand, none left behind by a newer record), and README "Results" shows the summary table."""
+    from conftest import REPO
+
+    committed = REPO / "docs" / "results"
+    records = committed / kernels.RECORDS
+    assert any(records.glob("*/seed*.json")), f"no run record in {records}: the study's results are committed with them"
+    kernels.collect(out=tmp_path / "no-run-directories", results=tmp_path, records=records, log=lambda line: None)
+    for name in ("kernel-study.csv", "kernel-study-runs.csv", "kernel-study.md", "kernel-study-summary.md"):
+        assert (committed / name).read_text() == (tmp_path / name).read_text(), (
+            f"docs/results/{name} is not what the committed records give: "
+            "run `python -m minimix study kernels --collect-only` and commit its output")
+    summary = (tmp_path / "kernel-study-summary.md").read_text().strip()
+    assert summary in (REPO / "README.md").read_text(encoding="utf-8"), (
+        "README's kernel-study table is not docs/results/kernel-study-summary.md: copy it into README \"Results\"")

@@ -376,3 +376,13 @@ def test_committed_results_are_the_committed_records_collected(tmp_path):
     summary = (tmp_path / "kernel-study-summary.md").read_text().strip()
     assert summary in (REPO / "README.md").read_text(encoding="utf-8"), (
         "README's kernel-study table is not docs/results/kernel-study-summary.md: copy it into README \"Results\"")
+
+
+def test_claims_say_when_no_larger_kernel_beats_the_smallest():
+    rows = [_row("k3", [0.70, 0.72]), _row("k5", [0.65, 0.66]), _row("k7", [0.69, 0.71])]
+    trend = dict(kernels.claims(rows))["Accuracy rises with the kernel size, then falls beyond about 9x9."]
+    assert ("The best single size is k3. No rise at this budget: every larger single size has a lower mean than k3, "
+            "and k5 is below it in every seed. Fall: k3 71.0%") in trend
+    rows[1] = _row("k5", [0.705, 0.71])
+    trend = dict(kernels.claims(rows))["Accuracy rises with the kernel size, then falls beyond about 9x9."]
+    assert "lower mean than k3, none of them in every seed." in trend

@@ -12,7 +12,7 @@
 #    3x3 ... 9x9 kernels with far fewer weights, but lose accuracy.
 #
 # minimix reruns this on CIFAR-10 with `python -m minimix study kernels` (`minimix.study.kernels`): ten
-# variants of the CIFAR MixNet, each trained with the same recipe and budget for two seeds or more. This
+# variants of the CIFAR MixNet, each trained with the same recipe and budget for three seeds. This
 # lesson reads the committed results of that study, compares them claim by claim with the paper, and runs a
 # miniature of the study itself. The one statistical rule used throughout: **a difference counts only if it
 # is larger than the spread between seeds** — every seed of one variant above every seed of the other.
@@ -68,7 +68,7 @@ print(dilated.blocks[4][1].conv_dw)
 # ## 2. When is a difference real?
 #
 # A network trained twice with different seeds (a different initialisation and data order) ends at a
-# different accuracy. With two seeds per variant, variant A is *separated* from B only when every seed of A
+# different accuracy. With several seeds per variant, variant A is *separated* from B only when every seed of A
 # is above every seed of B (or every one below); when the seeds' ranges overlap, the data cannot tell them
 # apart at this budget, whatever the means say. With a single seed there is no spread at all, so no verdict.
 #
@@ -76,7 +76,7 @@ print(dilated.blocks[4][1].conv_dw)
 # in a random order, and the chance that every seed of one lands above every seed of the other is
 # 2 · n_a! · n_b! / (n_a + n_b)! (`kernels.chance_of_separation`): 1 in 3 with two seeds each, 1 in 10 with
 # three. So the study's sentences say how often a separation like theirs happens by chance alone, and a
-# third seed is worth its cost where it matters.
+# third seed is worth its cost: the study runs three of every variant.
 #
 # ### Exercise — separated or not?
 #
@@ -236,4 +236,4 @@ print(f"\nAt {small}x{small}, a 9x9 kernel has on average {inside_share(small, 9
 # further from where it would end: a ranking at this budget says which variant learns most in a few
 # minutes of CPU time, which need not be the ranking after full training. The per-epoch test accuracies in
 # `kernel-study-records/` show each run's learning curve, to see where the variants stood when training stopped. Where the committed results above say "within the seed spread", that is
-# the honest answer at this budget; a third seed (`--seeds 0,1,2`: only the new runs are trained) narrows it.
+# the honest answer at this budget; a fourth seed (`--seeds 0,1,2,3`: only the new runs are trained) would narrow it.

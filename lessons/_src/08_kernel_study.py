@@ -155,6 +155,47 @@ else:
     print("No committed results yet: nothing to compare with the paper (see section 4 for the machinery).")
 
 # %% [markdown]
+# ### Does the cost predict the ranking?
+#
+# The verdicts compare pairs. One question across all of them: is a variant's accuracy at this budget
+# related to how much its depthwise layers compute? The variants differ only in their depthwise kernels, so
+# their multiply-accumulates per image (section 1) measure how large their kernels are, channel by channel.
+# Spearman's rank correlation between the MACs and the mean accuracy is -1 when every cheaper variant is
+# the more accurate one, +1 when every costlier one is, and near 0 when the two are unrelated. How often
+# would a correlation at least that strong (either sign) come out by chance, if the accuracies had nothing to
+# do with the cost? Shuffling the accuracies among the variants many times answers that (a permutation test).
+
+# %%
+def ranks(values):
+    """0 for the smallest value, 1 for the next, ... (the values here have no ties)."""
+    return np.argsort(np.argsort(values))
+
+
+def rank_correlation(x, y):
+    """Spearman's rho: the correlation coefficient of the ranks of x and of y."""
+    return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
+
+
+if len(rows) >= 4:
+    macs = np.array([row["macs"] for row in rows], dtype=float)
+    means = np.array([row["mean"] for row in rows])
+    rho = rank_correlation(macs, means)
+    shuffles = np.random.default_rng(0).permuted(np.tile(means, (20000, 1)), axis=1)
+    shuffled = np.array([rank_correlation(macs, s) for s in shuffles])
+    chance = float((np.abs(shuffled) >= abs(rho) - 1e-12).mean())
+    print(f"rank correlation of MACs and mean accuracy over {len(rows)} variants: rho = {rho:+.2f}")
+    print(f"shuffled accuracies reach |rho| >= {abs(rho):.2f} in {chance:.2%} of 20,000 shuffles")
+    print("the cheaper variants are the more accurate ones" if rho < 0 else
+          "the costlier variants are the more accurate ones" if rho > 0 else "no relation")
+else:
+    print("Fewer than 4 variants have finished: too few to rank.")
+
+# %% [markdown]
+# A correlation says which variants did well together, not why: the cheap variants are the ones that give
+# more of their channels small kernels, and at a budget of a few short epochs they may simply learn faster
+# (section 5). It describes this study's budget, not the paper's.
+
+# %% [markdown]
 # ## 4. The study in miniature
 #
 # The same runner, on a small scale: a few variants, two seeds, one short epoch each, in a temporary

@@ -191,9 +191,9 @@ else:
     print("Fewer than 4 variants have finished: too few to rank.")
 
 # %% [markdown]
-# A correlation says which variants did well together, not why: the cheap variants are the ones that give
-# more of their channels small kernels, and at a budget of a few short epochs they may simply learn faster
-# (section 5). It describes this study's budget, not the paper's.
+# A correlation, of either sign, says which variants did well together, not why. Here a variant's cost
+# measures how large its kernels are, and at a budget of a few short epochs the ranking also reflects how fast
+# each variant learns (section 5). It describes this study's budget, not the paper's.
 
 # %% [markdown]
 # ## 4. The study in miniature

@@ -171,17 +171,20 @@ def ranks(values):
     return np.argsort(np.argsort(values))
 
 
-def rank_correlation(x, y):
-    """Spearman's rho: the correlation coefficient of the ranks of x and of y."""
-    return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
+def rank_correlation(x_ranks, y_ranks):
+    """Spearman's rho: the correlation coefficient of two rankings (along the last axis, so each row of
+    ``y_ranks`` may be one shuffle)."""
+    def standardized(r):
+        return (r - r.mean(axis=-1, keepdims=True)) / r.std(axis=-1, keepdims=True)
+    return (standardized(x_ranks) * standardized(y_ranks)).mean(axis=-1)
 
 
 if len(rows) >= 4:
-    macs = np.array([row["macs"] for row in rows], dtype=float)
-    means = np.array([row["mean"] for row in rows])
-    rho = rank_correlation(macs, means)
-    shuffles = np.random.default_rng(0).permuted(np.tile(means, (20000, 1)), axis=1)
-    shuffled = np.array([rank_correlation(macs, s) for s in shuffles])
+    mac_ranks = ranks(np.array([row["macs"] for row in rows], dtype=float))
+    mean_ranks = ranks(np.array([row["mean"] for row in rows]))
+    rho = float(rank_correlation(mac_ranks, mean_ranks))
+    # shuffling the accuracies shuffles their ranks: rank once, then shuffle the ranks
+    shuffled = rank_correlation(mac_ranks, np.random.default_rng(0).permuted(np.tile(mean_ranks, (20000, 1)), axis=1))
     chance = float((np.abs(shuffled) >= abs(rho) - 1e-12).mean())
     print(f"rank correlation of MACs and mean accuracy over {len(rows)} variants: rho = {rho:+.2f}")
     print(f"shuffled accuracies reach |rho| >= {abs(rho):.2f} in {chance:.2%} of 20,000 shuffles")

@@ -899,13 +899,13 @@ def claims(rows) -> list:
         best = max(singles, key=lambda n: by_name[n]["mean"])
         trend = ", ".join(f"{n} {by_name[n]['mean']:.1%}" for n in singles)
         verdict = f"Means: {trend}. The best single size is {best}."
-        if best == singles[0] and len(singles) > 1:
+        if best != singles[0]:
+            verdict += " Rise: " + compare(rows, best, singles[0])
+        elif len(singles) > 1:
             below = [n for n in singles[1:] if separation(by_name[best]["accs"], by_name[n]["accs"]) == 1]
             verdict += (f" No rise at this budget: every larger single size has a lower mean than {best}"
                         + (f", and {', '.join(below)} {'is' if len(below) == 1 else 'are'} below it in every seed."
                            if below else ", none of them in every seed."))
-        if best != singles[0]:
-            verdict += " Rise: " + compare(rows, best, singles[0])
         if best != singles[-1]:
             verdict += " Fall: " + compare(rows, best, singles[-1])
         out.append(("Accuracy rises with the kernel size, then falls beyond about 9x9.", verdict))

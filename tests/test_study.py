@@ -123,8 +123,8 @@ def test_tiny_study_trains_every_run_and_collects(study):
     assert [row["variant"] for row in table] == ["k3", "mix35"]
     assert list(table[0]) == ["variant", "kernel_sizes", "split", "dilated", "params", "macs", "epochs", "width",
                               "limit", "seeds", "test_images", "acc_seed0", "acc_seed1", "mean", "min", "max", "spread", "std",
-                              "train_seconds_per_epoch", "wall_seconds_per_epoch", "rf", "erf50", "erf90", "cpu",
-                              "commit"]
+                              "train_seconds_per_epoch", "wall_seconds_per_epoch", "machine_seconds", "rf", "erf50",
+                              "erf90", "cpu", "commit"]
     k3 = table[0]
     accs = [float(k3["acc_seed0"]), float(k3["acc_seed1"])]
     assert float(k3["mean"]) == pytest.approx(np.mean(accs), abs=1e-4)
@@ -145,6 +145,16 @@ def test_tiny_study_trains_every_run_and_collects(study):
     assert (int(k3["params"]), int(k3["macs"])) == (228_266, 8_518_016)  # summary() of mixnet_cifar w0.25 k3
     assert int(table[1]["rf"]) > int(k3["rf"]) > 32 and float(k3["erf50"]) > 0
     assert k3["commit"] and "cores" in k3["cpu"]
+    # machine time: every epoch of both seeds with its test and checkpoint, and each final test, read here from
+    # the run directories' metrics.csv and final-test.json rather than from the records collect reads
+    spent = 0.0
+    for seed in (0, 1):
+        run_dir = root / "runs" / "k3" / f"seed{seed}"
+        with open(run_dir / "metrics.csv", newline="") as handle:
+            spent += sum(float(r["seconds"]) + float(r["eval_seconds"]) + float(r["checkpoint_seconds"])
+                         for r in csv.DictReader(handle))
+        spent += json.loads((run_dir / "final-test.json").read_text())["seconds"]
+    assert float(k3["machine_seconds"]) == pytest.approx(spent, abs=1.0) and spent > 0
     with open(root / "results" / "kernel-study-runs.csv", newline="") as handle:
         runs = list(csv.DictReader(handle))
     assert [(r["variant"], r["seed"]) for r in runs] == [("k3", "0"), ("k3", "1"), ("mix35", "0"), ("mix35", "1")]
@@ -162,6 +172,7 @@ def test_figures_and_page(study):
     page = (root / "results" / "kernel-study.md").read_text()
     assert "| k3 | 3 | equal | False | 228,266 |" in page and "| mix35 | 3.5 |" in page
     assert "## Why this budget" in page and "mix35 vs k5: no finished runs of k5 yet." in page
+    assert "Machine time: " in page and " h for the 4 runs" in page
 
 
 def test_a_second_invocation_skips_finished_runs(study):

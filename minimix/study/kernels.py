@@ -112,7 +112,10 @@ STEP_SECONDS = {"k3": 0.39, "k5": 0.52, "k7": 0.61, "k9": 0.82, "k11": 1.03, "mi
                 "mix3579": 0.68, "mix3579-exp": 0.62, "mix3579-dilated": 0.62}
 # Test images per second of the fused model at batch 500, same host: k3 577, mix3579-dilated 366, k11 206.
 TEST_IMAGES_PER_SECOND = 350
-HOST_NOISE = 1.3  # this host's speed moved by up to 40% within the 15-epoch reference run (README, "Results")
+HOST_NOISE = 1.3  # this host's speed moved by up to 40% within the 15-epoch reference run below
+# The 15-epoch recipe (width 0.5, all 50,000 images) took 159 minutes of training on the same Intel Xeon: the
+# clean run at commit f39aa8a, one uninterrupted process (README, "Results", "Earlier runs").
+RECIPE_MINUTES = 159
 
 BUDGET = """\
 The budget: {epochs} epochs of {limit:,} training images (the first {per_class:,} of each class; each epoch
@@ -129,7 +132,7 @@ of every variant. The step time grows with the kernel: k11 costs {k11_over_k3:.1
 So one seed of the study costs {step_sum:.2f} s x {steps_per_run:.0f} steps ({epochs} epochs x {limit:,} / {batch})
 = {seed_hours:.2f} h of training, {seeds} seeds {train_hours:.1f} h; testing adds about {test_hours:.1f} h
 (per-epoch subsets and the final 10,000 images, at about {ips} images/s). Expected: {total_hours:.1f} h, or
-{noisy_hours:.1f} h if the host runs {noise:.0%} slower as it did during the 15-epoch reference run: within the
+{noisy_hours:.1f} h if the host runs {noise:.0%} slower as it did during the 15-epoch reference run below: within the
 {hours} hours.
 
 Why three seeds. The study was planned with seeds 0 and 1, and a third seed only where two seeds' ranges
@@ -148,8 +151,9 @@ run makes four times as many updates: k3 seed 0 ended at 58.8% (``python -m mini
 --epochs 5 --batch-size 64 --width 0.25 --kernels 3``, then ``evaluate``). The batch-256 runs were stopped
 and are not part of the results.
 
-Why so small. The recipe's own budget (15 epochs of 50,000 images at width 0.5) takes 2 h 39 min for one
-run of the default network on this host (README, "Results"); {runs} runs would take well over {recipe_hours:.0f} hours. At width
+Why so small. The recipe's own budget (15 epochs of 50,000 images at width 0.5) took {recipe_minutes} minutes of
+training for one run of the default network on this host (the 15-epoch reference run: the clean run at commit
+f39aa8a, README "Results", "Earlier runs"); {runs} runs would take well over {recipe_hours:.0f} hours. At width
 0.25 one run of all 50,000 images for {epochs} epochs would still be {full_hours:.0f} hours for the study.
 Fewer images per epoch rather than fewer epochs: the warmup (1 epoch) + cosine schedule keeps its shape,
 and per-epoch checkpoints stay frequent (a run continued across sessions loses little). Width 0.25 halves
@@ -182,7 +186,7 @@ def budget_text(epochs=DEFAULT_EPOCHS, width=DEFAULT_WIDTH, limit=DEFAULT_LIMIT,
         runs=seeds * len(STEP_SECONDS), test_hours=test_hours, ips=TEST_IMAGES_PER_SECOND, total_hours=total,
         noisy_hours=total * HOST_NOISE, noise=HOST_NOISE - 1, hours=HOURS,
         k11_over_k3=STEP_SECONDS["k11"] / STEP_SECONDS["k3"],
-        recipe_hours=seeds * len(STEP_SECONDS) * (2 + 39 / 60), full_hours=seeds * step_sum * epochs * math.ceil(50000 / batch) / 3600)
+        recipe_minutes=RECIPE_MINUTES, recipe_hours=seeds * len(STEP_SECONDS) * RECIPE_MINUTES / 60, full_hours=seeds * step_sum * epochs * math.ceil(50000 / batch) / 3600)
 
 
 # -- one run -------------------------------------------------------------------------------------
@@ -558,7 +562,7 @@ def run_study(out="runs/study/kernels", variants=None, seeds=DEFAULT_SEEDS, epoc
                 epoch_log.since = time.perf_counter()
                 remaining, remaining_weight = remaining - 1, remaining_weight - cost
                 eta = _duration(max(remaining_weight, 0.0) * spent[0] / spent[1])
-                log(f"{head}: {line.strip()}  | study: {remaining} epochs left, ETA ~{eta}")
+                log(f"{head}: {line.strip()}  | study: {remaining} epoch{'' if remaining == 1 else 's'} left, ETA ~{eta}")
 
             epoch_log.since = time.perf_counter()
             train_run(run_dir, configs[key], variant, dataset, log=epoch_log, progress=progress,
@@ -678,6 +682,7 @@ def collect(out="runs/study/kernels", results="docs/results", dataset=None, data
         counted = summary(model, (3, 32, 32), verbose=False)
         fields = [run["fields"] for run in runs]
         accs, seconds, walls, commits, cpus, test_images = {}, [], [], set(), set(), set()
+        machine_seconds = 0.0  # all the variant's runs: epochs, their tests and checkpoints, the final tests
         for run in runs:
             seed, history, final, cfg = run["seed"], run["history"], run["final_test"], run["recipe"]
             accs[seed] = final["test_acc"]
@@ -689,6 +694,7 @@ def collect(out="runs/study/kernels", results="docs/results", dataset=None, data
             train_s, wall_s = float(np.median(epoch_train)), float(np.median(epoch_wall))
             seconds.extend(epoch_train)
             walls.extend(epoch_wall)
+            machine_seconds += sum(epoch_wall) + final.get("seconds", 0.0)
             run_commit, run_cpu = _sessions(run)
             commits.add(run_commit)
             cpus.add(run_cpu)
@@ -713,7 +719,7 @@ def collect(out="runs/study/kernels", results="docs/results", dataset=None, data
             "spread": f"{values.max() - values.min():.4f}",
             "std": f"{values.std(ddof=1):.4f}" if len(values) > 1 else "",
             "train_seconds_per_epoch": f"{np.median(seconds):.1f}", "wall_seconds_per_epoch": f"{np.median(walls):.1f}",
-            "rf": fields[0]["rf"],
+            "machine_seconds": f"{machine_seconds:.0f}", "rf": fields[0]["rf"],
             "erf50": _mean_field(fields, "erf50"), "erf90": _mean_field(fields, "erf90"),
             "cpu": " | ".join(sorted(cpus)), "commit": " ".join(sorted(commits)),
         }
@@ -723,7 +729,7 @@ def collect(out="runs/study/kernels", results="docs/results", dataset=None, data
                 "test_images"]
                + [f"acc_seed{s}" for s in seeds]
                + ["mean", "min", "max", "spread", "std", "train_seconds_per_epoch", "wall_seconds_per_epoch",
-                  "rf", "erf50", "erf90", "cpu", "commit"])
+                  "machine_seconds", "rf", "erf50", "erf90", "cpu", "commit"])
     _write_csv(results / "kernel-study.csv", columns, rows)
     _write_csv(results / "kernel-study-runs.csv", RUN_COLUMNS, run_rows)
     if rows:
@@ -1003,11 +1009,21 @@ def table_markdown(rows) -> str:
             f"| {row['wall_seconds_per_epoch']} | {row['rf']} | {row['erf50'] or '-'} / {row['erf90'] or '-'} |")
     first = rows[0]
     lines.append("")
+    commits = sorted({commit for row in rows for commit in str(row['commit']).split()})
+    cpus = sorted({cpu for row in rows for cpu in str(row['cpu']).split(" | ")})
+    runs = sum(len(str(row['seeds']).split()) for row in rows)
+    machine_hours = sum(float(row.get('machine_seconds') or 0) for row in rows) / 3600
     lines.append(f"{first['epochs']} epochs, width {first['width']}, "
-                 f"{first['limit'] or 50000} training images; CPU: {first['cpu']}; commit(s): "
-                 + ", ".join(sorted({row['commit'] for row in rows})) + ".")
+                 f"{first['limit'] or 50000} training images; CPU: {', '.join(cpus)}; commits: {', '.join(commits)}. "
+                 f"Machine time: {machine_hours:.1f} h for the {runs} runs (each run's epochs with their tests and "
+                 "checkpoints, and its final test, from its record; compiling, receptive fields and any work lost "
+                 "with a machine not counted).")
     lines.append(f"Test accuracy: each seed's final weights on {first.get('test_images') or 'all the'} test images. "
-                 "s/epoch: median wall seconds per epoch over all the seeds' epochs (training, testing the subset, checkpoint).")
+                 "s/epoch: median wall seconds per epoch over all the seeds' epochs (training, testing the subset, checkpoint), "
+                 "each on the host and code that ran it: a variant's runs can differ by 3x in time per epoch when the "
+                 "study moves between hosts (AMD EPYC hosts with and without AVX-512 share one CPU name) and faster "
+                 "kernels land between runs (kernel-study-runs.csv has each run's), so the column ranks costs only "
+                 "roughly; MACs rank them exactly.")
     lines.append("RF: theoretical receptive field of the last block (pixels); ERF: sides of the centred squares "
                  "holding 50% / 90% of its effective receptive field on 8 test images, after training.")
     return "\n".join(lines)

@@ -1012,7 +1012,7 @@ def table_markdown(rows) -> str:
     commits = sorted({commit for row in rows for commit in str(row['commit']).split()})
     cpus = sorted({cpu for row in rows for cpu in str(row['cpu']).split(" | ")})
     runs = sum(len(str(row['seeds']).split()) for row in rows)
-    machine_hours = sum(float(row.get('machine_seconds') or 0) for row in rows) / 3600
+    machine_hours = sum(float(row['machine_seconds']) for row in rows) / 3600
     lines.append(f"{first['epochs']} epochs, width {first['width']}, "
                  f"{first['limit'] or 50000} training images; CPU: {', '.join(cpus)}; commits: {', '.join(commits)}. "
                  f"Machine time: {machine_hours:.1f} h for the {runs} runs (each run's epochs with their tests and "

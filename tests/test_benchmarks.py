@@ -51,3 +51,9 @@ def test_norm_act_planes_times_both_ways_and_each_activation():
     rows = [line for line in out.splitlines() if line.startswith("(")]
     assert len(rows) == 6 and all(line.rstrip().endswith("x") for line in rows)
     assert re.search(r"by activation \(ms\): none [\d.]+, relu [\d.]+, silu [\d.]+", out)
+
+
+def test_polyphase_times_and_checks_both_loops():
+    out = _run("polyphase.py", "--batches", "2", "--rounds", "1")
+    rows = [line for line in out.splitlines() if line.startswith("2, (")]
+    assert len(rows) == 3 and all(line.rstrip().endswith("x") for line in rows)

@@ -186,12 +186,13 @@ def test_non_contiguous_input_and_int_geometry():
 
 
 @DTYPES
+@pytest.mark.parametrize("H, W", [(9, 6), (8, 6)], ids=["9x6", "8x6"])  # stride 2 on 8x6: _phases_stride2
 @pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2)], ids=["s1", "s2", "d2"])
-def test_channel_groups_work_in_place_on_whole_arrays(stride, dilation, dtype):
+def test_channel_groups_work_in_place_on_whole_arrays(stride, dilation, H, W, dtype):
     """MixConv's groups: channels=slice(a, b) reads and writes channels [a, b) of whole-layer arrays,
     leaving every other channel of out untouched; equal to the kernels on the group's own slices."""
     rng = np.random.default_rng(7)
-    N, C, H, W = 3, 7, 9, 6
+    N, C = 3, 7
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
     groups = [(slice(0, 3), 3), (slice(3, 5), 5), (slice(5, 7), 7)]  # 7 channels: 3 + 2 + 2
     y = np.full((N, C, -(-H // stride), -(-W // stride)), np.nan, dtype=dtype)
@@ -248,3 +249,27 @@ def test_geometry_helpers_shared_by_every_convolution():
             geometry.as_pair(bad, "stride")
     with pytest.raises(ValueError, match=r"^depthwise: padding must be an int or a pair of ints"):
         depthwise_forward(np.zeros((1, 2, 4, 4)), np.zeros((2, 3, 3)), padding=1.5)
+
+
+@DTYPES
+@pytest.mark.parametrize("N, Cx, H, W, c0, C", [(3, 5, 8, 6, 1, 3), (2, 4, 2, 2, 0, 4), (1, 3, 4, 10, 2, 1)])
+def test_stride2_polyphase_equals_the_general_one(N, Cx, H, W, c0, C, dtype):
+    """The fast polyphase split and merge for stride (2, 2) on even planes (``_phases_stride2``) against
+    the general ``_phases`` they stand in for: the same canvas, bit for bit, and the same merged array."""
+    from minimix.kernels.depthwise_numba import _phases, _phases_stride2
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((N, Cx, H, W)).astype(dtype)
+    Hc, Wc = H // 2, W // 2
+    fast, general = (np.full((4, N, C * Hc * Wc), np.nan, dtype) for _ in range(2))
+    _phases_stride2(x, c0, fast, Hc, Wc, True)
+    _phases(x, c0, general, 2, 2, Hc, Wc, True)
+    np.testing.assert_array_equal(fast, general)
+    assert np.isfinite(fast).all()  # every canvas element written
+    np.testing.assert_array_equal(fast[1, 0, :Wc], x[0, c0, 0, 1::2])  # phase (0, 1): even rows, odd columns
+    merged_fast, merged_general = np.full_like(x, np.nan), np.full_like(x, np.nan)
+    _phases_stride2(merged_fast, c0, fast, Hc, Wc, False)
+    _phases(merged_general, c0, general, 2, 2, Hc, Wc, False)
+    np.testing.assert_array_equal(merged_fast, merged_general)
+    np.testing.assert_array_equal(merged_fast[:, c0:c0 + C], x[:, c0:c0 + C])  # only the group's channels
+    assert np.isnan(np.delete(merged_fast, np.s_[c0:c0 + C], axis=1)).all()

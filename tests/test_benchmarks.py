@@ -57,3 +57,9 @@ def test_polyphase_times_and_checks_both_loops():
     out = _run("polyphase.py", "--batches", "2", "--rounds", "1")
     rows = [line for line in out.splitlines() if line.startswith("2, (")]
     assert len(rows) == 3 and all(line.rstrip().endswith("x") for line in rows)
+
+
+def test_depthwise_blocks_times_every_setting():
+    out = _run("depthwise_blocks.py", "--batches", "2", "--rounds", "1")
+    rows = [line for line in out.splitlines() if line.startswith("2x")]
+    assert len(rows) == 7 and all(line.count(" | ") == 4 for line in rows)

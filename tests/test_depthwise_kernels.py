@@ -273,3 +273,20 @@ def test_stride2_polyphase_equals_the_general_one(N, Cx, H, W, c0, C, dtype):
     np.testing.assert_array_equal(merged_fast, merged_general)
     np.testing.assert_array_equal(merged_fast[:, c0:c0 + C], x[:, c0:c0 + C])  # only the group's channels
     assert np.isnan(np.delete(merged_fast, np.s_[c0:c0 + C], axis=1)).all()
+
+
+def test_level2_cache_size_is_read_from_the_operating_system_or_defaults(tmp_path):
+    """The block size depends on one core's level-2 cache: read from Linux's cache listing (level 2,
+    any of "1024K", "2M", plain bytes), the default where the listing is missing or unreadable."""
+    from minimix.kernels.depthwise_numba import _DEFAULT_L2_BYTES, _l2_cache_bytes
+
+    for index, level, size in [("index0", "1", "32K"), ("index2", "2", "2M"), ("index3", "3", "32768K")]:
+        (tmp_path / index).mkdir()
+        (tmp_path / index / "level").write_text(level + "\n")
+        (tmp_path / index / "size").write_text(size + "\n")
+    assert _l2_cache_bytes.__wrapped__(str(tmp_path)) == 2 << 20
+    (tmp_path / "index2" / "size").write_text("1048576\n")
+    assert _l2_cache_bytes.__wrapped__(str(tmp_path)) == 1 << 20
+    (tmp_path / "index2" / "size").write_text("lots\n")
+    assert _l2_cache_bytes.__wrapped__(str(tmp_path)) == _DEFAULT_L2_BYTES
+    assert _l2_cache_bytes.__wrapped__(str(tmp_path / "missing")) == _DEFAULT_L2_BYTES

@@ -67,7 +67,8 @@ on small planes a larger share of the taps is masked. What matters most:
   stored once per four taps, and the first (centre) tap sets out instead of a zeroing pass;
   the weight gradient likewise sums four images per sweep;
 * blocks of whole planes small enough that a block's weight maps (taps x block length)
-  stay in cache, in a number that gives every thread an equal share.
+  stay in the core's level-2 cache (its size read from the operating system), in a number
+  that gives every thread an equal share.
 
 Numba rules followed here
 -------------------------
@@ -96,6 +97,7 @@ Numba rules followed here
 """
 import functools
 import math
+import os
 
 import numba
 import numpy as np
@@ -107,8 +109,27 @@ from .norm_act_numba import ACTIVATIONS, RELU, SILU, affine_act
 from .vector_math import exp_constants
 
 _FASTMATH = {"contract", "reassoc"}  # FMA and reordered sums; no no-NaN/no-inf assumptions
-_BLOCK_ELEMENTS = 4096  # target length of the flat vectors one block of channels works on
-_WEIGHT_MAP_ELEMENTS = 65536  # cap on taps x block length: a block's weight maps, 256 KB in float32
+_BLOCK_ELEMENTS = 8192  # target length of the flat vectors one block of channels works on
+_DEFAULT_L2_BYTES = 512 * 1024  # where the operating system does not say
+
+
+@functools.cache
+def _l2_cache_bytes(cache_dir="/sys/devices/system/cpu/cpu0/cache"):
+    """One core's level-2 cache in bytes, as Linux lists it (``index*/level`` and ``size``, e.g.
+    "1024K"), else _DEFAULT_L2_BYTES. Hosts of one machine kind differ (512 KB to 2 MB)."""
+    units = {"K": 1 << 10, "M": 1 << 20}
+    try:
+        for index in sorted(os.listdir(cache_dir)):
+            folder = os.path.join(cache_dir, index)
+            with open(os.path.join(folder, "level")) as level:
+                if level.read().strip() != "2":
+                    continue
+            with open(os.path.join(folder, "size")) as size_file:
+                size = size_file.read().strip()
+            return int(size[:-1]) * units[size[-1]] if size[-1:] in units else int(size)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _DEFAULT_L2_BYTES
 
 
 @njit(cache=True, fastmath=_FASTMATH)
@@ -396,8 +417,10 @@ class _Plan:
 
     def block(self, C):
         """Channels per parallel block: whole planes, about _BLOCK_ELEMENTS elements in all but
-        small enough for the T weight maps to stay in cache."""
-        elements = min(_BLOCK_ELEMENTS, _WEIGHT_MAP_ELEMENTS // max(1, self.tap_u.size))
+        small enough for the T weight maps (T x block elements, float32) to take at most half of a
+        core's level-2 cache, next to the block's input and output. Longer blocks mean fewer, longer
+        sweeps (``python benchmarks/depthwise_blocks.py`` times the choices)."""
+        elements = min(_BLOCK_ELEMENTS, _l2_cache_bytes() // 2 // 4 // max(1, self.tap_u.size))
         per_block = max(1, min(C, elements // (self.Hc * self.Wc)))
         # prange deals the blocks out in equal shares up front: make their count a multiple
         # of the thread count, so that no thread gets one block more than another

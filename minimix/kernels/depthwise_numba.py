@@ -358,7 +358,8 @@ def _phases_stride2(x, c0, xq, Hc, Wc, split):
     for n in prange(N):
         image, p00, p01, p10, p11 = pixels[n], xq[0, n], xq[1, n], xq[2, n], xq[3, n]
         for j in range(C * Hc):
-            top, bottom, d = c0 * H * W + 2 * j * W, c0 * H * W + (2 * j + 1) * W, j * Wc
+            top, d = c0 * H * W + 2 * j * W, j * Wc
+            bottom = top + W
             if split:
                 for q in range(Wc):
                     p00[d + q], p01[d + q] = image[top + 2 * q], image[top + 2 * q + 1]

@@ -56,7 +56,8 @@ def test_norm_act_planes_times_both_ways_and_each_activation():
 def test_polyphase_times_and_checks_both_loops():
     out = _run("polyphase.py", "--batches", "2", "--rounds", "1")
     rows = [line for line in out.splitlines() if line.startswith("2, (")]
-    assert len(rows) == 3 and all(line.rstrip().endswith("x") for line in rows)
+    assert len(rows) == 6 and all(line.rstrip().endswith("x") for line in rows)  # split/merge, then the kernels
+    assert "whole-layer canvas (split, then the kernel) against the split per block" in out
 
 
 def test_depthwise_blocks_times_every_setting():

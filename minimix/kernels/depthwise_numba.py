@@ -42,8 +42,11 @@ layer) x, y, gy and gx are used in place. Other paddings compute on a zero-fille
 the larger of the input and output sizes and crop. A stride s > 1 becomes stride 1 through
 the *polyphase* split: x[sh*r + a, sw*q + b] is pixel (r, q) of phase plane (a, b), so tap
 (i, j) reads phase plane ((i*dh-ph) mod sh, (j*dw-pw) mod sw) shifted by
-((i*dh-ph)//sh, (j*dw-pw)//sw) rows and columns (``_phases`` does the split and the merge;
-``_phases_stride2`` the same for stride 2 on even planes, MixNet's case, with less work per row).
+((i*dh-ph)//sh, (j*dw-pw)//sw) rows and columns (``_phases`` does the split and the merge).
+For stride 2 on even planes, MixNet's every stride-2 layer, the forward and weight-gradient kernels
+split each block of channels themselves into a small buffer while they work on it, rather than
+writing a whole-layer phase canvas to memory and reading it back; the input gradient's merge
+is ``_phases_stride2`` (both with ``_deinterleave_stride2``, less work per row than ``_phases``).
 
 Non-finite values. A masked tap still multiplies the neighbouring value it reads by 0: for
 finite values that adds 0, but inf * 0 is NaN, so one inf at the edge of a plane would turn
@@ -228,13 +231,22 @@ def _sum_taps(out, src, n, start, wm, shift, tap_phase, tap_lo, tap_hi):
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
-def _shifted_sum(src, src0, dst, dst0, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb, coef, kind, consts):
+def _shifted_sum(src, src0, dst, dst0, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb, coef, kind, consts,
+                 pixels):
     """dst[n, dst0 + p] = sum_t src[tap_phase[t], n, src0 + p + u_t*Wc + v_t] * w[c, tap_k[t]], where
     the tap stays inside the plane of p (channel c), for p in [0, C*Hc*Wc).
 
     src: (phases, N, >= src0 + C*Hc*Wc); dst: (N, >= dst0 + C*Hc*Wc); w: (C, KH*KW); taps: 1-D
     int arrays. The offsets src0, dst0 let a MixConv group read and write its channels of
     whole-layer arrays in place. One parallel iteration handles ``cb`` channels for all N images.
+
+    Stride (2, 2) on even planes: given ``pixels`` (N, H*W*channels), the input itself with its
+    first channel at flat offset src0 (src is then not read), each block splits its channels of
+    each image into four phase planes in a small buffer (``_deinterleave_stride2``) and reads the
+    taps there, while the buffer is in cache: a whole-layer phase canvas would be written to memory
+    and read back. Zeros around the buffer (``halo``, the farthest shift) stand where a canvas holds
+    the neighbouring channels, which the weight maps zero anyway, so every tap reads the same range
+    as on a canvas and the sums are the same, in the same order. ``pixels`` (0, 0): read src.
 
     Epilogue (inference): with ``kind`` an activation of ``norm_act_numba`` (>= 0), each channel's
     result then becomes act(result * coef[0, c] + coef[1, c]), an eval-mode BatchNorm and its
@@ -248,6 +260,7 @@ def _shifted_sum(src, src0, dst, dst0, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc
     C, T, P = w.shape[0], tap_u.size, Hc * Wc
     L = C * P
     shift = tap_u * Wc + tap_v
+    halo = np.abs(shift).max() if T > 0 else 0  # the farthest a tap reads beyond its block
     mask = _tap_masks(tap_u, tap_v, Hc, Wc, w)
     blocks = (C + cb - 1) // cb
     finite = np.ones(blocks, dtype=np.bool_)  # one flag per block: no two threads write the same one
@@ -261,9 +274,15 @@ def _shifted_sum(src, src0, dst, dst0, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc
                 for p in range(P):
                     wm[t, cc * P + p] = mask[t, p] * w[c0 + cc, tap_k[t]]
         tap_lo, tap_hi = _tap_ranges(shift, base, E, L)
+        if pixels.shape[0] > 0:  # the block's phase planes, one image at a time, between zeros the taps may reach
+            phases = np.zeros((4, 1, halo + E + halo), dtype=dst.dtype)
         for n in range(N):
             out = dst[n, dst0 + base:dst0 + base + E]
-            _sum_taps(out, src, n, src0 + base, wm, shift, tap_phase, tap_lo, tap_hi)
+            if pixels.shape[0] > 0:
+                _split_images(pixels, n, 1, src0 + 4 * base, phases, halo, cn * Hc, Wc)
+                _sum_taps(out, phases, 0, halo, wm, shift, tap_phase, tap_lo, tap_hi)
+            else:
+                _sum_taps(out, src, n, src0 + base, wm, shift, tap_phase, tap_lo, tap_hi)
             if not _is_finite(out):  # checked while the block is in cache, before an activation can hide a NaN
                 finite[blk] = False
             if kind >= 0:
@@ -274,31 +293,43 @@ def _shifted_sum(src, src0, dst, dst0, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH)
-def _tap_products(src, src0, gy, gy0, gw, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb):
+def _tap_products(src, src0, gy, gy0, gw, tap_phase, tap_u, tap_v, tap_k, Hc, Wc, cb, pixels):
     """gw[c, tap_k[t]] = sum_{n, p in plane c} gy[n, gy0 + p] * src[tap_phase[t], n, src0 + p + u_t*Wc + v_t],
-    over the positions p where the tap stays inside the plane. Shapes as in _shifted_sum."""
+    over the positions p where the tap stays inside the plane. Shapes as in _shifted_sum, and as there,
+    given ``pixels`` (stride (2, 2) on even planes) each block splits the images' phase planes itself."""
     N = gy.shape[0]
     C, T, P = gw.shape[0], tap_u.size, Hc * Wc
     L = C * P
     shift = tap_u * Wc + tap_v
+    halo = np.abs(shift).max() if T > 0 else 0
     mask = _tap_masks(tap_u, tap_v, Hc, Wc, gw)
+    split = pixels.shape[0] > 0
     for blk in prange((C + cb - 1) // cb):
         c0 = blk * cb
         cn = min(cb, C - c0)
         base, E = c0 * P, cn * P
         tap_lo, tap_hi = _tap_ranges(shift, base, E, L)
         acc = np.zeros((T, E), dtype=gw.dtype)  # acc[t, e]: sum over images of gy * shifted x
+        # the input: src, image n at offset src0; or four images' phase planes of this block, split here
+        phases = np.zeros((4, 4 if split else 0, halo + E + halo), dtype=gw.dtype)
+        xs, offset = (phases, halo - base) if split else (src, src0)
         for n in range(0, N - N % 4, 4):  # four images per sweep over acc
+            if split:
+                _split_images(pixels, n, 4, src0 + 4 * base, phases, halo, cn * Hc, Wc)
+            i = 0 if split else n  # the first of the four images in xs
             for t in range(T):
                 a, b = gy0 + base + tap_lo[t], gy0 + base + tap_hi[t]  # in gy
-                x, s = src[tap_phase[t]], src0 - gy0 + shift[t]  # x[., a + s] is the tap's input for gy[., a]
+                x, s = xs[tap_phase[t]], offset - gy0 + shift[t]  # x[., a + s] is the tap's input for gy[., a]
                 _madd4(acc[t, tap_lo[t]:tap_hi[t]], gy[n, a:b], gy[n + 1, a:b], gy[n + 2, a:b], gy[n + 3, a:b],
-                       x[n, a + s:b + s], x[n + 1, a + s:b + s], x[n + 2, a + s:b + s], x[n + 3, a + s:b + s])
+                       x[i, a + s:b + s], x[i + 1, a + s:b + s], x[i + 2, a + s:b + s], x[i + 3, a + s:b + s])
         for n in range(N - N % 4, N):
+            if split:
+                _split_images(pixels, n, 1, src0 + 4 * base, phases, halo, cn * Hc, Wc)
+            i = 0 if split else n
             for t in range(T):
                 a, b = gy0 + base + tap_lo[t], gy0 + base + tap_hi[t]
-                s = src0 - gy0 + shift[t]
-                _madd(acc[t, tap_lo[t]:tap_hi[t]], gy[n, a:b], src[tap_phase[t], n, a + s:b + s])
+                s = offset - gy0 + shift[t]
+                _madd(acc[t, tap_lo[t]:tap_hi[t]], gy[n, a:b], xs[tap_phase[t], i, a + s:b + s])
         for cc in range(cn):
             for t in range(T):
                 total = gw.dtype.type(0)
@@ -340,34 +371,53 @@ def _phases(x, c0, xq, sh, sw, Hc, Wc, split):
                     plane[rows * Wc:] = 0
 
 
+@njit(cache=True)
+def _deinterleave_stride2(image, start, p00, p01, p10, p11, rows, W, Wc, split):
+    """Rows 2j and 2j + 1 (j < rows) of ``image``, flat from ``start`` with rows of W = 2*Wc pixels, are
+    row j of the four phase planes p00, p01, p10, p11 (phase a*2 + b: row parity a, column parity b):
+    split them into the phase rows (split=True) or merge the phase rows back (split=False)."""
+    for j in range(rows):
+        top, d = start + 2 * j * W, j * Wc
+        bottom = top + W
+        if split:
+            for q in range(Wc):
+                p00[d + q], p01[d + q] = image[top + 2 * q], image[top + 2 * q + 1]
+                p10[d + q], p11[d + q] = image[bottom + 2 * q], image[bottom + 2 * q + 1]
+        else:
+            for q in range(Wc):
+                image[top + 2 * q], image[top + 2 * q + 1] = p00[d + q], p01[d + q]
+                image[bottom + 2 * q], image[bottom + 2 * q + 1] = p10[d + q], p11[d + q]
+
+
+@njit(cache=True)
+def _split_images(pixels, first, count, start, phases, halo, rows, Wc):
+    """Images first .. first + count - 1 of ``pixels`` (N, H*W*channels), their ``rows`` phase rows from flat
+    offset ``start`` on, split into phases[:, i, halo:] (stride (2, 2), W = 2*Wc): the per-block split
+    of _shifted_sum and _tap_products."""
+    for i in range(count):
+        _deinterleave_stride2(pixels[first + i], start, phases[0, i, halo:], phases[1, i, halo:],
+                              phases[2, i, halo:], phases[3, i, halo:], rows, 2 * Wc, Wc, True)
+
+
 @njit(parallel=True, cache=True)
 def _phases_stride2(x, c0, xq, Hc, Wc, split):
     """``_phases`` for stride (2, 2) on planes that split exactly (H = 2*Hc, W = 2*Wc: no canvas
     beyond x's pixels), MixNet's every stride-2 layer: the same result, faster, most of all where rows
-    are short (8x8 planes): ``python benchmarks/polyphase.py`` times both.
+    are short (8x8 planes): ``python benchmarks/polyphase.py`` times both. The kernels use its merge
+    (the input gradient); their split is per block (``_shifted_sum``), the same ``_deinterleave_stride2``,
+    which the split here lets the tests compare with ``_phases``.
 
     With H even, rows 2j and 2j + 1 of the group's image, counted across channels, are the rows
-    of phase row j of all four phase planes (phases a*2 + b: row parity a, column parity b). So
-    one loop over the C*Hc phase rows of an image and the Wc pixels of each deinterleaves two
-    rows of x into four phase rows, with flat indices. The general ``_phases`` makes an array slice
-    and a loop per phase row and phase, which on 4- or 8-pixel rows costs more than the copying.
+    of phase row j of all four phase planes. So one loop over the C*Hc phase rows of an image and
+    the Wc pixels of each deinterleaves two rows of x into four phase rows, with flat indices
+    (``_deinterleave_stride2``). The general ``_phases`` makes an array slice and a loop per phase
+    row and phase, which on 4- or 8-pixel rows costs more than the copying.
     """
     N, Cx, H, W = x.shape
     C = xq.shape[2] // (Hc * Wc)
     pixels = x.reshape(N, Cx * H * W)
     for n in prange(N):
-        image, p00, p01, p10, p11 = pixels[n], xq[0, n], xq[1, n], xq[2, n], xq[3, n]
-        for j in range(C * Hc):
-            top, d = c0 * H * W + 2 * j * W, j * Wc
-            bottom = top + W
-            if split:
-                for q in range(Wc):
-                    p00[d + q], p01[d + q] = image[top + 2 * q], image[top + 2 * q + 1]
-                    p10[d + q], p11[d + q] = image[bottom + 2 * q], image[bottom + 2 * q + 1]
-            else:
-                for q in range(Wc):
-                    image[top + 2 * q], image[top + 2 * q + 1] = p00[d + q], p01[d + q]
-                    image[bottom + 2 * q], image[bottom + 2 * q + 1] = p10[d + q], p11[d + q]
+        _deinterleave_stride2(pixels[n], c0 * H * W, xq[0, n], xq[1, n], xq[2, n], xq[3, n], C * Hc, W, Wc, split)
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -415,6 +465,7 @@ class _Plan:
         self.tap_phase = ((i % self.sh) * self.sw + j % self.sw)[self.tap_k].astype(np.int64)
         self.tap_u, self.tap_v = u[self.tap_k].astype(np.int64), v[self.tap_k].astype(np.int64)
         self.in_place_input = self.sh == self.sw == 1 and (H, W) == (self.Hc, self.Wc)
+        self.stride2_exact = (self.sh, self.sw) == (2, 2) and (H, W) == (2 * self.Hc, 2 * self.Wc)
         self.in_place_output = (self.OH, self.OW) == (self.Hc, self.Wc)
 
     def block(self, C):
@@ -433,24 +484,28 @@ class _Plan:
     def polyphase(self, x, start, xq, split):
         """Split channels [start, ...) of x (N, Cx, H, W) into the phase canvas xq (split=True), or merge
         xq back into them (split=False): ``_phases_stride2`` where it applies, else ``_phases``."""
-        if (self.sh, self.sw) == (2, 2) and (self.H, self.W) == (2 * self.Hc, 2 * self.Wc):
+        if self.stride2_exact:
             _phases_stride2(x, start, xq, self.Hc, self.Wc, split)
         else:
             _phases(x, start, xq, self.sh, self.sw, self.Hc, self.Wc, split)
 
     def input_canvas(self, x, start, C):
-        """Channels [start, start + C) of x (N, Cx, H, W) as the kernels read them: (canvas, offset).
+        """Channels [start, start + C) of x (N, Cx, H, W) as the kernels read them: (canvas, offset, pixels).
 
         The canvas is (sh*sw, N, rows) with channel c of phase plane a at row elements
         offset + c*Hc*Wc. When no canvas is needed that is x itself (offset start*H*W, no
-        copy); else a zero-filled polyphase canvas of the C channels (offset 0).
+        copy); else a zero-filled polyphase canvas of the C channels (offset 0). For stride (2, 2)
+        on even planes there is no canvas either: ``pixels`` is then x as (N, Cx*H*W) (offset
+        start*H*W), from which the kernels split each block's phase planes while they work on it;
+        else pixels is empty.
         """
         N = x.shape[0]
-        if self.in_place_input:
-            return x.reshape(1, N, -1), start * self.H * self.W
+        if self.in_place_input or self.stride2_exact:
+            pixels = x.reshape(N, -1) if self.stride2_exact else _NO_PIXELS[x.dtype]
+            return x.reshape(1, N, -1), start * self.H * self.W, pixels
         xq = np.empty((self.sh * self.sw, N, C * self.Hc * self.Wc), dtype=x.dtype)
         self.polyphase(x, start, xq, split=True)
-        return xq, 0
+        return xq, 0, _NO_PIXELS[x.dtype]
 
     def output_canvas(self, gy, start, C):
         """Channels [start, start + C) of gy (N, Cy, OH, OW) as (N, rows) and an offset, as input_canvas:
@@ -504,6 +559,7 @@ def _result(out, N, channels, OH, OW, dtype):
 
 
 _NO_EPILOGUE = {np.dtype(np.float32): np.empty((2, 0), np.float32), np.dtype(np.float64): np.empty((2, 0))}
+_NO_PIXELS = {np.dtype(np.float32): np.empty((0, 0), np.float32), np.dtype(np.float64): np.empty((0, 0))}
 
 
 def _epilogue(epilogue, C, dtype):
@@ -551,13 +607,13 @@ def depthwise_forward(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), *, c
     coef, kind, consts = _epilogue(epilogue, C, x.dtype)
     plan = _plan(H, W, w.shape[1], w.shape[2], stride, padding, dilation)
     y = _result(out, N, Cx, plan.OH, plan.OW, x.dtype)
-    src, src0 = plan.input_canvas(x, start, C)
+    src, src0, pixels = plan.input_canvas(x, start, C)
     if plan.in_place_output:
         dst, dst0 = y.reshape(N, -1), start * plan.OH * plan.OW
     else:
         dst, dst0 = np.empty((N, C * plan.Hc * plan.Wc), dtype=x.dtype), 0
     finite = _shifted_sum(src, src0, dst, dst0, w.reshape(C, -1), plan.tap_phase, plan.tap_u, plan.tap_v,
-                          plan.tap_k, plan.Hc, plan.Wc, plan.block(C), coef, kind, consts)
+                          plan.tap_k, plan.Hc, plan.Wc, plan.block(C), coef, kind, consts, pixels)
     if not plan.in_place_output:
         y[:, start:start + C] = dst.reshape(N, C, plan.Hc, plan.Wc)[:, :, :plan.OH, :plan.OW]
     if not finite:  # an inf or a NaN, which the masked taps may have spread: recompute exactly
@@ -596,7 +652,7 @@ def depthwise_backward_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0), dil
         sel = plan.tap_phase == phase
         finite &= _shifted_sum(src[None], src0, gxq[phase], gx0, w.reshape(C, -1), np.zeros(sel.sum(), np.int64),
                                -plan.tap_u[sel], -plan.tap_v[sel], plan.tap_k[sel], plan.Hc, plan.Wc,
-                               plan.block(C), *no_epilogue)
+                               plan.block(C), *no_epilogue, _NO_PIXELS[gy.dtype])
     if not plan.in_place_input:
         plan.polyphase(gx, start, gxq, split=False)
     if not finite:  # inf or NaN in gy or w: recompute exactly (see depthwise_forward)
@@ -621,10 +677,10 @@ def depthwise_backward_weight(x, gy, kernel_hw, stride=(1, 1), padding=(0, 0), d
         raise ValueError(f"gy {gy.shape} does not match x {x.shape} with kernel ({KH}, {KW}): "
                          f"expected {(N, Cx, plan.OH, plan.OW)}")
     gw = np.zeros((C, KH * KW), dtype=x.dtype)
-    src, src0 = plan.input_canvas(x, start, C)
+    src, src0, pixels = plan.input_canvas(x, start, C)
     g, g0 = plan.output_canvas(gy, start, C)
     _tap_products(src, src0, g, g0, gw, plan.tap_phase, plan.tap_u, plan.tap_v, plan.tap_k, plan.Hc, plan.Wc,
-                  plan.block(C))
+                  plan.block(C), pixels)
     if not np.isfinite(gw).all():  # inf or NaN in x or gy (a masked tap multiplies it by 0): recompute exactly
         with np.errstate(invalid="ignore", over="ignore"):
             return im2col.conv2d_backward_weight(x[:, start:start + C], gy[:, start:start + C], (KH, KW),

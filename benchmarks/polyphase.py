@@ -10,11 +10,13 @@ This script times both on the CIFAR MixNet's stride-2 groups, at the training ba
 the inference batch (500), interleaved round by round in one process, checks that they agree,
 and prints medians and the ratio stride-2 / general (below 1: the stride-2 loop is faster).
 
-The merge is what the input gradient uses. For the split, the forward and weight-gradient kernels
-no longer take a whole-layer canvas: each block of channels splits its own phase planes into a
-buffer while it works on it (``_shifted_sum``, ``_tap_products`` given ``pixels``). A second table
-times those two kernels both ways, the canvas (``_phases_stride2`` + kernel) and the split per block,
-interleaved, checks that they agree bit for bit, and prints the ratio per block / canvas.
+The kernels themselves no longer use a whole-layer canvas for stride (2, 2) on even planes: each
+block of channels splits its own phase planes into a buffer while it works on it (forward and
+weight gradient: ``_shifted_sum``, ``_tap_products`` given ``pixels``), and the input gradient
+merges each block's phase results into gx while they are in cache (``_shifted_sum_merged``). A
+second table times the three kernels both ways, on the canvas made and merged by
+``_phases_stride2`` and per block, interleaved, checks that they agree bit for bit, and prints the
+ratio per block / canvas (below 1: per block is faster).
 """
 import argparse
 import time
@@ -70,49 +72,69 @@ def main(argv=None):
 
 
 def kernels_both_ways(args, rng, kernel=3):
-    """The stride-2 forward and weight-gradient kernels on a whole-layer canvas and with the split per block."""
+    """The stride-2 kernels (forward, input gradient, weight gradient) on a whole-layer canvas and per block."""
     from minimix.kernels import depthwise_numba as dn
 
-    print(f"\nstride-2 depthwise kernels, {kernel}x{kernel}, float32: whole-layer canvas (split, then the kernel) "
-          f"against the split per block, median of {args.rounds} rounds (ms)")
-    print(f"{'batch, layer (C, H, W), group':36s} {'fwd canvas':>10s} {'per block':>9s} {'ratio':>6s}   "
-          f"{'gw canvas':>10s} {'per block':>9s} {'ratio':>6s}")
+    print(f"\nstride-2 depthwise kernels, {kernel}x{kernel}, float32: whole-layer canvas (split or merge by "
+          f"_phases_stride2) against per block, median of {args.rounds} rounds (ms), ratio per block / canvas")
+    print(f"{'batch, layer (C, H, W), group':36s} {'forward':>20s}   {'input gradient':>20s}   {'weight gradient':>20s}")
     for batch in (int(b) for b in args.batches.split(",")):
         for channels, size, c0, group in SHAPES:
             x = rng.standard_normal((batch, channels, size, size), dtype=np.float32)
-            w = rng.standard_normal((group, kernel * kernel), dtype=np.float32)
+            w = rng.standard_normal((group, kernel, kernel), dtype=np.float32)
             plan = dn._plan(size, size, kernel, kernel, 2, kernel // 2, 1)
             gy = rng.standard_normal((batch, channels, plan.OH, plan.OW), dtype=np.float32)
             taps = (plan.tap_phase, plan.tap_u, plan.tap_v, plan.tap_k, plan.Hc, plan.Wc, plan.block(group))
-            epilogue, offset = dn._epilogue(None, group, x.dtype), c0 * plan.OH * plan.OW
-            results = {way: (np.zeros_like(gy), np.zeros_like(w)) for way in ("canvas", "per block")}
+            no_epilogue, no_pixels = dn._epilogue(None, group, x.dtype), dn._NO_PIXELS[x.dtype]
+            offset, w2, part = c0 * plan.OH * plan.OW, w.reshape(group, -1), slice(c0, c0 + group)
+            results = {way: (np.zeros_like(gy), np.zeros_like(x), np.zeros_like(w2)) for way in ("canvas", "per block")}
 
-            def run(way):
-                y, gw = results[way]
+            def canvas_way(y, gx, gw):
+                times, start = [], time.perf_counter()
+                canvas = np.empty((4, batch, group * plan.Hc * plan.Wc), np.float32)
+                dn._phases_stride2(x, c0, canvas, plan.Hc, plan.Wc, True)
+                dn._shifted_sum(canvas, 0, y.reshape(batch, -1), offset, w2, *taps, *no_epilogue, no_pixels)
+                times.append(time.perf_counter())
+                for phase in range(4):  # each phase plane of gx collects its taps, then the merge
+                    sel = plan.tap_phase == phase
+                    dn._shifted_sum(gy.reshape(1, batch, -1), offset, canvas[phase], 0, w2,
+                                    np.zeros(sel.sum(), np.int64), -plan.tap_u[sel], -plan.tap_v[sel],
+                                    plan.tap_k[sel], plan.Hc, plan.Wc, plan.block(group), *no_epilogue, no_pixels)
+                dn._phases_stride2(gx, c0, canvas, plan.Hc, plan.Wc, False)
+                times.append(time.perf_counter())
+                dn._phases_stride2(x, c0, canvas, plan.Hc, plan.Wc, True)  # the forward's canvas is not kept
+                dn._tap_products(canvas, 0, gy.reshape(batch, -1), offset, gw, *taps, no_pixels)
+                times.append(time.perf_counter())
+                return np.diff([start] + times)
+
+            def per_block_way(y, gx, gw):  # what depthwise_forward / _backward_input / _backward_weight call
                 start = time.perf_counter()
-                if way == "canvas":
-                    src, src0 = np.empty((4, batch, group * plan.Hc * plan.Wc), np.float32), 0
-                    dn._phases_stride2(x, c0, src, plan.Hc, plan.Wc, True)
-                    pixels = dn._NO_PIXELS[x.dtype]
-                else:
-                    src, src0, pixels = plan.input_canvas(x, c0, group)
-                dn._shifted_sum(src, src0, y.reshape(batch, -1), offset, w, *taps, *epilogue, pixels)
+                src, src0, pixels = plan.input_canvas(x, c0, group)
+                dn._shifted_sum(src, src0, y.reshape(batch, -1), offset, w2, *taps, *no_epilogue, pixels)
                 middle = time.perf_counter()
-                if way == "canvas":  # the weight gradient splits again (the forward's canvas is not kept)
-                    dn._phases_stride2(x, c0, src, plan.Hc, plan.Wc, True)
+                order = plan.taps_by_phase
+                dn._shifted_sum_merged(gy.reshape(1, batch, -1), offset, gx.reshape(batch, -1), c0 * size * size, w2,
+                                       plan.phase_parts, -plan.tap_u[order], -plan.tap_v[order], plan.tap_k[order],
+                                       plan.Hc, plan.Wc, plan.block(group))
+                end = time.perf_counter()
                 dn._tap_products(src, src0, gy.reshape(batch, -1), offset, gw, *taps, pixels)
-                return middle - start, time.perf_counter() - middle
+                return np.diff([start, middle, end, time.perf_counter()])
 
-            times = {way: [] for way in results}
+            ways = {"canvas": canvas_way, "per block": per_block_way}
+            times = {way: [] for way in ways}
             for round_ in range(args.rounds + 1):  # round 0 compiles and warms up
-                for way in (list(results) if round_ % 2 else list(results)[::-1]):
-                    elapsed = run(way)
+                for way in (list(ways) if round_ % 2 else list(ways)[::-1]):
+                    elapsed = ways[way](*results[way])
                     if round_:
                         times[way].append(elapsed)
-            assert all(np.array_equal(a, b) for a, b in zip(*results.values())), "the two ways differ"
-            (cf, cw), (bf, bw) = (np.median(np.array(times[way]), axis=0) * 1e3 for way in results)
+            canvas, per_block = results.values()
+            assert np.array_equal(canvas[0][:, part], per_block[0][:, part]), "the two forwards differ"
+            assert np.array_equal(canvas[1][:, part], per_block[1][:, part]), "the two input gradients differ"
+            assert np.array_equal(canvas[2], per_block[2]), "the two weight gradients differ"
+            medians = {way: np.median(np.array(times[way]), axis=0) * 1e3 for way in ways}
+            cells = [f"{c:6.2f} {b:6.2f} {b / c:5.2f}x" for c, b in zip(medians["canvas"], medians["per block"])]
             label = f"{batch}, {(channels, size, size)}, [{c0}:{c0 + group}]"
-            print(f"{label:36s} {cf:10.2f} {bf:9.2f} {bf / cf:5.2f}x   {cw:10.2f} {bw:9.2f} {bw / cw:5.2f}x")
+            print(f"{label:36s} " + "   ".join(f"{cell:>20s}" for cell in cells))
 
 
 if __name__ == "__main__":

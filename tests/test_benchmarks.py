@@ -57,7 +57,7 @@ def test_polyphase_times_and_checks_both_loops():
     out = _run("polyphase.py", "--batches", "2", "--rounds", "1")
     rows = [line for line in out.splitlines() if line.startswith("2, (")]
     assert len(rows) == 6 and all(line.rstrip().endswith("x") for line in rows)  # split/merge, then the kernels
-    assert "whole-layer canvas (split, then the kernel) against the split per block" in out
+    assert "whole-layer canvas (split or merge by _phases_stride2) against per block" in out
 
 
 def test_depthwise_blocks_times_every_setting():

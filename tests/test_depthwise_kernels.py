@@ -277,22 +277,25 @@ def test_stride2_polyphase_equals_the_general_one(N, Cx, H, W, c0, C, dtype):
 
 @DTYPES
 @pytest.mark.parametrize("N, Cx, H, W, c0, C, k", [(7, 5, 8, 6, 1, 3, 3), (4, 300, 8, 8, 0, 300, 5),
-                                                   (2, 4, 4, 4, 2, 2, 9), (9, 40, 16, 12, 8, 32, 3)])
-def test_stride2_split_per_block_equals_the_whole_layer_canvas(N, Cx, H, W, c0, C, k, dtype):
-    """For stride (2, 2) on even planes the forward and weight-gradient kernels split each block's phase
-    planes themselves (``pixels``); given the whole-layer phase canvas instead (``_phases_stride2``, as
-    for other strides) they must give the same result bit for bit: same taps, same order of the sums.
-    The cases cover a channel group inside a larger layer, many blocks, taps that read only padding,
-    and batches that are not a multiple of the four images per sweep."""
+                                                   (2, 4, 4, 4, 2, 2, 9), (9, 40, 16, 12, 8, 32, 3),
+                                                   (3, 6, 4, 8, 0, 6, 1)])
+def test_stride2_per_block_equals_the_whole_layer_canvas(N, Cx, H, W, c0, C, k, dtype):
+    """For stride (2, 2) on even planes the kernels split (forward, weight gradient) and merge (input
+    gradient) each block's phase planes themselves. Given the whole-layer phase canvas instead
+    (``_phases_stride2``, as for other strides: ``_shifted_sum`` per phase plane of gx, then the merge)
+    they must give the same results bit for bit: same taps, same order of the sums. The cases cover a
+    channel group inside a larger layer, many blocks, taps that read only padding, a 1x1 kernel (three
+    phase planes of gx get no tap) and batches that are not a multiple of the four images per sweep."""
     from minimix.kernels.depthwise_numba import _NO_PIXELS, _epilogue, _phases_stride2, _plan, _shifted_sum, \
         _tap_products
 
     rng = np.random.default_rng(4)
     x = rng.standard_normal((N, Cx, H, W)).astype(dtype)
     w = rng.standard_normal((C, k, k)).astype(dtype)
-    part = slice(c0, c0 + C)
+    part, no_pixels, no_epilogue = slice(c0, c0 + C), _NO_PIXELS[np.dtype(dtype)], _epilogue(None, C, np.dtype(dtype))
     y = depthwise_forward(x, w, 2, k // 2, channels=part)
     gy = rng.standard_normal(y.shape).astype(dtype)
+    gx = depthwise_backward_input(gy, w, (H, W), 2, k // 2, channels=part, out=np.full_like(x, 7))
     gw = depthwise_backward_weight(x, gy, k, 2, k // 2, channels=part)
 
     plan = _plan(H, W, k, k, 2, k // 2, 1)
@@ -300,17 +303,27 @@ def test_stride2_split_per_block_equals_the_whole_layer_canvas(N, Cx, H, W, c0, 
     canvas = np.empty((4, N, C * plan.Hc * plan.Wc), dtype)
     _phases_stride2(x, c0, canvas, plan.Hc, plan.Wc, True)
     taps = (plan.tap_phase, plan.tap_u, plan.tap_v, plan.tap_k, plan.Hc, plan.Wc, plan.block(C))
+    offset, w2 = c0 * plan.OH * plan.OW, w.reshape(C, -1)
     y_canvas = np.zeros_like(y)
-    _shifted_sum(canvas, 0, y_canvas.reshape(N, -1), c0 * plan.OH * plan.OW, w.reshape(C, -1), *taps,
-                 *_epilogue(None, C, np.dtype(dtype)), _NO_PIXELS[np.dtype(dtype)])
+    _shifted_sum(canvas, 0, y_canvas.reshape(N, -1), offset, w2, *taps, *no_epilogue, no_pixels)
     np.testing.assert_array_equal(y[:, part], y_canvas[:, part])
     gw_canvas = np.zeros((C, k * k), dtype)
-    _tap_products(canvas, 0, gy.reshape(N, -1), c0 * plan.OH * plan.OW, gw_canvas, *taps, _NO_PIXELS[np.dtype(dtype)])
+    _tap_products(canvas, 0, gy.reshape(N, -1), offset, gw_canvas, *taps, no_pixels)
     np.testing.assert_array_equal(gw, gw_canvas.reshape(C, k, k))
-    # and both are the convolution (the torch comparisons above cover the rest)
-    ref = torch.nn.functional.conv2d(torch.from_numpy(x[:, part]), torch.from_numpy(w[:, None]), stride=2,
-                                     padding=k // 2, groups=C).numpy()
-    np.testing.assert_allclose(y[:, part], ref, rtol=RTOL[dtype], atol=RTOL[dtype] * 10)
+    for phase in range(4):  # the input gradient on a canvas, as the kernels compute it for other strides
+        sel = plan.tap_phase == phase
+        _shifted_sum(gy.reshape(1, N, -1), offset, canvas[phase], 0, w2, np.zeros(sel.sum(), np.int64),
+                     -plan.tap_u[sel], -plan.tap_v[sel], plan.tap_k[sel], plan.Hc, plan.Wc, plan.block(C),
+                     *no_epilogue, no_pixels)
+    gx_canvas = np.full_like(x, 7)
+    _phases_stride2(gx_canvas, c0, canvas, plan.Hc, plan.Wc, False)
+    np.testing.assert_array_equal(gx, gx_canvas)  # the group's channels, and no other channel touched
+    # and all three are the convolution's (the torch comparisons above cover the rest)
+    xt = torch.from_numpy(x[:, part]).requires_grad_()
+    yt = torch.nn.functional.conv2d(xt, torch.from_numpy(w[:, None]), stride=2, padding=k // 2, groups=C)
+    yt.backward(torch.from_numpy(gy[:, part]))
+    np.testing.assert_allclose(y[:, part], yt.detach().numpy(), rtol=RTOL[dtype], atol=RTOL[dtype] * 10)
+    np.testing.assert_allclose(gx[:, part], xt.grad.numpy(), rtol=RTOL[dtype], atol=RTOL[dtype] * 10)
 
 
 def test_level2_cache_size_is_read_from_the_operating_system_or_defaults(tmp_path):

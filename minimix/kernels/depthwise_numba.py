@@ -43,10 +43,10 @@ the larger of the input and output sizes and crop. A stride s > 1 becomes stride
 the *polyphase* split: x[sh*r + a, sw*q + b] is pixel (r, q) of phase plane (a, b), so tap
 (i, j) reads phase plane ((i*dh-ph) mod sh, (j*dw-pw) mod sw) shifted by
 ((i*dh-ph)//sh, (j*dw-pw)//sw) rows and columns (``_phases`` does the split and the merge).
-For stride 2 on even planes, MixNet's every stride-2 layer, the forward and weight-gradient kernels
-split each block of channels themselves into a small buffer while they work on it, rather than
-writing a whole-layer phase canvas to memory and reading it back; the input gradient's merge
-is ``_phases_stride2`` (both with ``_deinterleave_stride2``, less work per row than ``_phases``).
+For stride 2 on even planes, MixNet's every stride-2 layer, there is no canvas in memory: the forward
+and weight-gradient kernels split each block of channels into a small buffer while they work on it,
+and the input gradient (``_shifted_sum_merged``) merges each block's four phase results into gx
+while they are in cache (``_deinterleave_stride2``, with less work per row than ``_phases``).
 
 Non-finite values. A masked tap still multiplies the neighbouring value it reads by 0: for
 finite values that adds 0, but inf * 0 is NaN, so one inf at the edge of a plane would turn
@@ -200,6 +200,18 @@ def _tap_ranges(shift, base, E, L):
     return lo, hi
 
 
+@njit(cache=True)
+def _weight_maps(w, mask, tap_k, c0, cn):
+    """wm[t, cc*P + p] = mask[t, p] * w[c0 + cc, tap_k[t]]: the weight maps of channels c0 .. c0 + cn - 1."""
+    T, P = mask.shape
+    wm = np.empty((T, cn * P), dtype=w.dtype)
+    for t in range(T):
+        for cc in range(cn):
+            for p in range(P):
+                wm[t, cc * P + p] = mask[t, p] * w[c0 + cc, tap_k[t]]
+    return wm
+
+
 @njit(cache=True, fastmath=_FASTMATH)
 def _sum_taps(out, src, n, start, wm, shift, tap_phase, tap_lo, tap_hi):
     """out[e] = sum_t src[tap_phase[t], n, start + e + shift[t]] * wm[t, e] for one image and one block of
@@ -268,11 +280,7 @@ def _shifted_sum(src, src0, dst, dst0, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc
         c0 = blk * cb
         cn = min(cb, C - c0)
         base, E = c0 * P, cn * P
-        wm = np.empty((T, E), dtype=w.dtype)  # the block's weight maps
-        for t in range(T):
-            for cc in range(cn):
-                for p in range(P):
-                    wm[t, cc * P + p] = mask[t, p] * w[c0 + cc, tap_k[t]]
+        wm = _weight_maps(w, mask, tap_k, c0, cn)
         tap_lo, tap_hi = _tap_ranges(shift, base, E, L)
         if pixels.shape[0] > 0:  # the block's phase planes, one image at a time, between zeros the taps may reach
             phases = np.zeros((4, 1, halo + E + halo), dtype=dst.dtype)
@@ -289,6 +297,41 @@ def _shifted_sum(src, src0, dst, dst0, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc
                 for cc in range(cn):
                     plane = out[cc * P:(cc + 1) * P]
                     affine_act(plane, plane, coef[0, c0 + cc], coef[1, c0 + cc], kind, consts)
+    return finite.all()
+
+
+@njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
+def _shifted_sum_merged(src, src0, gx, gx0, w, parts, tap_u, tap_v, tap_k, Hc, Wc, cb):
+    """The input gradient for stride (2, 2) on even planes, merged as it is made: phase plane a of gx
+    collects the taps parts[a] .. parts[a + 1] - 1 (``_shifted_sum`` of gy, the one-phase src, with those
+    taps); each block's four phase results are interleaved into gx (N, H*W*channels, the group's first
+    channel at flat offset gx0) while they are in cache (``_deinterleave_stride2``), rather than written
+    as a phase canvas and merged in another pass. Same sums as four ``_shifted_sum`` calls, bit for bit.
+    Returns False as _shifted_sum does."""
+    N = gx.shape[0]
+    C, T, P = w.shape[0], tap_u.size, Hc * Wc
+    L = C * P
+    shift = tap_u * Wc + tap_v
+    mask = _tap_masks(tap_u, tap_v, Hc, Wc, w)
+    one_phase = np.zeros(T, dtype=np.int64)  # gy has one phase
+    blocks = (C + cb - 1) // cb
+    finite = np.ones(blocks, dtype=np.bool_)
+    for blk in prange(blocks):
+        c0 = blk * cb
+        cn = min(cb, C - c0)
+        base, E = c0 * P, cn * P
+        wm = _weight_maps(w, mask, tap_k, c0, cn)
+        tap_lo, tap_hi = _tap_ranges(shift, base, E, L)
+        phases = np.empty((4, E), dtype=gx.dtype)
+        for n in range(N):
+            for a in range(4):
+                t0, t1 = parts[a], parts[a + 1]
+                _sum_taps(phases[a], src, n, src0 + base, wm[t0:t1], shift[t0:t1], one_phase[t0:t1], tap_lo[t0:t1],
+                          tap_hi[t0:t1])
+                if not _is_finite(phases[a]):
+                    finite[blk] = False
+            _deinterleave_stride2(gx[n], gx0 + 4 * base, phases[0], phases[1], phases[2], phases[3], cn * Hc,
+                                  2 * Wc, Wc, False)
     return finite.all()
 
 
@@ -403,9 +446,9 @@ def _split_images(pixels, first, count, start, phases, halo, rows, Wc):
 def _phases_stride2(x, c0, xq, Hc, Wc, split):
     """``_phases`` for stride (2, 2) on planes that split exactly (H = 2*Hc, W = 2*Wc: no canvas
     beyond x's pixels), MixNet's every stride-2 layer: the same result, faster, most of all where rows
-    are short (8x8 planes): ``python benchmarks/polyphase.py`` times both. The kernels use its merge
-    (the input gradient); their split is per block (``_shifted_sum``), the same ``_deinterleave_stride2``,
-    which the split here lets the tests compare with ``_phases``.
+    are short (8x8 planes): ``python benchmarks/polyphase.py`` times both. The kernels themselves split
+    and merge per block of channels, with the same row loop (``_deinterleave_stride2``); this whole-layer
+    form is what the tests compare with ``_phases``, and the canvas the per-block kernels must match.
 
     With H even, rows 2j and 2j + 1 of the group's image, counted across channels, are the rows
     of phase row j of all four phase planes. So one loop over the C*Hc phase rows of an image and
@@ -466,6 +509,10 @@ class _Plan:
         self.tap_u, self.tap_v = u[self.tap_k].astype(np.int64), v[self.tap_k].astype(np.int64)
         self.in_place_input = self.sh == self.sw == 1 and (H, W) == (self.Hc, self.Wc)
         self.stride2_exact = (self.sh, self.sw) == (2, 2) and (H, W) == (2 * self.Hc, 2 * self.Wc)
+        # the taps grouped by the phase plane they read (stable: centre first within each), phase a's
+        # taps at positions phase_parts[a] .. phase_parts[a + 1] - 1: the stride-2 input gradient's order
+        self.taps_by_phase = np.argsort(self.tap_phase, kind="stable")
+        self.phase_parts = np.searchsorted(self.tap_phase[self.taps_by_phase], np.arange(self.sh * self.sw + 1))
         self.in_place_output = (self.OH, self.OW) == (self.Hc, self.Wc)
 
     def block(self, C):
@@ -480,14 +527,6 @@ class _Plan:
         n_threads = numba.get_num_threads()
         blocks = min(C, -(-C // per_block // n_threads) * n_threads)
         return -(-C // blocks)
-
-    def polyphase(self, x, start, xq, split):
-        """Split channels [start, ...) of x (N, Cx, H, W) into the phase canvas xq (split=True), or merge
-        xq back into them (split=False): ``_phases_stride2`` where it applies, else ``_phases``."""
-        if self.stride2_exact:
-            _phases_stride2(x, start, xq, self.Hc, self.Wc, split)
-        else:
-            _phases(x, start, xq, self.sh, self.sw, self.Hc, self.Wc, split)
 
     def input_canvas(self, x, start, C):
         """Channels [start, start + C) of x (N, Cx, H, W) as the kernels read them: (canvas, offset, pixels).
@@ -504,7 +543,7 @@ class _Plan:
             pixels = x.reshape(N, -1) if self.stride2_exact else _NO_PIXELS[x.dtype]
             return x.reshape(1, N, -1), start * self.H * self.W, pixels
         xq = np.empty((self.sh * self.sw, N, C * self.Hc * self.Wc), dtype=x.dtype)
-        self.polyphase(x, start, xq, split=True)
+        _phases(x, start, xq, self.sh, self.sw, self.Hc, self.Wc, True)
         return xq, 0, _NO_PIXELS[x.dtype]
 
     def output_canvas(self, gy, start, C):
@@ -642,6 +681,12 @@ def depthwise_backward_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0), dil
                          f"expected (N, C, {plan.OH}, {plan.OW})")
     gx = _result(out, N, Cy, H, W, gy.dtype)
     src, src0 = plan.output_canvas(gy, start, C)
+    if plan.stride2_exact:  # each gx phase plane collects the taps that read it, merged into gx per block
+        order = plan.taps_by_phase
+        finite = _shifted_sum_merged(src[None], src0, gx.reshape(N, -1), start * H * W, w.reshape(C, -1),
+                                     plan.phase_parts, -plan.tap_u[order], -plan.tap_v[order], plan.tap_k[order],
+                                     plan.Hc, plan.Wc, plan.block(C))
+        return _checked_input_gradient(finite, gx, gy, w, start, C, plan)
     if plan.in_place_input:  # one phase, the size of gx: write straight into it
         gxq, gx0 = gx.reshape(1, N, -1), start * H * W
     else:
@@ -654,11 +699,18 @@ def depthwise_backward_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0), dil
                                -plan.tap_u[sel], -plan.tap_v[sel], plan.tap_k[sel], plan.Hc, plan.Wc,
                                plan.block(C), *no_epilogue, _NO_PIXELS[gy.dtype])
     if not plan.in_place_input:
-        plan.polyphase(gx, start, gxq, split=False)
-    if not finite:  # inf or NaN in gy or w: recompute exactly (see depthwise_forward)
+        _phases(gx, start, gxq, plan.sh, plan.sw, plan.Hc, plan.Wc, False)
+    return _checked_input_gradient(finite, gx, gy, w, start, C, plan)
+
+
+def _checked_input_gradient(finite, gx, gy, w, start, C, plan):
+    """gx, its channels [start, start + C) recomputed exactly when the kernel saw inf or NaN in gy or w
+    (see depthwise_forward)."""
+    if not finite:
         with np.errstate(invalid="ignore", over="ignore"):
-            gx[:, start:start + C] = im2col.conv2d_backward_input(gy[:, start:start + C], w[:, None], (H, W),
-                                                                  plan.stride, plan.padding, plan.dilation, C)
+            gx[:, start:start + C] = im2col.conv2d_backward_input(gy[:, start:start + C], w[:, None],
+                                                                  (plan.H, plan.W), plan.stride, plan.padding,
+                                                                  plan.dilation, C)
     return gx
 
 

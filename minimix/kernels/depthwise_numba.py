@@ -330,8 +330,8 @@ def _shifted_sum_merged(src, src0, gx, gx0, w, parts, tap_u, tap_v, tap_k, Hc, W
                           tap_hi[t0:t1])
                 if not _is_finite(phases[a]):
                     finite[blk] = False
-            _deinterleave_stride2(gx[n], gx0 + 4 * base, phases[0], phases[1], phases[2], phases[3], cn * Hc,
-                                  2 * Wc, Wc, False)
+            _deinterleave_stride2(gx[n], gx0 + 4 * base, phases[0], phases[1], phases[2], phases[3], cn * Hc, Wc,
+                                  False)
     return finite.all()
 
 
@@ -415,10 +415,11 @@ def _phases(x, c0, xq, sh, sw, Hc, Wc, split):
 
 
 @njit(cache=True)
-def _deinterleave_stride2(image, start, p00, p01, p10, p11, rows, W, Wc, split):
+def _deinterleave_stride2(image, start, p00, p01, p10, p11, rows, Wc, split):
     """Rows 2j and 2j + 1 (j < rows) of ``image``, flat from ``start`` with rows of W = 2*Wc pixels, are
     row j of the four phase planes p00, p01, p10, p11 (phase a*2 + b: row parity a, column parity b):
     split them into the phase rows (split=True) or merge the phase rows back (split=False)."""
+    W = 2 * Wc
     for j in range(rows):
         top, d = start + 2 * j * W, j * Wc
         bottom = top + W
@@ -439,7 +440,7 @@ def _split_images(pixels, first, count, start, phases, halo, rows, Wc):
     of _shifted_sum and _tap_products."""
     for i in range(count):
         _deinterleave_stride2(pixels[first + i], start, phases[0, i, halo:], phases[1, i, halo:],
-                              phases[2, i, halo:], phases[3, i, halo:], rows, 2 * Wc, Wc, True)
+                              phases[2, i, halo:], phases[3, i, halo:], rows, Wc, True)
 
 
 @njit(parallel=True, cache=True)
@@ -460,7 +461,7 @@ def _phases_stride2(x, c0, xq, Hc, Wc, split):
     C = xq.shape[2] // (Hc * Wc)
     pixels = x.reshape(N, Cx * H * W)
     for n in prange(N):
-        _deinterleave_stride2(pixels[n], c0 * H * W, xq[0, n], xq[1, n], xq[2, n], xq[3, n], C * Hc, W, Wc, split)
+        _deinterleave_stride2(pixels[n], c0 * H * W, xq[0, n], xq[1, n], xq[2, n], xq[3, n], C * Hc, Wc, split)
 
 
 # ----------------------------------------------------------------------------- geometry

@@ -136,13 +136,13 @@ CASES = {
                                          (1, 3, 7, 5), "BatchNormAct", train=False),
         "silu-train-strided": _module_case(lambda: nn.BatchNormAct2d(6, act_layer=nn.SiLU, dtype=np.float64),
                                            (2, 6, 3, 3), "BatchNormAct", strided=True),
-        "relu-train-planes-over-256": _module_case(  # above kernels.norm_act_numba._SMALL_PLANE: channel by channel
+        "relu-train-planes-17x16": _module_case(
             lambda: nn.BatchNormAct2d(5, act_layer=nn.ReLU, dtype=np.float64), (2, 5, 17, 16), "BatchNormAct"),
         "none-train-planes-9x8": _module_case(
             lambda: nn.BatchNormAct2d(4, act_layer=None, dtype=np.float64), (3, 4, 9, 8), "BatchNormAct"),
-        "silu-eval-planes-over-256": _module_case(lambda: nn.BatchNormAct2d(3, act_layer=nn.SiLU, dtype=np.float64),
+        "silu-eval-planes-19x15": _module_case(lambda: nn.BatchNormAct2d(3, act_layer=nn.SiLU, dtype=np.float64),
                                                   (2, 3, 19, 15), "BatchNormAct", train=False),
-        "silu-train-planes-over-256": _module_case(lambda: nn.BatchNormAct2d(3, act_layer=nn.SiLU, dtype=np.float64),
+        "silu-train-planes-19x15": _module_case(lambda: nn.BatchNormAct2d(3, act_layer=nn.SiLU, dtype=np.float64),
                                                    (2, 3, 19, 15), "BatchNormAct"),
     },
     ("excite", "numba"): {

@@ -46,10 +46,10 @@ def test_train_step_inference_only():
     assert "inference (eval mode, batch 4)" in out and "training step" not in out
 
 
-def test_norm_act_planes_times_both_ways_and_each_activation():
+def test_norm_act_planes_times_every_shape_against_torch_and_each_activation():
     out = _run("norm_act_planes.py", "--batch", "2", "--rounds", "1")
     rows = [line for line in out.splitlines() if line.startswith("(")]
-    assert len(rows) == 6 and all(line.rstrip().endswith("x") for line in rows)
+    assert len(rows) == 8 and all(line.rstrip().endswith("x") for line in rows)
     assert re.search(r"by activation \(ms\): none [\d.]+, relu [\d.]+, silu [\d.]+", out)
 
 

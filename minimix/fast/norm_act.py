@@ -2,8 +2,8 @@
 
 The reference (``minimix.nn.norm``) runs the batch norm as NumPy passes over the whole activation
 (sum, centring, sum of squares, scaling) and the activation as another op with its own passes;
-the kernel takes one channel at a time, so its values stay in cache between the passes, and
-applies the activation on the way out. Same formulas (the kernel module's docstring has them).
+the kernel makes two passes (statistics, then the normalised output with the activation applied
+on the way out), and two backward. Same formulas (the kernel module's docstring has them).
 """
 import numpy as np
 
@@ -24,8 +24,8 @@ def activation_kind(act):
 
 
 class BatchNormAct(Function):
-    """y = act(batch_norm(x)) in one node, act in (None, "relu", "silu"). Saves x and y by
-    reference (no copies) and a few (C,) vectors."""
+    """y = act(batch_norm(x)) in one node, act in (None, "relu", "silu"). Saves x by reference
+    (no copy) and a few (C,) vectors: the backward recomputes act'(z) from x."""
 
     def forward(self, x, weight, bias, *, running_mean, running_var, training, momentum, eps, activation):
         self.training, self.activation = training, activation
@@ -36,13 +36,13 @@ class BatchNormAct(Function):
         else:
             y, mean, var, self.coef = norm_act_numba.batch_norm_act_forward(
                 x, weight, bias, eps, activation, False, running_mean, running_var)
-        self.x, self.y, self.weight = x, y, weight
+        self.x, self.weight = x, weight
         self.mean, self.inv_std = mean, 1.0 / np.sqrt(var + eps)
         return y
 
     def backward(self, g):
         gx, g_weight, g_bias = norm_act_numba.batch_norm_act_backward(
-            self.x, self.y, g, self.coef, self.mean, self.inv_std, self.activation, self.training)
+            self.x, g, self.coef, self.mean, self.inv_std, self.activation, self.training)
         return gx, g_weight.astype(self.weight.dtype), g_bias.astype(self.weight.dtype)
 
 

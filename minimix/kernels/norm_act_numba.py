@@ -115,7 +115,8 @@ def affine_act(src, dst, scale, shift, kind, consts):
 # (An earlier version went channel by channel, so that each thread owned whole channels and a channel's
 # values stayed in cache between the statistics and the normalisation; but it reads a channel as N runs
 # of P values far apart, which the hardware prefetcher follows less well than one stream. On this
-# project's machine it was the slower way on every plane size from 4x4 to 112x112, forward and backward.)
+# project's machine it was slower, or no faster, on every plane size tried from 4x4 to 112x112, forward and
+# backward: README "Performance" has the measurement.)
 
 
 @njit(parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")

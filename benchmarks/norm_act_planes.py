@@ -6,8 +6,9 @@ For each shape: the fused forward (training: statistics, then the normalised and
 and backward (the sums, then dL/dx), and the same in PyTorch, ``F.batch_norm`` then the activation,
 forward and autograd backward, NCHW and channels_last, interleaved round by round in one process;
 in each round every framework first runs once untimed (PyTorch's OpenMP threads spin for a while
-after their work and slow whatever runs next on the cores, which the untimed run absorbs). Prints medians in ms, the ratio minimix / the faster PyTorch layout (below 1: minimix faster), and
-the memory traffic minimix's passes imply per second: the forward reads x twice and writes y, the
+after their work and slow whatever runs next on the cores, which the untimed run absorbs). Prints
+medians in ms, the ratio minimix / the faster PyTorch layout (below 1: minimix faster), and the
+memory traffic minimix's passes imply per second: the forward reads x twice and writes y, the
 backward reads x and g, writes gz, then reads gz and x and writes dL/dx. A figure near the machine's
 memory speed says the kernel is limited by memory, not by its arithmetic.
 
@@ -65,9 +66,9 @@ def main(argv=None):
     rng = np.random.default_rng(0)
 
     def minimix_step(x, g, act):
+        gamma, beta = np.ones(x.shape[1], x.dtype), np.zeros(x.shape[1], x.dtype)
         start = time.perf_counter()
-        y, mean, var, coef = na.batch_norm_act_forward(x, np.ones(x.shape[1], x.dtype), np.zeros(x.shape[1], x.dtype),
-                                                       1e-5, act, True)
+        y, mean, var, coef = na.batch_norm_act_forward(x, gamma, beta, 1e-5, act, True)
         middle = time.perf_counter()
         na.batch_norm_act_backward(x, g, coef, mean, 1 / np.sqrt(var + 1e-5), act, True)
         return middle - start, time.perf_counter() - middle

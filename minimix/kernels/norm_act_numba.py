@@ -218,10 +218,10 @@ def batch_norm_act_forward(x, gamma, beta, eps, activation, training, mean=None,
     N, C, P = x3.shape
     if training:
         parts = _partial_sums(N, C)
-        shift = x3[0, :, 0].astype(np.float64)
-        _image_sums(x3, shift.astype(x3.dtype), parts)
+        shift = x3[0, :, 0].copy()
+        _image_sums(x3, shift, parts)
         total, squares = parts.sum(axis=0) / (N * P)
-        mean, var = shift + total, np.maximum(squares - total ** 2, 0.0)
+        mean, var = shift + total, np.maximum(squares - total ** 2, 0.0)  # float64: total is
     else:
         mean, var = np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
     coef = np.empty((2, C), dtype=x3.dtype)

@@ -23,7 +23,8 @@ The PyTorch network is ``minimix.models.torch_mirror`` (same table, same weights
     python benchmarks/train_step.py [--quick] [--profile] [--batch 128] [--threads 2] [--no-compile] [--no-onnx]
 
 ``--profile`` prints where a minimix step spends its time, per layer type, from the
-engine's op timer (``minimix.tensor.profile_ops``).
+engine's op timer (``minimix.tensor.profile_ops``); with ``--by-shape`` the op table has one
+row per op and input shape (which layers cost most).
 """
 import argparse
 import json
@@ -44,6 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=2, help="threads for Numba and PyTorch (default 2)")
     p.add_argument("--quick", action="store_true", help="3 timed rounds, 1 warm-up")
     p.add_argument("--profile", action="store_true", help="per-layer-type breakdown of the minimix step (mean of --steps steps)")
+    p.add_argument("--by-shape", action="store_true", help="with --profile: one row per op and input shape")
     p.add_argument("--no-torch", action="store_true", help="minimix only")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile anchor")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX Runtime anchor (inference)")
@@ -290,7 +292,7 @@ def profile(args):
     rounds = args.steps
     for _ in range(rounds):
         import minimix.nn.functional as F
-        with profile_ops() as ops:
+        with profile_ops(by_shape=args.by_shape) as ops:
             runner.model.train()
             runner.opt.zero_grad()
             start = time.perf_counter()
@@ -310,12 +312,14 @@ def profile(args):
             row[2] += bwd / rounds
     step = sum(parts.values())
     print(f"\nminimix step profile, batch {args.batch} (mean of {rounds} steps, {step:.3f} s; load {fmt_load()})")
-    print(f"{'op':30s} {'calls':>6s} {'fwd ms':>8s} {'bwd ms':>8s} {'% step':>7s}")
+    width = max([30] + [len(label) for label in rows])
+    print(f"{'op':{width}s} {'calls':>6s} {'fwd ms':>8s} {'bwd ms':>8s} {'% step':>7s}")
     for label, (calls, fwd, bwd) in sorted(rows.items(), key=lambda kv: -(kv[1][1] + kv[1][2])):
-        print(f"{label:30s} {calls:6d} {fwd * 1e3:8.1f} {bwd * 1e3:8.1f} {100 * (fwd + bwd) / step:6.1f}%")
+        print(f"{label:{width}s} {calls:6d} {fwd * 1e3:8.1f} {bwd * 1e3:8.1f} {100 * (fwd + bwd) / step:6.1f}%")
     groups = {}
     for label, (calls, fwd, bwd) in rows.items():
-        category = next((c for c, test in CATEGORIES if test(label)), "other ops")
+        kind = label.rsplit(" (", 1)[0] if args.by_shape else label  # the op's label without its input shape
+        category = next((c for c, test in CATEGORIES if test(kind)), "other ops")
         g = groups.setdefault(category, [0.0, 0.0])
         g[0] += fwd
         g[1] += bwd

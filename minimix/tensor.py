@@ -44,6 +44,7 @@ import numpy as np
 
 _GRAD_ENABLED = True
 _PROFILE = None  # while profile_ops() runs: {label: [calls, forward seconds, backward seconds]}
+_PROFILE_BY_SHAPE = False  # profile_ops(by_shape=True): labels also name the op's first input shape
 
 
 class no_grad:
@@ -82,24 +83,35 @@ def is_grad_enabled() -> bool:
 
 
 @contextlib.contextmanager
-def profile_ops():
+def profile_ops(by_shape: bool = False):
     """Time every op's forward and backward inside the block (a teaching profiler).
 
     Yields a dict filled as ops run: ``{label: [calls, forward_seconds, backward_seconds]}``
     with ``label = fn.profile_label()`` (the Function's class name unless it says more, e.g.
-    "Conv2d 1x1"). Outside the block the engine only checks one global per op.
+    "Conv2d 1x1"). With ``by_shape=True`` the label also names the op's first input shape,
+    e.g. "Conv2d 1x1 (128, 24, 16, 16)": one row per layer shape instead of per kind of op.
+    Outside the block the engine only checks one global per op.
     """
-    global _PROFILE
-    previous, _PROFILE = _PROFILE, {}
+    global _PROFILE, _PROFILE_BY_SHAPE
+    previous = _PROFILE, _PROFILE_BY_SHAPE
+    _PROFILE, _PROFILE_BY_SHAPE = {}, bool(by_shape)
     try:
         yield _PROFILE
     finally:
-        _PROFILE = previous
+        _PROFILE, _PROFILE_BY_SHAPE = previous
+
+
+def _profile_label(fn) -> str:
+    """``fn``'s row in the running profile: its ``profile_label()``, and with ``by_shape`` its first input's shape."""
+    label = fn.profile_label()
+    if _PROFILE_BY_SHAPE and fn.parents:
+        label += f" {tuple(fn.parents[0].shape)}"
+    return label
 
 
 def _record(fn, slot, seconds):
     """Add one forward (slot 1) or backward (slot 2) time of ``fn`` to the running profile."""
-    entry = _PROFILE.setdefault(fn.__dict__.setdefault("_label", fn.profile_label()), [0, 0.0, 0.0])
+    entry = _PROFILE.setdefault(fn.__dict__.setdefault("_label", _profile_label(fn)), [0, 0.0, 0.0])
     entry[0] += slot == 1
     entry[slot] += seconds
 

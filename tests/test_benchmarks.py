@@ -46,6 +46,13 @@ def test_train_step_inference_only():
     assert "inference (eval mode, batch 4)" in out and "training step" not in out
 
 
+def test_train_step_profile_by_shape():
+    out = _run("train_step.py", "--profile", "--by-shape", "--only", "train", "--no-torch", "--no-reference",
+               "--no-memory", "--steps", "1", "--warmup", "0", "--batch", "2")
+    assert re.search(r"^BatchNormAct \(2, \d+, \d+, \d+\) +\d+ ", out, re.M)  # one row per op and input shape
+    assert re.search(r"^conv 1x1 +[\d.]+ +[\d.]+ +[\d.]+%$", out, re.M)  # the layer types still add up
+
+
 def test_norm_act_planes_times_every_shape_against_torch_and_each_activation():
     out = _run("norm_act_planes.py", "--batch", "2", "--rounds", "1")
     rows = [line for line in out.splitlines() if line.startswith("(")]

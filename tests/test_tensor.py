@@ -9,7 +9,7 @@ import pytest
 from conftest import require
 
 import minimix as mm
-from minimix.tensor import Function
+from minimix.tensor import Function, profile_ops
 
 
 def test_attributes():
@@ -211,6 +211,19 @@ def test_retain_graph_allows_a_second_backward():
     y.backward(retain_graph=True)
     y.backward()
     np.testing.assert_array_equal(x.grad, 4 * x.data)
+
+
+def test_profile_ops_counts_each_op_and_by_shape_names_its_input():
+    x = mm.Tensor(np.ones((2, 3)), requires_grad=True)
+    with profile_ops() as ops:
+        ((x * x).sum() + (x[:1] * 2.0).sum()).backward()
+    assert ops["Mul"][0] == 2 and ops["Mul"][2] > 0  # two multiplies, both backpropagated
+    with profile_ops(by_shape=True) as ops:
+        with profile_ops() as inner:  # nested: its own labels; the outer block's come back after it
+            (x * x).sum()
+        ((x * x).sum() + (x[:1] * 2.0).sum()).backward()
+    assert list(inner) == ["Mul", "Sum"]
+    assert ops["Mul (2, 3)"][0] == ops["Mul (1, 3)"][0] == 1 and "Mul" not in ops
 
 
 def test_custom_function():

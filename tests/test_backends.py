@@ -172,12 +172,12 @@ CASES = {
                                          _BLOCK_LABEL, no_grad=True, train=False),
         "empty-batch": _module_case(_block("r1_k3_a1_p1_s11_e6_i4_o4"), (0, 4, 5, 5), None, no_grad=True,
                                     train=False),
-        "train-ir-se-skip-3-groups-batch1": _module_case(  # SE's product and the projection as one op
-            _block("r1_k3.5_a1.1.1_p1.1.1_s11_e3_i10_o10_se0.5_sw"), (1, 10, 7, 5), "Excite + MixedConv2d 1x1"),
+        "train-ir-se-skip-3-groups-batch1": _module_case(  # the SE and the projection as one op
+            _block("r1_k3.5_a1.1.1_p1.1.1_s11_e3_i10_o10_se0.5_sw"), (1, 10, 7, 5), "Squeeze-excite + MixedConv2d 1x1"),
         "train-ds-se-stride2-strided": _module_case(
-            _block("r1_k3.5_a1_p1.1_s22_e1_i6_o8_se0.25"), (3, 6, 9, 8), "Excite + MixedConv2d 1x1", strided=True),
+            _block("r1_k3.5_a1_p1.1_s22_e1_i6_o8_se0.25"), (3, 6, 9, 8), "Squeeze-excite + MixedConv2d 1x1", strided=True),
         "eval-with-grad-ir-se": _module_case(_block("r1_k3_a1_p1_s11_e6_i5_o7_se0.5_sw"), (2, 5, 4, 6),
-                                             "Excite + MixedConv2d 1x1", train=False),
+                                             "Squeeze-excite + MixedConv2d 1x1", train=False),
     },
 }
 
@@ -272,6 +272,39 @@ def _training_losses(path, steps=3):
         with mm.no_grad():
             logits = model(mm.Tensor(rng.standard_normal((2, 3, 32, 32)))).data
     return np.array(losses), logits
+
+
+@pytest.mark.parametrize("activation", ["silu", "relu", None])
+@pytest.mark.parametrize("grads_for", ["se", "all"])
+def test_squeeze_excite_pointwise_against_the_reference_ops(activation, grads_for):
+    """The fused SE + projection op against the reference ops it stands for (pool, the SE's two 1x1 convs
+    with the activation and sigmoid between, excite, grouped 1x1), including the case where only the SE's
+    parameters want gradients (then the kernel makes no dL/dh)."""
+    from minimix.fast.blocks import SqueezeExcitePointwise
+
+    arrays = [randn(3, 6, 4, 5), randn(2, 6, 1, 1, seed=1), randn(2, seed=2), randn(6, 2, 1, 1, seed=3),
+              randn(6, seed=4), randn(4, 3, 1, 1, seed=5), randn(5, 3, 1, 1, seed=6)]
+    wants = [grads_for == "all", True, True, True, True, grads_for == "all", grads_for == "all"]
+    g = randn(3, 9, 4, 5, seed=7)
+
+    def run(fused):
+        h, wr, br, we, be, w1, w2 = ts = [mm.Tensor(a, requires_grad=w) for a, w in zip(arrays, wants)]
+        if fused:
+            y = SqueezeExcitePointwise.apply(*ts, in_splits=(3, 3), activation=activation)
+        else:
+            with backends.use_backend("reference"):
+                z = F.conv2d(F.adaptive_avg_pool2d(h, 1), wr, br)
+                z = {"silu": F.silu, "relu": F.relu, None: lambda t: t}[activation](z)
+                y = F.mixed_conv2d(excite(h, F.sigmoid(F.conv2d(z, we, be))), [w1, w2], [3, 3])
+        y.backward(g)
+        return y.data, [t.grad for t in ts]
+
+    (fast_y, fast_grads), (ref_y, ref_grads) = run(True), run(False)
+    np.testing.assert_allclose(fast_y, ref_y, rtol=1e-10, atol=1e-12)
+    for i, (a, b) in enumerate(zip(fast_grads, ref_grads)):
+        assert (a is None) == (b is None) == (not wants[i]), f"gradient {i}"
+        if a is not None:
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=f"gradient {i}")
 
 
 def test_mixnet_training_steps_give_the_same_losses_on_both_paths():

@@ -5,7 +5,7 @@ import pytest
 import torch
 from parity import DTYPES, randn
 
-from minimix.kernels import pointwise_fused
+from minimix.kernels import pointwise_fused, threads
 
 
 def _torch_expected(x, weights, in_splits, coef, activation, residual, gate):
@@ -107,3 +107,40 @@ def test_excite_pointwise_backward_matches_torch(dtype, n, in_splits, out_splits
     only_w = pointwise_fused.excite_pointwise_backward(gy, x, gate, weights, in_splits, need=(False, False, True))
     assert only_w[0] is None and only_w[1] is None
     np.testing.assert_allclose(only_w[2][0], gws[0], rtol=1e-12)
+
+
+@DTYPES
+def test_excite_pointwise_backward_adds_the_gates_path_to_the_input_gradient(dtype, monkeypatch):
+    """gate = sigmoid(mean_hw(x) @ v), so x reaches y through the gate too: ``gate_to_input`` turns each
+    thread's rows of dL/dgate into that path's per-plane term, which the kernel adds to dL/dx."""
+    monkeypatch.setattr(pointwise_fused, "_BLOCK_BYTES", 64)
+    monkeypatch.setattr(pointwise_fused, "_MIN_CHUNK_ELEMENTS", 1)
+    n, in_splits, out_splits, hw = 9, (4, 3), (5, 6), (3, 5)
+    c = sum(in_splits)
+    x = randn(n, c, *hw, seed=1).astype(dtype)
+    v = randn(c, c, seed=2).astype(dtype)
+    weights = [randn(oi, ci, seed=10 + i).astype(dtype) for i, (oi, ci) in enumerate(zip(out_splits, in_splits))]
+    gy = randn(n, sum(out_splits), *hw, seed=3).astype(dtype)
+    gate = 1 / (1 + np.exp(-(x.mean(axis=(2, 3)) @ v)))
+    tx = torch.from_numpy(x.astype(np.float64)).requires_grad_()
+    tgate = torch.sigmoid(tx.mean(dim=(2, 3)) @ torch.from_numpy(v.astype(np.float64)))
+    parts = torch.split(tx * tgate[:, :, None, None], list(in_splits), dim=1)
+    ty = torch.cat([torch.nn.functional.conv2d(p, torch.from_numpy(w.astype(np.float64))[:, :, None, None])
+                    for p, w in zip(parts, weights)], dim=1)
+    ty.backward(torch.from_numpy(gy.astype(np.float64)))
+    seen = []
+
+    def through_gate(start, stop, g_gate_rows):
+        seen.append((start, stop, g_gate_rows.copy()))
+        g_pre = g_gate_rows * gate[start:stop] * (1 - gate[start:stop])
+        return g_pre @ v.T / (hw[0] * hw[1])
+
+    gx, g_gate, _ = pointwise_fused.excite_pointwise_backward(gy, x, gate.astype(dtype), weights, in_splits,
+                                                              gate_to_input=through_gate)
+    tol = dict(rtol=1e-10, atol=1e-12) if dtype == np.float64 else dict(rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gx, tx.grad.numpy(), **tol)
+    ranges = sorted((a, b) for a, b, _ in seen)  # one call per thread, for that thread's images
+    assert len(ranges) == min(threads.num_threads(), n) and ranges[0][0] == 0 and ranges[-1][1] == n
+    assert all(prev[1] == nxt[0] for prev, nxt in zip(ranges, ranges[1:]))
+    for start, stop, rows in seen:
+        np.testing.assert_array_equal(rows, g_gate[start:stop])

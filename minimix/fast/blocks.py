@@ -14,20 +14,25 @@ whole activation (or, on small maps where that matrix is the larger, the few ima
 ``minimix.kernels.pointwise_fused``). The MixConv (with ``nn.fuse``, its own one-pass op) and the SE's small convs run
 as the block's modules. That is inference: under ``no_grad`` with the block in eval mode.
 
-In training only the SE fold applies (``ExcitePointwise``): ``x * gate`` is never made, in the
-forward or the backward, and so is not kept for the backward either (less peak memory); every
-other part runs as the block's module. While a forward hook watches a part this op does not call
-(or the block has parts it does not know), the reference forward runs.
+In training the whole squeeze-and-excitation and the projection conv are one op
+(``SqueezeExcitePointwise``): ``x * gate`` is never made, in the forward or the backward, and so is
+not kept for the backward either (less peak memory), and the gradient reaching the SE's input through
+its mean is added to the product's gradient while that is in cache, not by the engine in another pass;
+every other part runs as the block's module. While a forward hook watches a part this op does not
+call (or the block has parts it does not know), the reference forward runs.
 """
 import numpy as np
 
+from ..kernels.excite_numba import plane_means
 from ..kernels.pointwise_fused import excite_pointwise_backward, pointwise_bn_act
+from ..nn.conv import Conv2d
 from ..nn.layers import Identity
 from ..nn.mixconv import GroupedConv2d
 from ..nn.norm import BatchNorm2d
 from ..nn.pooling import adaptive_avg_pool2d
 from ..nn.squeeze_excite import SqueezeExcite
 from ..ops import sigmoid
+from ..ops.elementwise import _sigmoid
 from ..tensor import Function, is_grad_enabled
 from .norm_act import activation_kind
 
@@ -55,30 +60,84 @@ class PointwiseBatchNormAct(Function):
         return "1x1 conv + BN + act (inference)"
 
 
-class ExcitePointwise(Function):
-    """grouped_1x1(x * gate): squeeze-excite's product and the projection that follows it, as one node.
+class SqueezeExcitePointwise(Function):
+    """Squeeze-and-excitation and the projection after it, as one node: y = grouped_1x1(h * gate) with::
 
-    Forward ``(w_i * gate[n, in_i]) @ x[n, in_i]`` per image and group; backward
-    ``kernels.pointwise_fused.excite_pointwise_backward`` (its docstring has the formulas). It keeps
-    x (which the batch norm before it keeps anyway) and the gate, never the product x * gate: one
-    activation-sized array less to hold until the backward, and no pass to make it.
+        s = mean over (H, W) of h            (N, C)      squeeze
+        z = s @ w_r^T + b_r,  a = act(z)     (N, R)      conv_reduce, act
+        gate = sigmoid(a @ w_e^T + b_e)      (N, C)      conv_expand, sigmoid
+
+    The SE's 1x1 convolutions on 1x1 maps are (N, C) @ (C, R) products here. The projection runs as
+    ``(w_i * gate[n, in_i]) @ h[n, in_i]`` per image and group, so h * gate is never made (nor kept).
+    h reaches y by two paths, the product and the gate (through s), so dL/dh has two terms::
+
+        dL/dh[n, c] = u[n, c] * gate[n, c] + (dL/ds[n, c]) / (H*W)      u[n] = w^T dL/dy[n]
+
+    As separate ops the second term is a broadcast (N, C, 1, 1) array the engine adds to the first in
+    another pass over memory. Here ``kernels.pointwise_fused.excite_pointwise_backward`` gets dL/dgate
+    from the projection's weight-gradient products first, this op turns those rows into dL/ds
+    (``_through_gate``), and the kernel adds them while each block of dL/dh is in cache.
     """
 
-    def forward(self, x, gate, *weights, in_splits):
-        self.x, self.gate = np.ascontiguousarray(x), gate.reshape(x.shape[0], x.shape[1])
+    def forward(self, h, w_r, b_r, w_e, b_e, *weights, in_splits, activation):
+        n, c = h.shape[:2]
+        self.h, self.activation = np.ascontiguousarray(h), activation
+        self.w_r, self.w_e = w_r[:, :, 0, 0], w_e[:, :, 0, 0]
+        self.s = plane_means(self.h).reshape(n, c)
+        self.z = self.s @ self.w_r.T + b_r
+        self.a = _activate(self.z, activation)
+        self.gate = _sigmoid(self.a @ self.w_e.T + b_e)
         self.weights, self.in_splits = [w[:, :, 0, 0] for w in weights], in_splits
-        return pointwise_bn_act(self.x, self.weights, in_splits, None, gate=self.gate)
+        return pointwise_bn_act(self.h, self.weights, in_splits, None, gate=self.gate)
+
+    def _through_gate(self, start, stop, g_gate, g_z, g_pre):
+        """dL/ds / (H*W) for images [start, stop) from their rows of dL/dgate; keeps the rows of dL/dz (the
+        reduce conv's output) and of dL/d(gate's input) in g_z and g_pre, for the SE's weight gradients."""
+        gate = self.gate[start:stop]
+        g_pre[start:stop] = g_gate * gate * (1 - gate)
+        g_z[start:stop] = (g_pre[start:stop] @ self.w_e) * _activation_slope(self.z[start:stop], self.activation)
+        return g_z[start:stop] @ self.w_r / (self.h.shape[2] * self.h.shape[3])
 
     def backward(self, g):
-        need = (self.parents[0].requires_grad, self.parents[1].requires_grad,
-                any(p.requires_grad for p in self.parents[2:]))
-        gx, g_gate, gws = excite_pointwise_backward(g, self.x, self.gate, self.weights, self.in_splits, need)
-        g_gate = None if g_gate is None else g_gate.reshape(self.parents[1].shape)
+        need_h = self.parents[0].requires_grad
+        need_se = any(p.requires_grad for p in self.parents[1:5])
+        need_w = any(p.requires_grad for p in self.parents[5:])
+        n = self.gate.shape[0]
+        g_z, g_pre = np.empty_like(self.z), np.empty_like(self.gate)
+
+        def through_gate(start, stop, g_gate):
+            return self._through_gate(start, stop, g_gate, g_z, g_pre)
+
+        gx, g_gate, gws = excite_pointwise_backward(g, self.h, self.gate, self.weights, self.in_splits,
+                                                    need=(need_h, need_se and not need_h, need_w),
+                                                    gate_to_input=through_gate if need_h else None)
+        if need_se and not need_h:  # the kernel made dL/dgate but had no dL/dh to add the rows to
+            through_gate(0, n, g_gate)
+        se_grads = [None] * 4
+        if need_se:
+            se_grads = [(g_z.T @ self.s)[:, :, None, None], g_z.sum(axis=0),
+                        (g_pre.T @ self.a)[:, :, None, None], g_pre.sum(axis=0)]
         gws = [None] * len(self.weights) if gws is None else [gw[:, :, None, None] for gw in gws]
-        return (gx, g_gate, *[gw if p.requires_grad else None for gw, p in zip(gws, self.parents[2:])])
+        grads = [gx, *se_grads, *gws]
+        return tuple(gr if p.requires_grad else None for gr, p in zip(grads, self.parents))
 
     def profile_label(self):
-        return "Excite + MixedConv2d 1x1"
+        return "Squeeze-excite + MixedConv2d 1x1"
+
+
+def _activate(z, kind):
+    """act(z) for the SE's activation kind (None, "relu", "silu"), as ``minimix.ops`` computes it."""
+    if kind == "silu":
+        return z * _sigmoid(z)
+    return np.maximum(z, 0) if kind == "relu" else z
+
+
+def _activation_slope(z, kind):
+    """act'(z): SiLU s(z) (1 + z (1 - s(z))); ReLU 1 where z > 0 (and for NaN, as ``ops.relu``); 1 for none."""
+    if kind == "silu":
+        s = _sigmoid(z)
+        return s * (1 + z * (1 - s))
+    return ~(z <= 0) if kind == "relu" else np.ones_like(z)
 
 
 def _plain_pointwise(conv, x):
@@ -121,15 +180,26 @@ def _gate(se, h):
     return sigmoid(se.conv_expand(se.act(se.conv_reduce(s))))
 
 
+def _se_convs_plain(se, x):
+    """True for an SE whose two convs are plain 1x1 convs with bias (stride 1, no padding, one group, x's
+    dtype) and whose parts no forward hook watches: what ``SqueezeExcitePointwise`` computes."""
+    for conv in (se.conv_reduce, se.conv_expand):
+        if type(conv) is not Conv2d or conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.groups != 1 \
+                or conv.padding not in ((0, 0), "same", "valid") or conv.bias is None or conv.weight.dtype != x.dtype:
+            return False
+    return not _hooked(se.conv_reduce, se.conv_expand) and activation_kind(se.act) is not NotImplemented
+
+
 def _training(block, x, expand, mixconv, mix_bn, se, project):
-    """The block with its modules, except SE's product and the projection conv: one ExcitePointwise."""
+    """The block with its modules, except squeeze-excite and the projection conv: one SqueezeExcitePointwise."""
     conv, bn = project
-    if type(se) is not SqueezeExcite or not _plain_pointwise(conv, x):
+    if type(se) is not SqueezeExcite or not _plain_pointwise(conv, x) or not _se_convs_plain(se, x):
         return NotImplemented  # nothing to gain
     h = x if expand is None else expand[1](expand[0](x))
     h = mix_bn(mixconv(h))
-    gate = _gate(se, h)
-    y = bn(ExcitePointwise.apply(h, gate, *[c.weight for c in conv.convs], in_splits=tuple(conv.in_splits)))
+    y = bn(SqueezeExcitePointwise.apply(h, se.conv_reduce.weight, se.conv_reduce.bias, se.conv_expand.weight,
+                                        se.conv_expand.bias, *[c.weight for c in conv.convs],
+                                        in_splits=tuple(conv.in_splits), activation=activation_kind(se.act)))
     return y + x if block.has_skip else y
 
 
@@ -137,8 +207,8 @@ def mixnet_block(block, x):
     """The fast ``InvertedResidual.forward`` / ``DepthwiseSeparable.forward`` (module docstring).
 
     Inference (no_grad, eval): 1x1 convs with their BN, activation and residual add in one pass.
-    Otherwise, in blocks with squeeze-excite: SE's product and the projection as one op
-    (``ExcitePointwise``), the other parts as the block's modules. NotImplemented (the reference
+    Otherwise, in blocks with squeeze-excite: the SE and the projection as one op
+    (``SqueezeExcitePointwise``), the other parts as the block's modules. NotImplemented (the reference
     runs) for an empty batch or input the reference should explain, or for parts this op does not know.
     """
     if len(x.shape) != 4 or x.shape[0] == 0:
@@ -168,4 +238,4 @@ def mixnet_block(block, x):
     return _run(plans[1], h, gate=gate, residual=x if block.has_skip else None)
 
 
-__all__ = ["PointwiseBatchNormAct", "ExcitePointwise", "mixnet_block"]
+__all__ = ["PointwiseBatchNormAct", "SqueezeExcitePointwise", "mixnet_block"]

@@ -65,29 +65,25 @@ def _epilogue_py(y, coef, kind, consts, residual, has_residual):
                     row[p] += add[p]
 
 
-def _gate_backward_py(u, x, gate, g_gate):
-    """For u = dL/d(x * gate) (B, C, P), in place: g_gate[n, c] = sum_p u[n, c, p] * x[n, c, p], then
-    u[n, c] *= gate[n, c] (u becomes dL/dx). Sums in float64."""
+def _gate_input_py(u, gate, extra):
+    """For u = dL/d(x * gate) (B, C, P), in place: u[n, c] = u[n, c] * gate[n, c] + extra[n, c] (u becomes dL/dx:
+    the product's path, plus ``extra``, a constant per plane, e.g. the gate's own path through a mean of x)."""
     B, C, P = u.shape
     for n in range(B):
         for c in range(C):
-            row, xs, total = u[n, c], x[n, c], 0.0
+            row, scale, add = u[n, c], gate[n, c], extra[n, c]
             for p in range(P):
-                total += row[p] * xs[p]
-            g_gate[n, c] = total
-            scale = gate[n, c]
-            for p in range(P):
-                row[p] *= scale
+                row[p] = row[p] * scale + add
 
 
 @functools.cache
 def _compiled():
-    """(epilogue, gate_backward): the two kernels above, compiled for float32 and float64 on first use."""
+    """(epilogue, gate_input): the two kernels above, compiled for float32 and float64 on first use."""
     options = dict(nogil=True, parallel=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
-    gate_sigs = [types.void(t[:, :, ::1], t[:, :, ::1], t[:, ::1], t[:, ::1]) for t in (types.float32, types.float64)]
+    gate_sigs = [types.void(t[:, :, ::1], t[:, ::1], t[:, ::1]) for t in (types.float32, types.float64)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NumbaPerformanceWarning)
-        return njit(_signatures(), **options)(_epilogue_py), njit(gate_sigs, **options)(_gate_backward_py)
+        return njit(_signatures(), **options)(_epilogue_py), njit(gate_sigs, **options)(_gate_input_py)
 
 
 def _bounds(sizes):
@@ -147,16 +143,24 @@ def pointwise_bn_act(x, weights, in_splits, coef, activation=None, *, residual=N
     return y.reshape(n, o, h, w)
 
 
-def excite_pointwise_backward(gy, x, gate, weights, in_splits, need=(True, True, True)):
+def excite_pointwise_backward(gy, x, gate, weights, in_splits, need=(True, True, True), gate_to_input=None):
     """Gradients of y = grouped_1x1(x * gate) (``pointwise_bn_act(x, weights, in_splits, None, gate=gate)``)
     given gy = dL/dy (N, O, H, W): (dL/dx (N, C, H, W), dL/dgate (N, C), [dL/dw_i (O_i, C_i)]), each None
-    where ``need`` (x, gate, weights) says so. With u[n] = w^T gy[n], the gradient w.r.t. x * gate::
+    where ``need`` (x, gate, weights) says so. With M[n] = gy[n, out_i] @ x[n, in_i]^T (O_i, C_i) per
+    image and group, and u[n] = w^T gy[n]::
 
-        dL/dx[n, c] = u[n, c] * gate[n, c],   dL/dgate[n, c] = sum_p u[n, c, p] * x[n, c, p]
-        dL/dw_i = sum_n (gy[n, out_i] @ x[n, in_i]^T) * gate[n, in_i]     (the gate scales columns)
+        dL/dw_i = sum_n M[n] * gate[n, in_i]              (the gate scales columns)
+        dL/dgate[n, c] = sum_o w_i[o, c] * M[n][o, c]     (= sum_p u[n, c, p] * x[n, c, p])
+        dL/dx[n, c] = u[n, c] * gate[n, c]
 
-    so x * gate is never formed. u is made a few images at a time and turned into dL/dx (and summed
-    into dL/dgate) while in cache; images over threads as in the forward.
+    so x * gate is never formed. Two passes over each thread's images: the products M, a few images at a
+    time (both dL/dw and dL/dgate come from them); then u, a few images at a time, turned into dL/dx while
+    in cache (the second pass reads gy only).
+
+    When the gate is itself a function of x (squeeze-and-excitation: gate = f(mean over (H, W) of x)),
+    dL/dx has a second term, a constant per plane: ``gate_to_input(start, stop, g_gate_rows)`` returns it,
+    (stop - start, C), for images [start, stop), given their rows of dL/dgate. It is called between the
+    two passes, so that term is added while dL/dx is in cache, not in another pass over memory.
     """
     n, o, h, w = gy.shape
     c, hw, dtype = x.shape[1], h * w, x.dtype
@@ -165,28 +169,32 @@ def excite_pointwise_backward(gy, x, gate, weights, in_splits, need=(True, True,
     out_splits = [wi.shape[0] for wi in weights]
     groups = list(zip(weights, _bounds(in_splits), _bounds(out_splits)))
     want_x, want_gate, want_w = need
-    gx = np.empty((n, c, hw), dtype=dtype) if want_x or want_gate else None
-    g_gate = np.empty((n, c), dtype=dtype) if want_x or want_gate else None
+    gx = np.empty((n, c, hw), dtype=dtype) if want_x else None
+    g_gate = np.empty((n, c), dtype=dtype) if want_gate or gate_to_input is not None else None
     step = max(1, _BLOCK_BYTES // max(1, c * hw * dtype.itemsize))
     partial = max(1, min(32, (1 << 18) // max(1, max(wi.size for wi in weights))))  # images per batched product
-    gate_backward = _compiled()[1]  # compiled here, on the calling thread (see pointwise_bn_act)
+    gate_input = _compiled()[1]  # compiled here, on the calling thread (see pointwise_bn_act)
 
     def chunk(start, stop):
+        sums = [np.zeros(wi.shape, dtype=dtype) for wi in weights] if want_w else None
+        if want_w or g_gate is not None:
+            for a in range(start, stop, partial):
+                b = min(stop, a + partial)
+                for i, (wi, part_in, part_out) in enumerate(groups):
+                    products = np.matmul(gy3[a:b, part_out], x3[a:b, part_in].transpose(0, 2, 1))  # (B, O_i, C_i)
+                    if g_gate is not None:
+                        np.einsum("boc,oc->bc", products, wi, out=g_gate[a:b, part_in])
+                    if want_w:
+                        products *= gate[a:b, None, part_in]
+                        sums[i] += products.sum(axis=0)
         if gx is not None:
+            extra = (np.zeros((stop - start, c), dtype=dtype) if gate_to_input is None else
+                     np.ascontiguousarray(gate_to_input(start, stop, g_gate[start:stop]), dtype=dtype))
             for a in range(start, stop, step):
                 b = min(stop, a + step)
                 for wi, part_in, part_out in groups:
                     np.matmul(wi.T, gy3[a:b, part_out], out=gx[a:b, part_in])
-                gate_backward(gx[a:b], x3[a:b], gate[a:b], g_gate[a:b])
-        if not want_w:
-            return None
-        sums = [np.zeros(wi.shape, dtype=dtype) for wi in weights]
-        for a in range(start, stop, partial):
-            b = min(stop, a + partial)
-            for total, (wi, part_in, part_out) in zip(sums, groups):
-                products = np.matmul(gy3[a:b, part_out], x3[a:b, part_in].transpose(0, 2, 1))  # (B, O_i, C_i)
-                products *= gate[a:b, None, part_in]
-                total += products.sum(axis=0)
+                gate_input(gx[a:b], gate[a:b], extra[a - start:b - start])
         return sums
 
     results = threads.run_chunks(chunk, n, max(1, _MIN_CHUNK_ELEMENTS // max(1, (c + o) * hw)))

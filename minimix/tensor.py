@@ -111,7 +111,10 @@ def _profile_label(fn) -> str:
 
 def _record(fn, slot, seconds):
     """Add one forward (slot 1) or backward (slot 2) time of ``fn`` to the running profile."""
-    entry = _PROFILE.setdefault(fn.__dict__.setdefault("_label", _profile_label(fn)), [0, 0.0, 0.0])
+    label = fn.__dict__.get("_label")
+    if label is None:  # named once per node (its forward), not again for its backward
+        label = fn.__dict__["_label"] = _profile_label(fn)
+    entry = _PROFILE.setdefault(label, [0, 0.0, 0.0])
     entry[0] += slot == 1
     entry[slot] += seconds
 

@@ -32,7 +32,7 @@ from ..nn.norm import BatchNorm2d
 from ..nn.pooling import adaptive_avg_pool2d
 from ..nn.squeeze_excite import SqueezeExcite
 from ..ops import sigmoid
-from ..ops.elementwise import _sigmoid
+from ..ops.elementwise import ReLU, SiLU, _sigmoid
 from ..tensor import Function, is_grad_enabled
 from .norm_act import activation_kind
 
@@ -85,7 +85,8 @@ class SqueezeExcitePointwise(Function):
         self.w_r, self.w_e = w_r[:, :, 0, 0], w_e[:, :, 0, 0]
         self.s = plane_means(self.h).reshape(n, c)
         self.z = self.s @ self.w_r.T + b_r
-        self.a = _activate(self.z, activation)
+        act = _activation_op(activation)
+        self.a = self.z if act is None else act.forward(self.z)
         self.gate = _sigmoid(self.a @ self.w_e.T + b_e)
         self.weights, self.in_splits = [w[:, :, 0, 0] for w in weights], in_splits
         return pointwise_bn_act(self.h, self.weights, in_splits, None, gate=self.gate)
@@ -94,8 +95,12 @@ class SqueezeExcitePointwise(Function):
         """dL/ds / (H*W) for images [start, stop) from their rows of dL/dgate; keeps the rows of dL/dz (the
         reduce conv's output) and of dL/d(gate's input) in g_z and g_pre, for the SE's weight gradients."""
         gate = self.gate[start:stop]
-        g_pre[start:stop] = g_gate * gate * (1 - gate)
-        g_z[start:stop] = (g_pre[start:stop] @ self.w_e) * _activation_slope(self.z[start:stop], self.activation)
+        g_pre[start:stop] = g_gate * gate * (1 - gate)  # sigmoid's derivative, s (1 - s)
+        g_a, act = g_pre[start:stop] @ self.w_e, _activation_op(self.activation)
+        if act is not None:  # the reference op's backward on these rows (its forward saves what it needs)
+            act.forward(self.z[start:stop])
+            g_a = act.backward(g_a)[0]
+        g_z[start:stop] = g_a
         return g_z[start:stop] @ self.w_r / (self.h.shape[2] * self.h.shape[3])
 
     def backward(self, g):
@@ -125,19 +130,10 @@ class SqueezeExcitePointwise(Function):
         return "Squeeze-excite + MixedConv2d 1x1"
 
 
-def _activate(z, kind):
-    """act(z) for the SE's activation kind (None, "relu", "silu"), as ``minimix.ops`` computes it."""
-    if kind == "silu":
-        return z * _sigmoid(z)
-    return np.maximum(z, 0) if kind == "relu" else z
-
-
-def _activation_slope(z, kind):
-    """act'(z): SiLU s(z) (1 + z (1 - s(z))); ReLU 1 where z > 0 (and for NaN, as ``ops.relu``); 1 for none."""
-    if kind == "silu":
-        s = _sigmoid(z)
-        return s * (1 + z * (1 - s))
-    return ~(z <= 0) if kind == "relu" else np.ones_like(z)
+def _activation_op(kind):
+    """The reference op for the SE's activation kind ("silu", "relu"; None: no activation), used on arrays:
+    its ``forward`` and ``backward`` are the definitions (``minimix.ops.elementwise``), not a copy of them."""
+    return None if kind is None else {"silu": SiLU, "relu": ReLU}[kind](())
 
 
 def _plain_pointwise(conv, x):

@@ -71,3 +71,10 @@ def test_depthwise_blocks_times_every_setting():
     out = _run("depthwise_blocks.py", "--batches", "2", "--rounds", "1")
     rows = [line for line in out.splitlines() if line.startswith("2x")]
     assert len(rows) == 7 and all(line.count(" | ") == 4 for line in rows)
+
+
+def test_depthwise_rows_times_and_checks_both_paths():
+    out = _run("depthwise_rows.py", "--batch", "2", "--rounds", "1")
+    rows = [line for line in out.splitlines() if re.match(r" *\d+\^2 ", line)]
+    assert len(rows) == 16  # 4 plane sizes x 4 kernel sizes, each path agreeing with the other (asserted)
+    assert [row.split()[-1] for row in rows[:5]] == ["flat"] * 5 and rows[-1].split()[-1] == "rows"

@@ -10,6 +10,7 @@ from conftest import require
 torch = require("torch", "PyTorch is the reference for the depthwise kernels")
 require("numba", "the kernels are written in Numba")
 
+from minimix.kernels import depthwise_rows  # noqa: E402
 from minimix.kernels.depthwise_numba import (  # noqa: E402
     depthwise_backward_input,
     depthwise_backward_weight,
@@ -29,6 +30,9 @@ CASES = [
     (3, 2, 10, 13, (9, 9), 1, 4, 1),
     (1, 2, 12, 9, (11, 11), 1, 5, 1),
     (3, 6, 6, 6, (1, 1), 1, 0, 1),
+    # planes 16 wide or more: the row kernels (depthwise_rows) for 3x3 too; a plane lower than its kernel
+    (2, 3, 16, 17, (3, 3), 1, 1, 1),
+    (1, 2, 5, 32, (9, 9), 1, 4, 1),
     # dilation (same padding d*(k-1)//2) and stride 2
     (3, 3, 9, 8, (3, 3), 1, 2, 2),
     (1, 2, 11, 12, (5, 5), 1, 4, 2),
@@ -107,6 +111,28 @@ def test_matches_torch(case, dtype):
     _close("forward", depthwise_forward(x, w, **geometry), y_ref, dtype)
     _close("grad input", depthwise_backward_input(gy, w, (H, W), **geometry), gx_ref, dtype)
     _close("grad weight", depthwise_backward_weight(x, gy, kernel, **geometry), gw_ref, dtype)
+
+
+ROW_CASES = [c for c in CASES if depthwise_rows.applies(c[2], c[3], *c[4], _pair(c[5]), _pair(c[6]), _pair(c[7]))]
+
+
+def test_row_kernels_are_tested():
+    """The cases above reach depthwise_rows (stride 1, "same" padding, planes wide enough) with every k from 3 to
+    11 and the other kernels with the rest: both are compared with torch."""
+    assert sorted({c[4][0] for c in ROW_CASES}) == [3, 5, 7, 9, 11]
+    assert len(ROW_CASES) < len(CASES)
+    assert not depthwise_rows.applies(8, 8, 3, 3, (1, 1), (1, 1), (1, 1))  # 3x3 on 8x8 planes: the flat sweeps
+    assert not depthwise_rows.applies(4, 4, 5, 5, (1, 1), (2, 2), (1, 1))  # 4x4 planes
+    assert not depthwise_rows.applies(16, 16, 3, 3, (2, 2), (1, 1), (1, 1))  # stride 2
+
+
+def test_row_kernels_module_is_generated_once_and_reused():
+    """The generated source is written once (its file name carries a hash of the source) and imported from
+    that file, so Numba's cache can find it again in the next process."""
+    module = depthwise_rows._module(3, 16)
+    assert module is depthwise_rows._module(3, 16)
+    assert module.__file__.endswith(".py") and "w0 * xp[b + 0]" in open(module.__file__).read()
+    assert "def forward" in depthwise_rows._source(5, 8) and "w24 *" in depthwise_rows._source(5, 8)
 
 
 def _same_with_nonfinite(name, actual, expected):

@@ -61,6 +61,10 @@ recomputed by the reference im2col kernels (``minimix.kernels.im2col``, which co
 real zero padding, as PyTorch does) and the epilogue applied in NumPy with PyTorch's
 activation semantics: the public functions below are exact for every input.
 
+Stride 1 with "same" padding on planes 16 wide or more (8 for kernels of 5 or more): the forward and
+the input gradient run on ``depthwise_rows`` instead, which keeps each output row in registers over
+all the taps (one load and one multiply-add per tap, no weight maps); its docstring says how.
+
 Speed. ``python benchmarks/bench_depthwise.py`` times the three kernels against PyTorch
 (float32, batch 128, NCHW; the README's performance section has the figures). Small planes
 (8x8, 4x4) are this strategy's weak spot: a masked tap still costs its multiply-add, and
@@ -106,10 +110,10 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from . import im2col
+from . import depthwise_rows, im2col
 from .geometry import as_pair, output_size
 from .norm_act_numba import ACTIVATIONS, RELU, SILU, affine_act
-from .vector_math import exp_constants
+from .vector_math import exp_constants, is_finite
 
 _FASTMATH = {"contract", "reassoc"}  # FMA and reordered sums; no no-NaN/no-inf assumptions
 _BLOCK_ELEMENTS = 8192  # target length of the flat vectors one block of channels works on
@@ -166,16 +170,6 @@ def _madd4_two(dst, dst2, s0, s1, s2, s3, m0, m1, m2, m3, n0, n1, n2, n3):
         a0, a1, a2, a3 = s0[e], s1[e], s2[e], s3[e]
         dst[e] += a0 * m0[e] + a1 * m1[e] + a2 * m2[e] + a3 * m3[e]
         dst2[e] += a0 * n0[e] + a1 * n1[e] + a2 * n2[e] + a3 * n3[e]
-
-
-@njit(cache=True, fastmath=_FASTMATH)
-def _is_finite(a):
-    """False when the 1-D array a holds an inf or a NaN: one add per element, in a's dtype (an
-    overflowing sum of huge finite values also says False, which only costs a recomputation)."""
-    total = a.dtype.type(0)
-    for e in range(a.size):
-        total += a[e]
-    return math.isfinite(total)
 
 
 @njit(cache=True)
@@ -302,7 +296,7 @@ def _shifted_sum(src, src0, dst, dst0, w, tap_phase, tap_u, tap_v, tap_k, Hc, Wc
                 _sum_taps(out, phases, 0, halo, wm, shift, tap_phase, tap_lo, tap_hi)
             else:
                 _sum_taps(out, src, n, src0 + base, wm, shift, tap_phase, tap_lo, tap_hi)
-            if not _is_finite(out):  # checked while the block is in cache, before an activation can hide a NaN
+            if not is_finite(out):  # checked while the block is in cache, before an activation can hide a NaN
                 finite[blk] = False
             if kind >= 0:
                 for cc in range(cn):
@@ -339,7 +333,7 @@ def _shifted_sum_merged(src, src0, gx, gx0, w, parts, tap_u, tap_v, tap_k, Hc, W
                 t0, t1 = parts[a], parts[a + 1]
                 _sum_taps(phases[a], src, n, src0 + base, wm[t0:t1], shift[t0:t1], one_phase[t0:t1], tap_lo[t0:t1],
                           tap_hi[t0:t1])
-                if not _is_finite(phases[a]):
+                if not is_finite(phases[a]):
                     finite[blk] = False
             _deinterleave_stride2(gx[n], gx0 + 4 * base, phases[0], phases[1], phases[2], phases[3], cn * Hc, Wc,
                                   False)
@@ -668,6 +662,9 @@ def depthwise_forward(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), *, c
     coef, kind, consts = _epilogue(epilogue, C, x.dtype)
     plan = _plan(H, W, w.shape[1], w.shape[2], stride, padding, dilation)
     y = _result(out, N, Cx, plan.OH, plan.OW, x.dtype)
+    if depthwise_rows.applies(H, W, w.shape[1], w.shape[2], plan.stride, plan.padding, plan.dilation):
+        finite = depthwise_rows.forward(x, y, start, w, None if kind < 0 else (coef, kind, consts))
+        return _checked_output(finite, y, x, w, start, C, plan, coef, kind)
     src, src0, pixels = plan.input_canvas(x, start, C)
     if plan.in_place_output:
         dst, dst0 = y.reshape(N, -1), start * plan.OH * plan.OW
@@ -677,7 +674,13 @@ def depthwise_forward(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), *, c
                           plan.tap_k, plan.Hc, plan.Wc, plan.block(C), coef, kind, consts, pixels)
     if not plan.in_place_output:
         y[:, start:start + C] = dst.reshape(N, C, plan.Hc, plan.Wc)[:, :, :plan.OH, :plan.OW]
-    if not finite:  # an inf or a NaN, which the masked taps may have spread: recompute exactly
+    return _checked_output(finite, y, x, w, start, C, plan, coef, kind)
+
+
+def _checked_output(finite, y, x, w, start, C, plan, coef, kind):
+    """y, its channels [start, start + C) recomputed exactly when the kernel saw an inf or a NaN: the masked taps
+    may have spread it, and the epilogue's activation needs PyTorch's semantics there (``_exact_activation``)."""
+    if not finite:
         with np.errstate(invalid="ignore", over="ignore"):  # quietly, as the kernel (inf - inf is NaN)
             exact = im2col.conv2d_forward(x[:, start:start + C], w[:, None], plan.stride, plan.padding,
                                           plan.dilation, C)
@@ -702,6 +705,10 @@ def depthwise_backward_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0), dil
         raise ValueError(f"gy {gy.shape} does not match input {H}x{W} with kernel {w.shape[1:]}: "
                          f"expected (N, C, {plan.OH}, {plan.OW})")
     gx = _result(out, N, Cy, H, W, gy.dtype)
+    if depthwise_rows.applies(H, W, w.shape[1], w.shape[2], plan.stride, plan.padding, plan.dilation):
+        # stride 1, "same" padding: the forward computation on gy with the kernel turned by 180 degrees
+        finite = depthwise_rows.forward(gy, gx, start, w[:, ::-1, ::-1])
+        return _checked_input_gradient(finite, gx, gy, w, start, C, plan)
     src, src0 = plan.output_canvas(gy, start, C)
     if plan.stride2_exact:  # each gx phase plane collects the taps that read it, merged into gx per block
         order = plan.taps_by_phase

@@ -73,3 +73,14 @@ def exp(x, c):
     for k in range(5, 16):  # Horner's rule for sum_k r^k / k!
         p = p * r + c[k]
     return p * pow2(n)
+
+
+@njit(cache=True, fastmath={"contract", "reassoc"})
+def is_finite(a):
+    """False when the 1-D array a holds an inf or a NaN: one add per element, in a's dtype, which vectorizes
+    (an overflowing sum of huge finite values also says False: callers use it to decide on an exact
+    recomputation, which that only costs time)."""
+    total = a.dtype.type(0)
+    for e in range(a.size):
+        total += a[e]
+    return math.isfinite(total)

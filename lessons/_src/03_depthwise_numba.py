@@ -448,8 +448,8 @@ print(f"From k=3 to k=9 the useful arithmetic grows 9x; the time grew "
 # Your loop does the right number of multiply-adds, but its innermost loop runs over $k$ taps (3 to 9
 # iterations) with a bounds check in each. A CPU core's SIMD instructions do 8 or 16 float32 multiply-adds
 # at once, and compilers use them on long, branch-free loops over consecutive memory. The production
-# kernels (`minimix/kernels/depthwise_numba.py`; its docstring has every detail) reorganise the same sum so
-# that the innermost loop is exactly that:
+# kernels (`minimix/kernels/depthwise_numba.py` and `depthwise_rows.py`; their docstrings have every detail)
+# reorganise the same sum so that the innermost loop is exactly that. The first way (`depthwise_numba.py`):
 #
 # 1. **A convolution is a sum of shifted copies.** Flatten an $H \times W$ plane row by row,
 #    $x_\text{flat}[rW + q] = x[r, q]$. With stride 1 and "same" padding, output position $e = iW + j$
@@ -476,7 +476,18 @@ print(f"From k=3 to k=9 the useful arithmetic grows 9x; the time grew "
 # The gradients are the same machinery: the input gradient is a shifted sum of $g$ with the shifts negated
 # (the "flipped kernel"), the weight gradient multiplies $g$ by shifted copies of $x$ elementwise and sums
 # each tap's products over its weight map. The price: masked taps still cost their multiply-add (by zero),
-# a share that grows on small planes.
+# a share that grows on small planes, and every multiply-add loads two values (a weight and an input).
+#
+# The second way (`depthwise_rows.py`), used for the forward and the input gradient at stride 1 with "same"
+# padding on planes 16 wide or more (8 for kernels of 5 or more): **rows, with the taps written out.** Copy
+# the plane into a small buffer $x_p$ with $p$ zeros around it (real padding: no masks), and make the loop
+# over the columns $q$ of one output row the innermost loop, with the $k^2$ taps written out as one sum:
+# `y[r, q] = w0 * xp[r, q] + w1 * xp[r, q + 1] + ... + w8 * xp[r + 2, q + 2]`. The compiler turns the
+# $q$ loop into vector instructions; each output vector is summed in a register over all its taps and stored
+# once, the weights are constants held in registers, and each tap costs one load and one multiply-add. The
+# compiler only does this when the taps and the plane width are constants in the source, so the kernel's
+# source is generated for each kernel size and plane width. The weight gradient, stride 2 and 4x4 planes
+# keep the shifted sums.
 #
 # Points 1-3, drawn for a 5x5 plane and a 3x3 kernel (padding 1); each pixel carries its position in the
 # flat vector:
@@ -768,7 +779,8 @@ if FAST:
 #   gradient sums over every image, so it is parallel over channels to stay free of races.
 # * Fast kernels reorganise the same sum into long, branch-free, unit-stride loops: shifted copies of the
 #   flattened planes, weight maps for the padding, blocks of channels, four taps per pass, and the polyphase
-#   split for stride 2.
+#   split for stride 2; or, at stride 1 on wide planes, one output row at a time with every tap written out,
+#   summed in a register.
 # * im2col multiplies the traffic by $k^2$ and gives BLAS nothing to reuse.
 #
 # Next: [Lesson 4](04_mixconv.ipynb) — several kernel sizes in one depthwise layer.

@@ -103,7 +103,6 @@ Numba rules followed here
    module changes no setting). ``python benchmarks/thread_pools.py`` compares the pools.
 """
 import functools
-import math
 import os
 
 import numba

@@ -31,7 +31,7 @@ def main(argv=None):
     from minimix.kernels import depthwise_numba, depthwise_rows
 
     rows_applies = depthwise_rows.applies
-    flat = {"flat": lambda *a: False, "rows": lambda *a: True}
+    paths = {"flat": lambda *a: False, "rows": lambda *a: True}  # what applies() answers for each path
     rng = np.random.default_rng(0)
     print(f"batch {args.batch}, float32, {args.threads} threads, median of {args.rounds} interleaved rounds")
     print(f"{'plane':>6s} {'k':>3s} {'group':>12s} | {'forward flat':>12s} {'rows':>8s} {'ratio':>6s} | "
@@ -52,9 +52,9 @@ def main(argv=None):
 
             cells = []
             for fn in (forward, input_grad):
-                times, results = {name: [] for name in flat}, {}
+                times, results = {name: [] for name in paths}, {}
                 for _ in range(args.rounds + 1):  # the first round compiles and warms up
-                    for name, applies in flat.items():
+                    for name, applies in paths.items():
                         depthwise_rows.applies = applies
                         start = time.perf_counter()
                         fn()

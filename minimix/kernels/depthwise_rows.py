@@ -95,14 +95,15 @@ def _source(k, W):
 
 def _folder():
     """Where generated modules are written: beside Numba's cache ($NUMBA_CACHE_DIR), else this package's
-    __pycache__, else (neither writable) a temporary folder."""
+    __pycache__, else (neither writable, e.g. a read-only installation) a temporary folder."""
     root = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.dirname(__file__), "__pycache__")
     for folder in (os.path.join(root, "minimix-generated"), os.path.join(tempfile.gettempdir(), "minimix-generated")):
         try:
             os.makedirs(folder, exist_ok=True)
-            return folder
         except OSError:
             continue
+        if os.access(folder, os.W_OK):  # an existing folder may still be read-only
+            return folder
     raise OSError("no writable folder for minimix's generated kernels (set NUMBA_CACHE_DIR)")
 
 

@@ -79,7 +79,7 @@ def exp(x, c):
 def is_finite(a):
     """False when the 1-D array a holds an inf or a NaN: one add per element, in a's dtype, which vectorizes
     (an overflowing sum of huge finite values also says False: callers use it to decide on an exact
-    recomputation, which that only costs time)."""
+    recomputation, which then only costs time)."""
     total = a.dtype.type(0)
     for e in range(a.size):
         total += a[e]

@@ -1,9 +1,10 @@
 """The depthwise kernels two ways, per plane size and kernel size: flat sweeps with weight maps
 (``minimix.kernels.depthwise_numba``) against rows with the taps written out (``depthwise_rows``).
 
-Stride 1, "same" padding, float32, batch 128, one MixConv group's channels of a whole layer (as in
-``mixnet_cifar``), interleaved round by round; prints each path's median time for the forward and
-the input gradient, and the median of the per-round ratios rows / flat. ``depthwise_rows.applies``
+"Same" padding, float32, batch 128, one MixConv group's channels of a whole layer (as in ``mixnet_cifar``:
+its stride-1 layers with kernels 3 to 9, then its three stride-2 layers with their own kernels),
+interleaved round by round; prints each path's median time for the forward and the input gradient,
+and the median of the per-round ratios rows / flat. ``depthwise_rows.applies``
 decides which path a layer takes in minimix; here both are forced in turn (this script replaces
 ``applies`` while it times the flat sweeps), and checks that they agree.
 
@@ -14,9 +15,11 @@ import time
 
 import numpy as np
 
-# (plane size, channels of the layer, channels of one group): the CIFAR MixNet's stride-1 MixConv layers
-LAYERS = [(4, 624, 156), (8, 240, 60), (16, 144, 36), (32, 48, 48)]
-KERNELS = (3, 5, 7, 9)
+# (stride, input plane size, channels of the layer, channels of one group, kernel sizes): the CIFAR MixNet's
+# MixConv layers, stride 1 (with every kernel size up to 9) and stride 2 (with the layer's kernel sizes)
+LAYERS = [(1, 4, 624, 156, (3, 5, 7, 9)), (1, 8, 240, 60, (3, 5, 7, 9)), (1, 16, 144, 36, (3, 5, 7, 9)),
+          (1, 32, 48, 48, (3, 5, 7, 9)),
+          (2, 8, 384, 76, (3, 5, 7, 9, 11)), (2, 16, 144, 48, (3, 5, 7)), (2, 32, 96, 32, (3, 5, 7))]
 
 
 def main(argv=None):
@@ -34,21 +37,25 @@ def main(argv=None):
     paths = {"flat": lambda *a: False, "rows": lambda *a: True}  # what applies() answers for each path
     rng = np.random.default_rng(0)
     print(f"batch {args.batch}, float32, {args.threads} threads, median of {args.rounds} interleaved rounds")
-    print(f"{'plane':>6s} {'k':>3s} {'group':>12s} | {'forward flat':>12s} {'rows':>8s} {'ratio':>6s} | "
+    print(f"{'stride':>6s} {'plane':>6s} {'k':>3s} {'group':>12s} | {'forward flat':>12s} {'rows':>8s} {'ratio':>6s} | "
           f"{'input grad flat':>15s} {'rows':>8s} {'ratio':>6s} | minimix uses")
-    for hw, channels, group in LAYERS:
-        for k in KERNELS:
+    for stride, hw, channels, group, kernels in LAYERS:
+        for k in kernels:
             x = rng.standard_normal((args.batch, channels, hw, hw)).astype(np.float32)
             w = rng.standard_normal((group, k, k)).astype(np.float32)
-            out = np.empty_like(x)
-            geometry = dict(stride=(1, 1), padding=(k // 2, k // 2), dilation=(1, 1), channels=slice(0, group),
-                            out=out)
+            y = np.empty((args.batch, channels, hw // stride, hw // stride), dtype=np.float32)  # and dL/dy
+            gy = rng.standard_normal(y.shape).astype(np.float32)
+            gx = np.empty_like(x)
+            geometry = dict(stride=(stride, stride), padding=(k // 2, k // 2), dilation=(1, 1),
+                            channels=slice(0, group))
 
             def forward():
-                depthwise_numba.depthwise_forward(x, w, **geometry)
+                depthwise_numba.depthwise_forward(x, w, **geometry, out=y)
+                return y
 
             def input_grad():
-                depthwise_numba.depthwise_backward_input(x, w, (hw, hw), **geometry)
+                depthwise_numba.depthwise_backward_input(gy, w, (hw, hw), **geometry, out=gx)
+                return gx
 
             cells = []
             for fn in (forward, input_grad):
@@ -57,19 +64,20 @@ def main(argv=None):
                     for name, applies in paths.items():
                         depthwise_rows.applies = applies
                         start = time.perf_counter()
-                        fn()
+                        out = fn()
                         times[name].append(time.perf_counter() - start)
                         results[name] = out[:, :group].copy()
                 depthwise_rows.applies = rows_applies
                 scale = float(np.abs(results["flat"]).max())
-                assert np.allclose(results["rows"], results["flat"], rtol=1e-5, atol=1e-5 * scale), (hw, k, fn.__name__)
+                assert np.allclose(results["rows"], results["flat"], rtol=1e-5, atol=1e-5 * scale), \
+                    (stride, hw, k, fn.__name__)
                 t = {name: np.array(v[1:]) for name, v in times.items()}
                 cells.append((np.median(t["flat"]) * 1e3, np.median(t["rows"]) * 1e3,
                               np.median(t["rows"] / t["flat"])))
-            uses = "rows" if rows_applies(hw, hw, k, k, (1, 1), (k // 2, k // 2), (1, 1)) else "flat"
+            uses = "rows" if rows_applies(hw, hw, k, k, (stride, stride), (k // 2, k // 2), (1, 1)) else "flat"
             (ff, fr, fq), (bf, br, bq) = cells
-            print(f"{hw:>4d}^2 {k:>3d} {f'{group} of {channels}':>12s} | {ff:10.2f}ms {fr:6.2f}ms {fq:6.2f} | "
-                  f"{bf:13.2f}ms {br:6.2f}ms {bq:6.2f} | {uses}", flush=True)
+            print(f"{stride:>6d} {hw:>4d}^2 {k:>3d} {f'{group} of {channels}':>12s} | {ff:10.2f}ms {fr:6.2f}ms "
+                  f"{fq:6.2f} | {bf:13.2f}ms {br:6.2f}ms {bq:6.2f} | {uses}", flush=True)
 
 
 if __name__ == "__main__":

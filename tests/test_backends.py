@@ -160,6 +160,8 @@ CASES = {
                                             "MixedConv2d depthwise + BN + act (inference)", no_grad=True),
         "none-strided": _module_case(_fused(5, (3, 5), 1, None), (3, 5, 6, 6),
                                      "MixedConv2d depthwise + BN + act (inference)", no_grad=True, strided=True),
+        "relu-stride2-rows": _module_case(_fused(9, (3, 5, 7), 2, nn.ReLU), (2, 9, 8, 10),  # depthwise_rows
+                                          "MixedConv2d depthwise + BN + act (inference)", no_grad=True),
     },
     ("mixnet_block", "fused-inference"): {  # the module's parameters are random: the SE gates too
         "ir-se-skip-silu-3-groups-batch1-nonsquare": _module_case(

@@ -75,6 +75,8 @@ def test_depthwise_blocks_times_every_setting():
 
 def test_depthwise_rows_times_and_checks_both_paths():
     out = _run("depthwise_rows.py", "--batch", "2", "--rounds", "1")
-    rows = [line for line in out.splitlines() if re.match(r" *\d+\^2 ", line)]
-    assert len(rows) == 16  # 4 plane sizes x 4 kernel sizes, each path agreeing with the other (asserted)
-    assert [row.split()[-1] for row in rows[:5]] == ["flat"] * 5 and rows[-1].split()[-1] == "rows"
+    rows = [line for line in out.splitlines() if re.match(r" *[12] +\d+\^2 ", line)]
+    # stride 1: 4 plane sizes x 4 kernel sizes; stride 2: 5 + 3 + 3 layers; each path agreeing with the other (asserted)
+    assert [row.split()[0] for row in rows] == ["1"] * 16 + ["2"] * 11
+    uses = [row.split()[-1] for row in rows]
+    assert uses[:5] == ["flat"] * 5 and uses[5:] == ["rows"] * 22  # flat: 4x4 planes, and 3x3 on 8x8

@@ -38,6 +38,12 @@ CASES = [
     (1, 2, 11, 12, (5, 5), 1, 4, 2),
     (3, 3, 8, 8, (3, 3), 2, 1, 1),
     (1, 4, 9, 7, (5, 5), 2, 2, 1),
+    # stride 2 on even planes 8 wide or more: the row kernels (depthwise_rows) for every k; a plane lower than its kernel
+    (1, 2, 10, 8, (5, 5), 2, 2, 1),
+    (3, 2, 6, 12, (7, 7), 2, 3, 1),
+    (1, 3, 8, 10, (9, 9), 2, 4, 1),
+    (2, 2, 12, 14, (11, 11), 2, 5, 1),
+    (1, 2, 2, 16, (7, 7), 2, 3, 1),
     (3, 2, 12, 11, (7, 7), 2, 3, 1),
     (1, 2, 13, 10, (9, 9), 2, 4, 1),
     (3, 2, 10, 9, (3, 3), 2, 2, 2),
@@ -117,22 +123,28 @@ ROW_CASES = [c for c in CASES if depthwise_rows.applies(c[2], c[3], *c[4], _pair
 
 
 def test_row_kernels_are_tested():
-    """The cases above reach depthwise_rows (stride 1, "same" padding, planes wide enough) with every k from 3 to
-    11 and the other kernels with the rest: both are compared with torch."""
-    assert sorted({c[4][0] for c in ROW_CASES}) == [3, 5, 7, 9, 11]
-    assert len(ROW_CASES) < len(CASES)
+    """The cases above reach depthwise_rows ("same" padding; stride 1 on planes wide enough, stride 2 on even
+    planes 8 wide or more) with every k from 3 to 11 at both strides, and the other kernels with the rest, stride
+    2 on even planes included (depthwise_numba's in-block phase split): all are compared with torch."""
+    for stride in (1, 2):
+        assert sorted({c[4][0] for c in ROW_CASES if c[5] == stride}) == [3, 5, 7, 9, 11], stride
+    flat = [c for c in CASES if c not in ROW_CASES]
+    assert any(c[5] == 2 and c[2] % 2 == c[3] % 2 == 0 and c[4][0] % 2 == 1 for c in flat)
     assert not depthwise_rows.applies(8, 8, 3, 3, (1, 1), (1, 1), (1, 1))  # 3x3 on 8x8 planes: the flat sweeps
     assert not depthwise_rows.applies(4, 4, 5, 5, (1, 1), (2, 2), (1, 1))  # 4x4 planes
-    assert not depthwise_rows.applies(16, 16, 3, 3, (2, 2), (1, 1), (1, 1))  # stride 2
+    assert not depthwise_rows.applies(4, 4, 3, 3, (2, 2), (1, 1), (1, 1))  # stride 2 on 4x4 planes
+    assert not depthwise_rows.applies(9, 8, 3, 3, (2, 2), (1, 1), (1, 1))  # stride 2, odd height
 
 
 def test_row_kernels_module_is_generated_once_and_reused():
     """The generated source is written once (its file name carries a hash of the source) and imported from
-    that file, so Numba's cache can find it again in the next process."""
-    module = depthwise_rows._module(3, 16)
-    assert module is depthwise_rows._module(3, 16)
+    that file, so Numba's cache can find it again in the next process; stride 1 has one module for all heights."""
+    module = depthwise_rows._kernels(3, 1, 16, 16)
+    assert module is depthwise_rows._kernels(3, 1, 20, 16)
     assert module.__file__.endswith(".py") and "w0 * xp[b + 0]" in open(module.__file__).read()
-    assert "def forward" in depthwise_rows._source(5, 8) and "w24 *" in depthwise_rows._source(5, 8)
+    assert "def forward" in depthwise_rows._source(5, 1, None, 8) and "w24 *" in depthwise_rows._source(5, 1, None, 8)
+    stride2 = depthwise_rows._source(3, 2, 8, 10)
+    assert "def backward_input" in stride2 and "w8 * xq[" in stride2 and "8x10 planes" in stride2
 
 
 def _same_with_nonfinite(name, actual, expected):
@@ -212,7 +224,8 @@ def test_non_contiguous_input_and_int_geometry():
 
 
 @DTYPES
-@pytest.mark.parametrize("H, W", [(9, 6), (8, 6)], ids=["9x6", "8x6"])  # stride 2 on 8x6: _phases_stride2
+# stride 2 on 8x6: the in-block phase split; on 6x8: depthwise_rows (as stride 1 with k >= 5 there)
+@pytest.mark.parametrize("H, W", [(9, 6), (8, 6), (6, 8)], ids=["9x6", "8x6", "6x8"])
 @pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2)], ids=["s1", "s2", "d2"])
 def test_channel_groups_work_in_place_on_whole_arrays(stride, dilation, H, W, dtype):
     """MixConv's groups: channels=slice(a, b) reads and writes channels [a, b) of whole-layer arrays,
@@ -305,13 +318,16 @@ def test_stride2_polyphase_equals_the_general_one(N, Cx, H, W, c0, C, dtype):
 @pytest.mark.parametrize("N, Cx, H, W, c0, C, k", [(7, 5, 8, 6, 1, 3, 3), (4, 300, 8, 8, 0, 300, 5),
                                                    (2, 4, 4, 4, 2, 2, 9), (9, 40, 16, 12, 8, 32, 3),
                                                    (3, 6, 4, 8, 0, 6, 1)])
-def test_stride2_per_block_equals_the_whole_layer_canvas(N, Cx, H, W, c0, C, k, dtype):
+def test_stride2_per_block_equals_the_whole_layer_canvas(N, Cx, H, W, c0, C, k, dtype, monkeypatch):
     """For stride (2, 2) on even planes the kernels split (forward, weight gradient) and merge (input
     gradient) each block's phase planes themselves. Given the whole-layer phase canvas instead
     (``_phases_stride2``, as for other strides: ``_shifted_sum`` per phase plane of gx, then the merge)
     they must give the same results bit for bit: same taps, same order of the sums. The cases cover a
     channel group inside a larger layer, many blocks, taps that read only padding, a 1x1 kernel (three
-    phase planes of gx get no tap) and batches that are not a multiple of the four images per sweep."""
+    phase planes of gx get no tap) and batches that are not a multiple of the four images per sweep. The
+    public functions are held to the flat sweeps here (``depthwise_rows``, which they use for most of these
+    planes, sums in another order and is compared with torch above)."""
+    monkeypatch.setattr(depthwise_rows, "applies", lambda *geometry: False)
     from minimix.kernels.depthwise_numba import _NO_PIXELS, _epilogue, _phases_stride2, _plan, _shifted_sum, \
         _tap_products
 

@@ -118,6 +118,7 @@ def _torch_mixconv(splits, kernel_sizes, stride, dilation):
 MIXCONV = [
     (7, (3, 5), 1, (2, 6, 7), [((0, 3, 2, 6), INF), ((1, 4, 0, 0), -INF)]),
     (9, (3, 5, 7), 2, (2, 9, 8), [((0, 2, 8, 7), INF), ((1, 5, 4, 0), NAN)]),
+    (6, (3, 5, 7), 2, (2, 8, 10), [((0, 1, 7, 9), INF), ((1, 4, 0, 0), -INF), ((0, 3, 3, 4), NAN)]),  # depthwise_rows
     (8, (3, 5, 7, 9), 1, (1, 9, 9), [((0, 1, 4, 8), -INF), ((0, 6, 4, 4), NAN)]),
 ]
 
@@ -149,11 +150,13 @@ def test_mixconv_with_inf_and_nan_matches_torch(channels, kernel_sizes, stride, 
     [((1, 0, 0, 0), -INF), ((0, 5, 5, 6), INF)],  # corners; -inf through relu is 0, through silu NaN
     [((0, 2, 3, 3), NAN)],
 ])
-def test_fused_mixconv_bn_act_with_inf_and_nan_matches_torch(where, activation, dtype):
+@pytest.mark.parametrize("H, W, stride", [(6, 7, 1), (6, 16, 1), (8, 10, 2)],
+                         ids=["6x7", "6x16-rows", "8x10-stride2-rows"])  # depthwise_numba, depthwise_rows
+def test_fused_mixconv_bn_act_with_inf_and_nan_matches_torch(where, activation, dtype, H, W, stride):
     """``nn.fuse``'s MixConvBNAct (inference, no_grad): the Numba kernel's epilogue applies BatchNorm and
     the activation; with inf/NaN the result must still be torch's conv -> batch_norm -> activation."""
     channels, splits, kernel_sizes = 7, None, (3, 5)
-    conv = nn.MixConv2d(channels, kernel_sizes)
+    conv = nn.MixConv2d(channels, kernel_sizes, stride=stride)
     splits = conv.splits
     for i, c in enumerate(conv.convs):
         c.weight.data = randn(*c.weight.shape, seed=i + 1).astype(dtype)
@@ -164,19 +167,19 @@ def test_fused_mixconv_bn_act_with_inf_and_nan_matches_torch(where, activation, 
     bn.running_mean[:] = randn(channels, seed=12)
     bn.running_var[:] = 0.5 + randn(channels, seed=13) ** 2
     fused = nn.MixConvBNAct(conv.eval(), bn.eval())
-    x = _poison(randn(2, channels, 6, 7, seed=20), where).astype(dtype)
+    x = _poison(randn(2, channels, H, W, seed=20), where).astype(dtype)
     with mm.no_grad():
         y = fused(mm.Tensor(x)).data
 
     xt = torch.from_numpy(x)
-    z = _torch_mixconv(splits, kernel_sizes, 1, 1)(xt, *[torch.from_numpy(c.weight.data) for c in conv.convs])
+    z = _torch_mixconv(splits, kernel_sizes, stride, 1)(xt, *[torch.from_numpy(c.weight.data) for c in conv.convs])
     z = torch.nn.functional.batch_norm(z, torch.from_numpy(bn.running_mean.astype(dtype)),
                                        torch.from_numpy(bn.running_var.astype(dtype)), torch.from_numpy(bn.weight.data),
                                        torch.from_numpy(bn.bias.data), training=False, eps=bn.eps)
     expected = {None: z, "relu": torch.relu(z), "silu": torch.nn.functional.silu(z)}[activation].numpy()
     assert y.dtype == dtype and y.shape == expected.shape
+    assert not np.isfinite(z.numpy()).all()  # the poison reaches the batch norm (relu may turn -inf into 0 after it)
     finite = np.isfinite(expected)
-    assert not finite.all()
     np.testing.assert_array_equal(y[~finite], expected[~finite])
     tol = TOLERANCES[dtype]
     np.testing.assert_allclose(y, expected, rtol=tol["rtol"], atol=tol["atol"] * max(1, np.abs(expected[finite]).max()))

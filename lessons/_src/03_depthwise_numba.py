@@ -478,16 +478,19 @@ print(f"From k=3 to k=9 the useful arithmetic grows 9x; the time grew "
 # each tap's products over its weight map. The price: masked taps still cost their multiply-add (by zero),
 # a share that grows on small planes, and every multiply-add loads two values (a weight and an input).
 #
-# The second way (`depthwise_rows.py`), used for the forward and the input gradient at stride 1 with "same"
-# padding on planes 16 wide or more (8 for kernels of 5 or more): **rows, with the taps written out.** Copy
+# The second way (`depthwise_rows.py`), used for the forward and the input gradient with "same" padding, at
+# stride 1 on planes 16 wide or more (8 for kernels of 5 or more) and at stride 2 on even planes 8 wide or
+# more: **rows, with the taps written out.** Copy
 # the plane into a small buffer $x_p$ with $p$ zeros around it (real padding: no masks), and make the loop
 # over the columns $q$ of one output row the innermost loop, with the $k^2$ taps written out as one sum:
 # `y[r, q] = w0 * xp[r, q] + w1 * xp[r, q + 1] + ... + w8 * xp[r + 2, q + 2]`. The compiler turns the
 # $q$ loop into vector instructions; each output vector is summed in a register over all its taps and stored
 # once, the weights are constants held in registers, and each tap costs one load and one multiply-add. The
 # compiler only does this when the taps and the plane width are constants in the source, so the kernel's
-# source is generated for each kernel size and plane width. The weight gradient, stride 2 and 4x4 planes
-# keep the shifted sums.
+# source is generated for each kernel size and plane width. At stride 2 the buffer holds the padded plane's
+# four phase planes (point 5), so that every tap is again one constant offset; the input gradient computes
+# each of $x$'s four phases from its quarter of the taps. The weight gradient, 4x4 planes and 3x3 kernels on
+# 8x8 planes at stride 1 keep the shifted sums.
 #
 # Points 1-3, drawn for a 5x5 plane and a 3x3 kernel (padding 1); each pixel carries its position in the
 # flat vector:
@@ -779,8 +782,8 @@ if FAST:
 #   gradient sums over every image, so it is parallel over channels to stay free of races.
 # * Fast kernels reorganise the same sum into long, branch-free, unit-stride loops: shifted copies of the
 #   flattened planes, weight maps for the padding, blocks of channels, four taps per pass, and the polyphase
-#   split for stride 2; or, at stride 1 on wide planes, one output row at a time with every tap written out,
-#   summed in a register.
+#   split for stride 2; or, on wide enough planes, one output row at a time with every tap written out,
+#   summed in a register (at stride 2 over the padded plane's four phases).
 # * im2col multiplies the traffic by $k^2$ and gives BLAS nothing to reuse.
 #
 # Next: [Lesson 4](04_mixconv.ipynb) — several kernel sizes in one depthwise layer.

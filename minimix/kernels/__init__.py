@@ -8,8 +8,8 @@ imports Numba:
 
 * ``minimix.kernels.depthwise_numba``: Numba depthwise convolution (forward,
   input gradient, weight gradient); ``minimix.kernels.depthwise_rows``: its forward and input
-  gradient for stride 1 and "same" padding, row by row with the taps written out (generated Numba
-  source per kernel size and plane width).
+  gradient for "same" padding at stride 1 or 2, row by row with the taps written out (generated Numba
+  source per kernel size and plane size).
 * ``minimix.kernels.norm_act_numba``: batch norm fused with ReLU/SiLU (Numba).
 * ``minimix.kernels.excite_numba``: squeeze-and-excitation's plane means and gate (Numba).
 * ``minimix.kernels.im2col`` / ``minimix.kernels.pointwise``: convolutions as BLAS

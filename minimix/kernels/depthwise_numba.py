@@ -61,9 +61,10 @@ recomputed by the reference im2col kernels (``minimix.kernels.im2col``, which co
 real zero padding, as PyTorch does) and the epilogue applied in NumPy with PyTorch's
 activation semantics: the public functions below are exact for every input.
 
-Stride 1 with "same" padding on planes 16 wide or more (8 for kernels of 5 or more): the forward and
-the input gradient run on ``depthwise_rows`` instead, which keeps each output row in registers over
-all the taps (one load and one multiply-add per tap, no weight maps); its docstring says how.
+"Same" padding with stride 1 on planes 16 wide or more (8 for kernels of 5 or more), or with stride 2 on
+even planes 8 wide or more: the forward and the input gradient run on ``depthwise_rows`` instead, which
+keeps each output row in registers over all the taps (one load and one multiply-add per tap, no weight
+maps); its docstring says how.
 
 Speed. ``python benchmarks/bench_depthwise.py`` times the three kernels against PyTorch
 (float32, batch 128, NCHW; the README's performance section has the figures). Small planes
@@ -662,7 +663,7 @@ def depthwise_forward(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), *, c
     plan = _plan(H, W, w.shape[1], w.shape[2], stride, padding, dilation)
     y = _result(out, N, Cx, plan.OH, plan.OW, x.dtype)
     if depthwise_rows.applies(H, W, w.shape[1], w.shape[2], plan.stride, plan.padding, plan.dilation):
-        finite = depthwise_rows.forward(x, y, start, w, None if kind < 0 else (coef, kind, consts))
+        finite = depthwise_rows.forward(x, y, start, w, plan.stride[0], None if kind < 0 else (coef, kind, consts))
         return _checked_output(finite, y, x, w, start, C, plan, coef, kind)
     src, src0, pixels = plan.input_canvas(x, start, C)
     if plan.in_place_output:
@@ -705,9 +706,8 @@ def depthwise_backward_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0), dil
                          f"expected (N, C, {plan.OH}, {plan.OW})")
     gx = _result(out, N, Cy, H, W, gy.dtype)
     if depthwise_rows.applies(H, W, w.shape[1], w.shape[2], plan.stride, plan.padding, plan.dilation):
-        # stride 1, "same" padding: the forward computation on gy with the kernel turned by 180 degrees
-        finite = depthwise_rows.forward(gy, gx, start, w[:, ::-1, ::-1])
-        return _checked_input_gradient(finite, gx, gy, w, start, C, plan)
+        depthwise_rows.backward_input(gy, gx, start, w, plan.stride[0])  # real zero padding: exact for inf and NaN
+        return gx
     src, src0 = plan.output_canvas(gy, start, C)
     if plan.stride2_exact:  # each gx phase plane collects the taps that read it, merged into gx per block
         order = plan.taps_by_phase

@@ -1,4 +1,4 @@
-"""Depthwise convolution, stride 1 and "same" padding, one output row at a time with the taps written out.
+"""Depthwise convolution, stride 1 or 2 and "same" padding, one output row at a time with the taps written out.
 
 For an odd k x k kernel with padding k // 2 (every stride-1 MixConv group), and xp a copy of
 the input plane with k // 2 zeros around it::
@@ -25,10 +25,31 @@ slowed the whole kernel down several times on 8x8 planes): the epilogue is a sec
 (``_epilogue_planes``).
 
 The input gradient of the same convolution is the same computation on dL/dy with the kernel turned by
-180 degrees (``depthwise_numba``'s docstring): ``forward`` serves both. Values are those of the
-definition, zero padding included, so an inf or a NaN spreads exactly as in the reference: no check
-is needed, except before the epilogue, whose activation must follow PyTorch's semantics for inf and NaN
-(``depthwise_numba.depthwise_forward`` recomputes such a group exactly).
+180 degrees (``depthwise_numba``'s docstring): at stride 1 ``backward_input`` calls the forward kernel.
+
+Stride 2 (on planes of even height and width, H = 2*OH and W = 2*OW: every stride-2 MixConv layer).
+The forward reads every second column, ``xp[2r + i, 2q + j]``: SIMD loads take consecutive values,
+so the vectorizer would have to gather or shuffle. So the padded plane is stored as its four *phases*, xq_ab[R, Q] = xp[2R + a, 2Q + b] for
+a, b in {0, 1}, each (OH + k//2) x (OW + k//2), one after the other in one buffer. Tap (i, j) then
+reads phase (i % 2, j % 2) at (r + i // 2, q + j // 2): one constant offset per tap again, unit
+stride in q::
+
+    y[r, q] = sum_{i, j} w[i, j] * xq_{i%2, j%2}[r + i//2, q + j//2]
+
+The input gradient collects, for each input pixel, the outputs whose taps read it: with p = k // 2,
+gx[h, v] = sum of w[i, j] * gy[r, q] over 2r + i - p = h and 2q + j - p = v. For an input row
+h = 2R + a only the taps with i = a + p (mod 2) reach it, from output row r = R + (a + p - i) / 2,
+and the same for columns, so each of gx's four phases is a stride-1 correlation of dL/dy with its
+own share of the taps. With gp = dL/dy padded by pg = (p + 1) // 2 (the farthest such row offset)::
+
+    gx[2R + a, 2Q + b] = sum_{i = a+p, j = b+p (mod 2)} w[i, j] * gp[R + pg + (a+p-i)/2, Q + pg + (b+p-j)/2]
+
+One loop over Q computes the even and the odd column of a row (b = 0 and 1) and stores both: the
+compiler interleaves the two vectors.
+
+Values are those of the definition, zero padding included, so an inf or a NaN spreads exactly as in
+the reference: no check is needed, except before the epilogue, whose activation must follow PyTorch's
+semantics for inf and NaN (``depthwise_numba.depthwise_forward`` recomputes such a group exactly).
 """
 import functools
 import hashlib
@@ -44,23 +65,29 @@ from .norm_act_numba import affine_act
 from .vector_math import is_finite
 
 # Where these kernels are faster than depthwise_numba's flat sweeps (single layers at batch 128, measured while
-# writing this; figures in the README): on 16x16 and 32x32 planes for every k, on 8x8 planes from k = 5 on
-# (3x3 about even); not on 4x4 planes, where a row fills a quarter of a vector.
+# writing this; figures in the README, ``python benchmarks/depthwise_rows.py``). Stride 1: on 16x16 and 32x32
+# planes for every k, on 8x8 planes from k = 5 on (3x3 about even); not on 4x4 planes, where a row fills a
+# quarter of a vector. Stride 2: from 8x8 planes (outputs 4 wide) on, in sum over the kernel sizes.
 MIN_WIDTH = 16
 MIN_WIDTH_LARGE_KERNEL = 8  # for k >= 5
+MIN_WIDTH_STRIDE2 = 8
 MAX_KERNEL = 11  # the largest k generated (121 terms): larger kernels run on depthwise_numba
 
 
 def applies(H, W, KH, KW, stride, padding, dilation):
-    """Whether ``forward`` computes this convolution: stride 1, no dilation, a square odd kernel from 3 to
-    MAX_KERNEL with padding k // 2 on each side (the output the size of the input), on planes wide enough
-    (MIN_WIDTH, or MIN_WIDTH_LARGE_KERNEL for k >= 5)."""
-    return (tuple(stride) == (1, 1) and tuple(dilation) == (1, 1) and KH == KW and KH % 2 == 1
-            and 3 <= KH <= MAX_KERNEL and tuple(padding) == (KH // 2, KW // 2)
-            and W >= (MIN_WIDTH if KH == 3 else MIN_WIDTH_LARGE_KERNEL))
+    """Whether ``forward`` and ``backward_input`` compute this convolution: no dilation, a square odd kernel
+    from 3 to MAX_KERNEL with padding k // 2 on each side, and either stride 1 (the output the size of the
+    input) on planes wide enough (MIN_WIDTH, or MIN_WIDTH_LARGE_KERNEL for k >= 5), or stride 2 on planes
+    of even height and width (the output half of it), at least MIN_WIDTH_STRIDE2 wide."""
+    if not (tuple(dilation) == (1, 1) and KH == KW and KH % 2 == 1 and 3 <= KH <= MAX_KERNEL
+            and tuple(padding) == (KH // 2, KW // 2)):
+        return False
+    if tuple(stride) == (1, 1):
+        return W >= (MIN_WIDTH if KH == 3 else MIN_WIDTH_LARGE_KERNEL)
+    return tuple(stride) == (2, 2) and H % 2 == 0 and W % 2 == 0 and W >= MIN_WIDTH_STRIDE2
 
 
-_TEMPLATE = '''"""Generated by minimix.kernels.depthwise_rows for a {k}x{k} kernel on planes {W} wide: do not edit."""
+_STRIDE1 = '''"""Generated by minimix.kernels.depthwise_rows for a {k}x{k} kernel, stride 1, on planes {W} wide: do not edit."""
 import numpy as np
 from numba import njit, prange
 
@@ -84,13 +111,84 @@ def forward(x, y, c0, w):
 '''
 
 
-def _source(k, W):
-    """The kernel's source for a k x k kernel on planes W wide: one term per tap, w_t * xp[b + offset_t]."""
-    pad, Wp = k // 2, W + 2 * (k // 2)
+_STRIDE2 = '''"""Generated by minimix.kernels.depthwise_rows for a {k}x{k} kernel, stride 2, on {H}x{W} planes: do not edit."""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(parallel=True, cache=True, fastmath={{"contract", "reassoc"}}, error_model="numpy")
+def forward(x, y, c0, w):
+    for n in prange(x.shape[0]):
+        xq = np.zeros(4 * {phase}, dtype=x.dtype)  # the padded plane's four phases; their borders stay 0
+        for c in range(w.shape[0]):
+            channel = c0 + c
+{split}
+{weights}
+            for r in range({OH}):
+                for q in range({OW}):
+                    b = r * {Wq} + q
+                    y[n, channel, r, q] = ({taps})
+
+
+@njit(parallel=True, cache=True, fastmath={{"contract", "reassoc"}}, error_model="numpy")
+def backward_input(gy, gx, c0, w):
+    for n in prange(gy.shape[0]):
+        gp = np.zeros({Hg} * {Wg}, dtype=gy.dtype)  # the padded plane of dL/dy; its border stays 0
+        for c in range(w.shape[0]):
+            channel = c0 + c
+            for r in range({OH}):
+                for q in range({OW}):
+                    gp[(r + {pg}) * {Wg} + {pg} + q] = gy[n, channel, r, q]
+{weights}
+{gx_rows}
+'''
+
+_SPLIT = '''            for r in range({OH}):  # phase ({a}, {b}): rows {ra}, {ra2}, ... and columns {cb}, {cb2}, ... of x
+                for q in range({OW}):
+                    xq[{start} + r * {Wq} + q] = x[n, channel, 2 * r + {ra}, 2 * q + {cb}]'''
+
+_GX_ROWS = '''            for r in range({OH}):  # rows {a}, {a2}, ... of gx, even and odd columns
+                for q in range({OW}):
+                    b = r * {Wg} + q
+                    gx[n, channel, 2 * r + {a}, 2 * q] = ({even})
+                    gx[n, channel, 2 * r + {a}, 2 * q + 1] = ({odd})'''
+
+
+def _sum(terms, indent=24):
+    """Terms joined by +, four per line."""
+    return f"\n{' ' * indent}+ ".join(" + ".join(terms[i:i + 4]) for i in range(0, len(terms), 4))
+
+
+def _source(k, stride, H, W):
+    """The kernels' source for a k x k kernel: stride 1 on planes W wide (any height; H is not used), or stride 2
+    on H x W planes. One term per tap, w_t * buffer[b + offset_t] (module docstring)."""
+    p = k // 2
     weights = "\n".join(f"            w{t} = w[c, {t}]" for t in range(k * k))
-    terms = [f"w{t} * xp[b + {(t // k) * Wp + t % k}]" for t in range(k * k)]
-    taps = "\n                        + ".join(" + ".join(terms[i:i + 4]) for i in range(0, len(terms), 4))
-    return _TEMPLATE.format(k=k, W=W, pad=pad, pad2=2 * pad, Wp=Wp, weights=weights, taps=taps)
+    if stride == 1:
+        Wp = W + 2 * p
+        taps = _sum([f"w{t} * xp[b + {(t // k) * Wp + t % k}]" for t in range(k * k)])
+        return _STRIDE1.format(k=k, W=W, pad=p, pad2=2 * p, Wp=Wp, weights=weights, taps=taps)
+    OH, OW = H // 2, W // 2
+    Hq, Wq = OH + p, OW + p  # one phase of the padded plane
+    split = []
+    for a in (0, 1):
+        for b in (0, 1):
+            R0, Q0 = (p - a + 1) // 2, (p - b + 1) // 2  # the first phase row and column inside x
+            split.append(_SPLIT.format(a=a, b=b, OH=OH, OW=OW, Wq=Wq, start=(2 * a + b) * Hq * Wq + R0 * Wq + Q0,
+                                       ra=2 * R0 + a - p, ra2=2 * R0 + a - p + 2, cb=2 * Q0 + b - p,
+                                       cb2=2 * Q0 + b - p + 2))
+    taps = _sum([f"w{i * k + j} * xq[b + {(2 * (i % 2) + j % 2) * Hq * Wq + (i // 2) * Wq + j // 2}]"
+                 for i in range(k) for j in range(k)])
+    pg = (p + 1) // 2
+    Hg, Wg = OH + 2 * pg, OW + 2 * pg  # dL/dy padded by pg
+    gx_rows = []
+    for a in (0, 1):
+        sums = [_sum([f"w{i * k + j} * gp[b + {(pg + (a + p - i) // 2) * Wg + pg + (b + p - j) // 2}]"
+                      for i in range(k) if (a + p - i) % 2 == 0 for j in range(k) if (b + p - j) % 2 == 0])
+                for b in (0, 1)]
+        gx_rows.append(_GX_ROWS.format(a=a, a2=a + 2, OH=OH, OW=OW, Wg=Wg, even=sums[0], odd=sums[1]))
+    return _STRIDE2.format(k=k, H=H, W=W, phase=Hq * Wq, split="\n".join(split), weights=weights, OH=OH, OW=OW,
+                           Wq=Wq, taps=taps, Hg=Hg, Wg=Wg, pg=pg, gx_rows="\n".join(gx_rows))
 
 
 def _folder():
@@ -107,12 +205,18 @@ def _folder():
     raise OSError("no writable folder for minimix's generated kernels (set NUMBA_CACHE_DIR)")
 
 
+def _kernels(k, stride, H, W):
+    """The generated module for a k x k kernel with this stride on H x W planes (stride 1: one for every height)."""
+    return _module(k, stride, H if stride == 2 else None, W)
+
+
 @functools.cache
-def _module(k, W):
-    """The generated module for (k, W), written once (named by a hash of its source, replaced atomically so
-    that two processes never read half a file) and imported."""
-    source = _source(k, W)
-    name = f"depthwise_rows_k{k}_w{W}_{hashlib.sha256(source.encode()).hexdigest()[:12]}"
+def _module(k, stride, H, W):
+    """The generated module for (k, stride, H, W), written once (named by a hash of its source, replaced
+    atomically so that two processes never read half a file) and imported."""
+    source = _source(k, stride, H, W)
+    shape = f"w{W}" if H is None else f"{H}x{W}"
+    name = f"depthwise_rows_k{k}_s{stride}_{shape}_{hashlib.sha256(source.encode()).hexdigest()[:12]}"
     path = os.path.join(_folder(), name + ".py")
     if not os.path.isfile(path):
         handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
@@ -139,17 +243,28 @@ def _epilogue_planes(y, c0, coef, kind, consts, finite):
             affine_act(plane, plane, coef[0, c], coef[1, c], kind, consts)
 
 
-def forward(x, y, c0, w, epilogue=None):
-    """y[:, c0 + c] = the convolution of x[:, c0 + c] with w[c] (C, k, k), zero-padded by k // 2, for c < C; x and y
-    (N, channels, H, W) C-contiguous, of the same shape. ``epilogue`` = (coef, kind, consts): then
-    y[:, c0 + c] = act(y * coef[0, c] + coef[1, c]) (``norm_act_numba.affine_act``) in a second pass. Returns False
-    when, before the epilogue, an output plane held an inf or a NaN (checked only with an epilogue: without
-    one the result is the definition's, inf and NaN included)."""
+def forward(x, y, c0, w, stride=1, epilogue=None):
+    """y[:, c0 + c] = the convolution of x[:, c0 + c] with w[c] (C, k, k), zero-padded by k // 2, at this ``stride``
+    (1 or 2), for c < C; x (N, channels, H, W) and y (N, channels, H // stride, W // stride) C-contiguous.
+    ``epilogue`` = (coef, kind, consts): then y[:, c0 + c] = act(y * coef[0, c] + coef[1, c])
+    (``norm_act_numba.affine_act``) in a second pass. Returns False when, before the epilogue, an output plane
+    held an inf or a NaN (checked only with an epilogue: without one the result is the definition's, inf and
+    NaN included)."""
     C, k = w.shape[:2]
-    _module(k, x.shape[3]).forward(x, y, c0, np.ascontiguousarray(w.reshape(C, k * k)))
+    _kernels(k, stride, *x.shape[2:]).forward(x, y, c0, np.ascontiguousarray(w.reshape(C, k * k)))
     if epilogue is None:
         return True
     finite = np.ones(x.shape[0], dtype=np.bool_)
     _epilogue_planes(y, c0, *epilogue, finite)
     return bool(finite.all())
 
+
+def backward_input(gy, gx, c0, w, stride=1):
+    """gx[:, c0 + c] = dL/dx of that convolution given gy = dL/dy, for c < C; gy and gx C-contiguous, gx
+    (N, channels, H, W). At stride 1 the forward kernel on gy with the kernel turned by 180 degrees. The values
+    are the definition's, inf and NaN included."""
+    C, k = w.shape[:2]
+    if stride == 1:
+        forward(gy, gx, c0, w[:, ::-1, ::-1])
+    else:
+        _kernels(k, stride, *gx.shape[2:]).backward_input(gy, gx, c0, np.ascontiguousarray(w.reshape(C, k * k)))

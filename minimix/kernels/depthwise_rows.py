@@ -28,8 +28,8 @@ The input gradient of the same convolution is the same computation on dL/dy with
 180 degrees (``depthwise_numba``'s docstring): at stride 1 ``backward_input`` calls the forward kernel.
 
 Stride 2 (on planes of even height and width, H = 2*OH and W = 2*OW: every stride-2 MixConv layer).
-The forward reads every second column, ``xp[2r + i, 2q + j]``: SIMD loads take consecutive values,
-so the vectorizer would have to gather or shuffle. So the padded plane is stored as its four *phases*, xq_ab[R, Q] = xp[2R + a, 2Q + b] for
+The forward reads every second column, ``xp[2r + i, 2q + j]``, and a SIMD load takes consecutive
+values. So the padded plane is stored as its four *phases*, xq_ab[R, Q] = xp[2R + a, 2Q + b] for
 a, b in {0, 1}, each (OH + k//2) x (OW + k//2), one after the other in one buffer. Tap (i, j) then
 reads phase (i % 2, j % 2) at (r + i // 2, q + j // 2): one constant offset per tap again, unit
 stride in q::
@@ -44,8 +44,7 @@ own share of the taps. With gp = dL/dy padded by pg = (p + 1) // 2 (the farthest
 
     gx[2R + a, 2Q + b] = sum_{i = a+p, j = b+p (mod 2)} w[i, j] * gp[R + pg + (a+p-i)/2, Q + pg + (b+p-j)/2]
 
-One loop over Q computes the even and the odd column of a row (b = 0 and 1) and stores both: the
-compiler interleaves the two vectors.
+One loop over Q computes the even and the odd column of a row (b = 0 and 1) and stores both.
 
 Values are those of the definition, zero padding included, so an inf or a NaN spreads exactly as in
 the reference: no check is needed, except before the epilogue, whose activation must follow PyTorch's

@@ -167,6 +167,8 @@ def test_fused_mixconv_bn_act_with_inf_and_nan_matches_torch(where, activation, 
     bn.running_mean[:] = randn(channels, seed=12)
     bn.running_var[:] = 0.5 + randn(channels, seed=13) ** 2
     fused = nn.MixConvBNAct(conv.eval(), bn.eval())
+    if stride == 2:  # an odd row: at stride 2 an even row's pixel reaches only one output row, through one tap
+        where = [((n, c, h + 1, w), value) for (n, c, h, w), value in where]
     x = _poison(randn(2, channels, H, W, seed=20), where).astype(dtype)
     with mm.no_grad():
         y = fused(mm.Tensor(x)).data
@@ -178,8 +180,8 @@ def test_fused_mixconv_bn_act_with_inf_and_nan_matches_torch(where, activation, 
                                        torch.from_numpy(bn.bias.data), training=False, eps=bn.eps)
     expected = {None: z, "relu": torch.relu(z), "silu": torch.nn.functional.silu(z)}[activation].numpy()
     assert y.dtype == dtype and y.shape == expected.shape
-    assert not np.isfinite(z.numpy()).all()  # the poison reaches the batch norm (relu may turn -inf into 0 after it)
     finite = np.isfinite(expected)
+    assert not finite.all()
     np.testing.assert_array_equal(y[~finite], expected[~finite])
     tol = TOLERANCES[dtype]
     np.testing.assert_allclose(y, expected, rtol=tol["rtol"], atol=tol["atol"] * max(1, np.abs(expected[finite]).max()))

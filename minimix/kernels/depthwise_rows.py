@@ -242,6 +242,11 @@ def _epilogue_planes(y, c0, coef, kind, consts, finite):
             affine_act(plane, plane, coef[0, c], coef[1, c], kind, consts)
 
 
+def _taps(w):
+    """w (C, k, k) as the generated kernels read it: (C, k*k), C-contiguous, tap t = i*k + j."""
+    return np.ascontiguousarray(w.reshape(w.shape[0], -1))
+
+
 def forward(x, y, c0, w, stride=1, epilogue=None):
     """y[:, c0 + c] = the convolution of x[:, c0 + c] with w[c] (C, k, k), zero-padded by k // 2, at this ``stride``
     (1 or 2), for c < C; x (N, channels, H, W) and y (N, channels, H // stride, W // stride) C-contiguous.
@@ -249,8 +254,7 @@ def forward(x, y, c0, w, stride=1, epilogue=None):
     (``norm_act_numba.affine_act``) in a second pass. Returns False when, before the epilogue, an output plane
     held an inf or a NaN (checked only with an epilogue: without one the result is the definition's, inf and
     NaN included)."""
-    C, k = w.shape[:2]
-    _kernels(k, stride, *x.shape[2:]).forward(x, y, c0, np.ascontiguousarray(w.reshape(C, k * k)))
+    _kernels(w.shape[1], stride, *x.shape[2:]).forward(x, y, c0, _taps(w))
     if epilogue is None:
         return True
     finite = np.ones(x.shape[0], dtype=np.bool_)
@@ -262,8 +266,7 @@ def backward_input(gy, gx, c0, w, stride=1):
     """gx[:, c0 + c] = dL/dx of that convolution given gy = dL/dy, for c < C; gy and gx C-contiguous, gx
     (N, channels, H, W). At stride 1 the forward kernel on gy with the kernel turned by 180 degrees. The values
     are the definition's, inf and NaN included."""
-    C, k = w.shape[:2]
     if stride == 1:
         forward(gy, gx, c0, w[:, ::-1, ::-1])
     else:
-        _kernels(k, stride, *gx.shape[2:]).backward_input(gy, gx, c0, np.ascontiguousarray(w.reshape(C, k * k)))
+        _kernels(w.shape[1], stride, *gx.shape[2:]).backward_input(gy, gx, c0, _taps(w))

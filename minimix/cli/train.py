@@ -241,7 +241,7 @@ def _refuse_existing_run(run_dir):
 def _train(args, config, state, run_dir: Path, meta):
     from .. import manual_seed
     from ..training import Trainer
-    from ..training.recipe import (COMPILE_SECONDS, balanced_subset, build_model, load_split,
+    from ..training.recipe import (COMPILE_TIME, balanced_subset, build_model, load_split,
                                    mark_numba_cache_warm, numba_cache_dir, numba_cache_is_cold,
                                    proportional_test_limit)
 
@@ -271,7 +271,7 @@ def _train(args, config, state, run_dir: Path, meta):
     print(f"{config.model} {config.model_kwargs or ''}: {model.num_parameters():,} parameters; "
           f"{len(train_labels):,} training and {len(test_labels):,} test images; run directory {run_dir}")
     if trainer.epoch < config.epochs and numba_cache_is_cold():
-        print(f"compiling the Numba kernels once ({COMPILE_SECONDS}; cached in {numba_cache_dir()})", flush=True)
+        print(f"compiling the Numba kernels once ({COMPILE_TIME}; cached in {numba_cache_dir()})", flush=True)
     start = time.perf_counter()
     try:
         history = trainer.fit()

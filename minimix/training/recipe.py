@@ -200,7 +200,7 @@ def load_split(data_root, train: bool, log=None):
 # the cache is warm; its name hashes what Numba's cache depends on (the kernels' source, where they
 # live, Python's and Numba's versions), so an edited kernel or a new Numba says "compiling" again.
 # The compilation happens in epoch 1's first steps and first test; how long it takes depends on the
-# machine, so the message points at a measured run (README "Results": epoch 1 333 s, the others 204-249 s).
+# machine, so the message points at the measured run in README "Results" (its epoch times are there).
 COMPILE_TIME = "epoch 1 takes longer than the others: about 2 min in the README's clean run on 2 cores"
 
 

@@ -383,3 +383,47 @@ def test_level2_cache_size_is_read_from_the_operating_system_or_defaults(tmp_pat
     (tmp_path / "index2" / "size").write_text("lots\n")
     assert _l2_cache_bytes.__wrapped__(str(tmp_path)) == _DEFAULT_L2_BYTES
     assert _l2_cache_bytes.__wrapped__(str(tmp_path / "missing")) == _DEFAULT_L2_BYTES
+
+
+# One process compiles the row kernels into an empty cache, a second one loads them from it; both save what the
+# kernels compute on the same arrays. (The stride-2 input gradient once rounded differently when loaded from the
+# cache, so a training run's first start and its later starts took different steps: depthwise_rows' docstring.)
+_ROWS_IN_A_PROCESS = """
+import sys
+import numpy as np
+from minimix.kernels import depthwise_rows
+
+rng = np.random.default_rng(0)
+results, loaded = {}, 0
+for k, H in ((3, 32), (5, 16), (11, 8)):
+    w = rng.standard_normal((6, k, k), dtype=np.float32)
+    x = rng.standard_normal((3, 6, H, H), dtype=np.float32)
+    for stride in (1, 2):
+        y = np.zeros((3, 6, H // stride, H // stride), dtype=np.float32)
+        depthwise_rows.forward(x, y, 0, w, stride)
+        gy = rng.standard_normal(y.shape, dtype=np.float32)
+        gx = np.zeros_like(x)
+        depthwise_rows.backward_input(gy, gx, 0, w, stride)
+        results[f"forward k{k} s{stride}"], results[f"input gradient k{k} s{stride}"] = y, gx
+        loaded += sum(depthwise_rows._kernels(k, stride, H, H).forward.stats.cache_hits.values())
+np.savez(sys.argv[1], **results)
+print(loaded)
+"""
+
+
+def test_row_kernels_compute_the_same_compiled_and_loaded_from_the_cache(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    loaded = {}
+    for run in ("compiled", "loaded"):
+        done = subprocess.run([sys.executable, "-c", _ROWS_IN_A_PROCESS, str(tmp_path / f"{run}.npz")], env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr
+        loaded[run] = int(done.stdout.split()[-1])
+    assert loaded == {"compiled": 0, "loaded": 6}  # the second process did load the forward kernels
+    compiled, cached = np.load(tmp_path / "compiled.npz"), np.load(tmp_path / "loaded.npz")
+    for name in compiled.files:
+        np.testing.assert_array_equal(cached[name], compiled[name], err_msg=name)

@@ -17,7 +17,7 @@ That needs the taps and the plane width as constants in the source: with k and W
 compiler keeps the tap loops inside the q loop and leaves it scalar, several times slower than
 ``depthwise_numba`` (measured while writing this, as everything in this docstring). So the source is
 generated for each (k, W) (``_source``), written to a file in Numba's cache folder and imported from
-there, which lets Numba cache its machine code like any other kernel's (``_module``). Two more things
+there, which lets Numba cache its machine code like any other kernel's (``_module``; one exception below). Two more things
 the vectorizer needs: arrays indexed as x[n, c, i, j] with loop variables (a flat index with a run-time
 offset may be negative as far as Numba knows, and its wrap-around check keeps the loop scalar), and
 nothing else in the loop nest (the inference epilogue, act(y * scale + shift), placed after each plane
@@ -45,6 +45,13 @@ own share of the taps. With gp = dL/dy padded by pg = (p + 1) // 2 (the farthest
     gx[2R + a, 2Q + b] = sum_{i = a+p, j = b+p (mod 2)} w[i, j] * gp[R + pg + (a+p-i)/2, Q + pg + (b+p-j)/2]
 
 One loop over Q computes the even and the odd column of a row (b = 0 and 1) and stores both.
+
+That stride-2 ``backward_input`` is compiled in every process and never taken from Numba's cache
+(``cache=False``): the machine code Numba loaded from its cache for it rounded differently from the code
+it compiled from the same source (issue 17's closing note has the measurements), so a training run that
+compiled it and a later one that loaded it took different steps from the same seed. Compiled every time,
+the first run on a machine, every later one and a resumed one compute the same numbers; the price is its
+compilation at each start (README Results says how long that takes).
 
 Values are those of the definition, zero padding included, so an inf or a NaN spreads exactly as in
 the reference: no check is needed, except before the epilogue, whose activation must follow PyTorch's
@@ -129,7 +136,7 @@ def forward(x, y, c0, w):
                     y[n, channel, r, q] = ({taps})
 
 
-@njit(parallel=True, cache=True, fastmath={{"contract", "reassoc"}}, error_model="numpy")
+@njit(parallel=True, cache=False, fastmath={{"contract", "reassoc"}}, error_model="numpy")  # not cached: see depthwise_rows
 def backward_input(gy, gx, c0, w):
     for n in prange(gy.shape[0]):
         gp = np.zeros({Hg} * {Wg}, dtype=gy.dtype)  # the padded plane of dL/dy; its border stays 0

@@ -3,6 +3,10 @@
 These are array kernels (no minimix autograd), so torch is called directly; the
 Conv2d op built on them is checked separately through tests/parity.py.
 """
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from conftest import require
@@ -412,10 +416,6 @@ print(loaded)
 
 
 def test_row_kernels_compute_the_same_compiled_and_loaded_from_the_cache(tmp_path):
-    import os
-    import subprocess
-    import sys
-
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba"))
     loaded = {}
     for run in ("compiled", "loaded"):

@@ -1,12 +1,13 @@
 """The depthwise kernels two ways, per plane size and kernel size: flat sweeps with weight maps
-(``minimix.kernels.depthwise_numba``) against rows with the taps written out (``depthwise_rows``).
+(``minimix.kernels.depthwise_numba``) against rows with the taps written out (``depthwise_rows``): forward,
+input gradient and weight gradient.
 
 "Same" padding, float32, batch 128, one MixConv group's channels of a whole layer (as in ``mixnet_cifar``:
 its stride-1 layers with kernels 3 to 9, then its three stride-2 layers with their own kernels),
-interleaved round by round; prints each path's median time for the forward and the input gradient,
-and the median of the per-round ratios rows / flat. ``depthwise_rows.applies``
-decides which path a layer takes in minimix; here both are forced in turn (this script replaces
-``applies`` while it times the flat sweeps), and checks that they agree.
+interleaved round by round; prints each path's median time for each kernel and the median of the per-round
+ratios rows / flat. ``depthwise_rows.applies`` (forward, input gradient) and
+``depthwise_rows.applies_to_weight_gradient`` decide which path a layer takes in minimix; here both paths are
+forced in turn (this script replaces those two functions while it times), and checks that they agree.
 
     python benchmarks/depthwise_rows.py [--rounds 11] [--threads 2]
 """
@@ -33,12 +34,13 @@ def main(argv=None):
     minimix.perf.configure(threads=args.threads)
     from minimix.kernels import depthwise_numba, depthwise_rows
 
-    rows_applies = depthwise_rows.applies
+    rows_applies, rows_applies_to_weight = depthwise_rows.applies, depthwise_rows.applies_to_weight_gradient
     paths = {"flat": lambda *a: False, "rows": lambda *a: True}  # what applies() answers for each path
     rng = np.random.default_rng(0)
     print(f"batch {args.batch}, float32, {args.threads} threads, median of {args.rounds} interleaved rounds")
     print(f"{'stride':>6s} {'plane':>6s} {'k':>3s} {'group':>12s} | {'forward flat':>12s} {'rows':>8s} {'ratio':>6s} | "
-          f"{'input grad flat':>15s} {'rows':>8s} {'ratio':>6s} | minimix uses")
+          f"{'input grad flat':>15s} {'rows':>8s} {'ratio':>6s} | {'weight grad flat':>16s} {'rows':>8s} {'ratio':>6s}"
+          f" | minimix uses")
     for stride, hw, channels, group, kernels in LAYERS:
         for k in kernels:
             x = rng.standard_normal((args.batch, channels, hw, hw)).astype(np.float32)
@@ -57,27 +59,32 @@ def main(argv=None):
                 depthwise_numba.depthwise_backward_input(gy, w, (hw, hw), **geometry, out=gx)
                 return gx
 
+            def weight_grad():
+                return depthwise_numba.depthwise_backward_weight(x, gy, (k, k), **geometry)[None]
+
             cells = []
-            for fn in (forward, input_grad):
+            for fn in (forward, input_grad, weight_grad):
                 times, results = {name: [] for name in paths}, {}
                 for _ in range(args.rounds + 1):  # the first round compiles and warms up
                     for name, applies in paths.items():
-                        depthwise_rows.applies = applies
+                        depthwise_rows.applies = depthwise_rows.applies_to_weight_gradient = applies
                         start = time.perf_counter()
                         out = fn()
                         times[name].append(time.perf_counter() - start)
                         results[name] = out[:, :group].copy()
-                depthwise_rows.applies = rows_applies
+                depthwise_rows.applies, depthwise_rows.applies_to_weight_gradient = rows_applies, rows_applies_to_weight
                 scale = float(np.abs(results["flat"]).max())
                 assert np.allclose(results["rows"], results["flat"], rtol=1e-5, atol=1e-5 * scale), \
                     (stride, hw, k, fn.__name__)
                 t = {name: np.array(v[1:]) for name, v in times.items()}
                 cells.append((np.median(t["flat"]) * 1e3, np.median(t["rows"]) * 1e3,
                               np.median(t["rows"] / t["flat"])))
-            uses = "rows" if rows_applies(hw, hw, k, k, (stride, stride), (k // 2, k // 2), (1, 1)) else "flat"
-            (ff, fr, fq), (bf, br, bq) = cells
+            layer = (hw, hw, k, k, (stride, stride), (k // 2, k // 2), (1, 1))
+            uses = "/".join("rows" if applies(*layer) else "flat" for applies in (rows_applies, rows_applies_to_weight))
+            (ff, fr, fq), (bf, br, bq), (wf, wr, wq) = cells
             print(f"{stride:>6d} {hw:>4d}^2 {k:>3d} {f'{group} of {channels}':>12s} | {ff:10.2f}ms {fr:6.2f}ms "
-                  f"{fq:6.2f} | {bf:13.2f}ms {br:6.2f}ms {bq:6.2f} | {uses}", flush=True)
+                  f"{fq:6.2f} | {bf:13.2f}ms {br:6.2f}ms {bq:6.2f} | {wf:14.2f}ms {wr:6.2f}ms {wq:6.2f} | {uses}",
+                  flush=True)
 
 
 if __name__ == "__main__":

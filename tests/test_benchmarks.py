@@ -78,5 +78,8 @@ def test_depthwise_rows_times_and_checks_both_paths():
     rows = [line for line in out.splitlines() if re.match(r" *[12] +\d+\^2 ", line)]
     # stride 1: 4 plane sizes x 4 kernel sizes; stride 2: 5 + 3 + 3 layers; each path agreeing with the other (asserted)
     assert [row.split()[0] for row in rows] == ["1"] * 16 + ["2"] * 11
-    uses = [row.split()[-1] for row in rows]
-    assert uses[:5] == ["flat"] * 5 and uses[5:] == ["rows"] * 22  # flat: 4x4 planes, and 3x3 on 8x8
+    uses = [row.split()[-1] for row in rows]  # forward and input gradient / weight gradient
+    assert [use.split("/")[0] for use in uses] == ["flat"] * 5 + ["rows"] * 22  # flat: 4x4 planes, and 3x3 on 8x8
+    # the weight gradient on rows: planes 16 wide or more, with k >= 5 at stride 1
+    assert [use.split("/")[1] for use in uses] == (["flat"] * 8 + (["flat"] + ["rows"] * 3) * 2  # stride 1
+                                                   + ["flat"] * 5 + ["rows"] * 6)  # stride 2

@@ -486,6 +486,43 @@ def test_first_run_says_it_decodes_and_compiles_once(dataset, tmp_path, monkeypa
     assert "decoding" not in out and "compiling" not in out
 
 
+def test_first_run_compiles_the_depthwise_kernels_in_a_second_process(dataset, tmp_path, monkeypatch, capsys):
+    """On a cold cache the depthwise kernels are compiled by a helper process (minimix.training.warm_up),
+    which is stopped when training ends; with no depthwise layer (the "tiny" model) there is none."""
+    require("numba")
+    import minimix.models
+    from minimix.training import warm_up
+
+    def tiny_depthwise(num_classes=10, width_multiplier=1.0):
+        return nn.Sequential(nn.Conv2d(3, 4, 3, stride=4, padding=1, bias=False),
+                             nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                             nn.Flatten(), nn.Linear(4 * 8 * 8, num_classes))
+
+    monkeypatch.setitem(minimix.models.MODELS, "tiny_depthwise", tiny_depthwise)
+    started, real_start = [], warm_up.start
+
+    def start(layers, dtype):
+        started.append((layers, np.dtype(dtype), real_start(layers, dtype)))
+        return started[-1][2]
+
+    monkeypatch.setattr(warm_up, "start", start)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))  # a cold marker
+    assert train(dataset, tmp_path / "first", "--epochs", "1", "--model", "tiny_depthwise") == 0
+    out = capsys.readouterr().out
+    [(layers, dtype, helper)] = started
+    assert layers == [[4, 8, 8, [3, 3], [1, 1], [1, 1], [1, 1]]] and dtype == np.float32
+    if (os.cpu_count() or 1) >= 2:
+        assert "), the depthwise kernels in a second process" in out
+        assert helper.poll() is not None  # stopped, or finished, when train returned
+    else:
+        assert helper is None and "second process" not in out
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba-tiny"))  # cold again
+    assert train(dataset, tmp_path / "tiny", "--epochs", "1") == 0  # no depthwise layer: no helper
+    out = capsys.readouterr().out
+    assert "compiling the Numba kernels once" in out and "second process" not in out
+    assert started[1][0] == [] and started[1][2] is None
+
+
 def test_evaluate_batch_is_the_training_batch_or_larger():
     """Item 10: evaluation runs at the run's training batch or 500, the larger (no graph is kept)."""
     from minimix.cli.evaluate import eval_batch_size

@@ -37,6 +37,15 @@ CASES = [
     # planes 16 wide or more: the row kernels (depthwise_rows) for 3x3 too; a plane lower than its kernel
     (2, 3, 16, 17, (3, 3), 1, 1, 1),
     (1, 2, 5, 32, (9, 9), 1, 4, 1),
+    # the weight gradient's row kernels: planes 16 wide or more, k >= 5 at stride 1, every k at stride 2
+    (2, 3, 9, 16, (5, 5), 1, 2, 1),
+    (1, 2, 16, 20, (7, 7), 1, 3, 1),
+    (2, 2, 7, 18, (11, 11), 1, 5, 1),
+    (2, 3, 8, 16, (3, 3), 2, 1, 1),
+    (1, 2, 16, 18, (5, 5), 2, 2, 1),
+    (3, 2, 6, 16, (7, 7), 2, 3, 1),
+    (1, 2, 10, 20, (9, 9), 2, 4, 1),
+    (2, 2, 4, 16, (11, 11), 2, 5, 1),
     # dilation (same padding d*(k-1)//2) and stride 2
     (3, 3, 9, 8, (3, 3), 1, 2, 2),
     (1, 2, 11, 12, (5, 5), 1, 4, 2),
@@ -138,6 +147,18 @@ def test_row_kernels_are_tested():
     assert not depthwise_rows.applies(4, 4, 5, 5, (1, 1), (2, 2), (1, 1))  # 4x4 planes
     assert not depthwise_rows.applies(4, 4, 3, 3, (2, 2), (1, 1), (1, 1))  # stride 2 on 4x4 planes
     assert not depthwise_rows.applies(9, 8, 3, 3, (2, 2), (1, 1), (1, 1))  # stride 2, odd height
+
+
+def test_weight_gradient_row_kernels_are_tested():
+    """The weight gradient takes depthwise_rows on a subset of those planes: the cases above reach it with every k
+    from 5 to 11 at stride 1 and from 3 to 11 at stride 2, and leave it where it is slower."""
+    weight_cases = [c for c in CASES if depthwise_rows.applies_to_weight_gradient(
+        c[2], c[3], *c[4], _pair(c[5]), _pair(c[6]), _pair(c[7]))]
+    assert sorted({c[4][0] for c in weight_cases if c[5] == 1}) == [5, 7, 9, 11]
+    assert sorted({c[4][0] for c in weight_cases if c[5] == 2}) == [3, 5, 7, 9, 11]
+    assert not depthwise_rows.applies_to_weight_gradient(32, 32, 3, 3, (1, 1), (1, 1), (1, 1))  # 3x3, stride 1
+    assert not depthwise_rows.applies_to_weight_gradient(8, 8, 7, 7, (1, 1), (3, 3), (1, 1))  # 8x8 planes
+    assert not depthwise_rows.applies_to_weight_gradient(8, 8, 5, 5, (2, 2), (2, 2), (1, 1))
 
 
 def test_row_kernels_module_is_generated_once_and_reused():
@@ -390,8 +411,9 @@ def test_level2_cache_size_is_read_from_the_operating_system_or_defaults(tmp_pat
 
 
 # One process compiles the row kernels into an empty cache, a second one loads them from it; both save what the
-# kernels compute on the same arrays. (The stride-2 input gradient once rounded differently when loaded from the
-# cache, so a training run's first start and its later starts took different steps: depthwise_rows' docstring.)
+# kernels compute on the same arrays. (The stride-2 gradients rounded differently when loaded from the cache, the
+# weight gradient on 16x16 planes with k = 3, so a training run's first start and its later starts took different
+# steps: depthwise_rows' docstring.)
 _ROWS_IN_A_PROCESS = """
 import sys
 import numpy as np
@@ -399,7 +421,7 @@ from minimix.kernels import depthwise_rows
 
 rng = np.random.default_rng(0)
 results, loaded = {}, 0
-for k, H in ((3, 32), (5, 16), (11, 8)):
+for k, H in ((3, 32), (3, 16), (5, 16), (11, 8)):
     w = rng.standard_normal((6, k, k), dtype=np.float32)
     x = rng.standard_normal((3, 6, H, H), dtype=np.float32)
     for stride in (1, 2):
@@ -408,8 +430,11 @@ for k, H in ((3, 32), (5, 16), (11, 8)):
         gy = rng.standard_normal(y.shape, dtype=np.float32)
         gx = np.zeros_like(x)
         depthwise_rows.backward_input(gy, gx, 0, w, stride)
-        results[f"forward k{k} s{stride}"], results[f"input gradient k{k} s{stride}"] = y, gx
-        loaded += sum(depthwise_rows._kernels(k, stride, H, H).forward.stats.cache_hits.values())
+        gw = depthwise_rows.backward_weight(x, gy, 0, 6, k, stride)
+        for name, result in (("forward", y), ("input gradient", gx), ("weight gradient", gw)):
+            results[f"{name} k{k} s{stride} {H}x{H}"] = result
+        module = depthwise_rows._kernels(k, stride, H, H)
+        loaded += sum(module.forward.stats.cache_hits.values()) + sum(module.backward_weight.stats.cache_hits.values())
 np.savez(sys.argv[1], **results)
 print(loaded)
 """
@@ -423,7 +448,9 @@ def test_row_kernels_compute_the_same_compiled_and_loaded_from_the_cache(tmp_pat
                               capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr
         loaded[run] = int(done.stdout.split()[-1])
-    assert loaded == {"compiled": 0, "loaded": 6}  # the second process did load the forward kernels
     compiled, cached = np.load(tmp_path / "compiled.npz"), np.load(tmp_path / "loaded.npz")
     for name in compiled.files:
         np.testing.assert_array_equal(cached[name], compiled[name], err_msg=name)
+    # the second process did load the 8 forwards and the 4 stride-1 weight gradients (the stride-2 gradients are
+    # compiled in every process)
+    assert loaded == {"compiled": 0, "loaded": 12}

@@ -240,7 +240,7 @@ def _refuse_existing_run(run_dir):
 
 def _train(args, config, state, run_dir: Path, meta):
     from .. import manual_seed
-    from ..training import Trainer
+    from ..training import Trainer, warm_up
     from ..training.recipe import (COMPILE_TIME, balanced_subset, build_model, load_split,
                                    mark_numba_cache_warm, numba_cache_dir, numba_cache_is_cold,
                                    proportional_test_limit)
@@ -270,8 +270,12 @@ def _train(args, config, state, run_dir: Path, meta):
         print(f"resuming {run_dir} after epoch {trainer.epoch}/{config.epochs}{within}")
     print(f"{config.model} {config.model_kwargs or ''}: {model.num_parameters():,} parameters; "
           f"{len(train_labels):,} training and {len(test_labels):,} test images; run directory {run_dir}")
+    helper = None
     if trainer.epoch < config.epochs and numba_cache_is_cold():
-        print(f"compiling the Numba kernels once ({COMPILE_TIME}; cached in {numba_cache_dir()})", flush=True)
+        dtype = next(iter(model.parameters())).dtype
+        helper = warm_up.start(warm_up.depthwise_layers(model, (3, *train_images.shape[1:3]), dtype), dtype)
+        also = ", the depthwise kernels in a second process" if helper is not None else ""
+        print(f"compiling the Numba kernels once ({COMPILE_TIME}; cached in {numba_cache_dir()}){also}", flush=True)
     start = time.perf_counter()
     try:
         history = trainer.fit()
@@ -286,6 +290,8 @@ def _train(args, config, state, run_dir: Path, meta):
             raise
         print(f"minimix train: error: {err}. {_resume_hint(run_dir, diverged=True)}", file=sys.stderr)
         return 1
+    finally:
+        warm_up.stop(helper)
     if history:
         best = max(history, key=lambda h: h["test_acc"])
         print(f"done in {time.perf_counter() - start:.0f} s; best test accuracy {best['test_acc']:.2%} "

@@ -64,7 +64,8 @@ activation semantics: the public functions below are exact for every input.
 "Same" padding with stride 1 on planes 16 wide or more (8 for kernels of 5 or more), or with stride 2 on
 even planes 8 wide or more: the forward and the input gradient run on ``depthwise_rows`` instead, which
 keeps each output row in registers over all the taps (one load and one multiply-add per tap, no weight
-maps); its docstring says how.
+maps); its docstring says how. The weight gradient runs there on planes 16 wide or more, for k >= 5 at stride 1
+and every k at stride 2 (``depthwise_rows.applies_to_weight_gradient``).
 
 Speed. ``python benchmarks/bench_depthwise.py`` times the three kernels against PyTorch
 (float32, batch 128, NCHW; the README's performance section has the figures). Small planes
@@ -756,11 +757,14 @@ def depthwise_backward_weight(x, gy, kernel_hw, stride=(1, 1), padding=(0, 0), d
     if gy.shape != (N, Cx, plan.OH, plan.OW):
         raise ValueError(f"gy {gy.shape} does not match x {x.shape} with kernel ({KH}, {KW}): "
                          f"expected {(N, Cx, plan.OH, plan.OW)}")
-    gw = np.zeros((C, KH * KW), dtype=x.dtype)
-    src, src0, pixels = plan.input_canvas(x, start, C)
-    g, g0 = plan.output_canvas(gy, start, C)
-    _tap_products(src, src0, g, g0, gw, plan.tap_phase, plan.tap_u, plan.tap_v, plan.tap_k, plan.Hc, plan.Wc,
-                  plan.block(C), pixels)
+    if depthwise_rows.applies_to_weight_gradient(H, W, KH, KW, plan.stride, plan.padding, plan.dilation):
+        gw = depthwise_rows.backward_weight(x, gy, start, C, KH, plan.stride[0])
+    else:
+        gw = np.zeros((C, KH * KW), dtype=x.dtype)
+        src, src0, pixels = plan.input_canvas(x, start, C)
+        g, g0 = plan.output_canvas(gy, start, C)
+        _tap_products(src, src0, g, g0, gw, plan.tap_phase, plan.tap_u, plan.tap_v, plan.tap_k, plan.Hc, plan.Wc,
+                      plan.block(C), pixels)
     if not np.isfinite(gw).all():  # inf or NaN in x or gy (a masked tap multiplies it by 0): recompute exactly
         with np.errstate(invalid="ignore", over="ignore"):
             return im2col.conv2d_backward_weight(x[:, start:start + C], gy[:, start:start + C], (KH, KW),

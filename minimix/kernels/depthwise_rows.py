@@ -17,7 +17,7 @@ That needs the taps and the plane width as constants in the source: with k and W
 compiler keeps the tap loops inside the q loop and leaves it scalar, several times slower than
 ``depthwise_numba`` (measured while writing this, as everything in this docstring). So the source is
 generated for each (k, W) (``_source``), written to a file in Numba's cache folder and imported from
-there, which lets Numba cache its machine code like any other kernel's (``_module``; one exception below). Two more things
+there, which lets Numba cache its machine code like any other kernel's (``_module``; exceptions below). Two more things
 the vectorizer needs: arrays indexed as x[n, c, i, j] with loop variables (a flat index with a run-time
 offset may be negative as far as Numba knows, and its wrap-around check keeps the loop scalar), and
 nothing else in the loop nest (the inference epilogue, act(y * scale + shift), placed after each plane
@@ -46,12 +46,32 @@ own share of the taps. With gp = dL/dy padded by pg = (p + 1) // 2 (the farthest
 
 One loop over Q computes the even and the odd column of a row (b = 0 and 1) and stores both.
 
-That stride-2 ``backward_input`` is compiled in every process and never taken from Numba's cache
-(``cache=False``): the machine code Numba loaded from its cache for it rounded differently from the code
-it compiled from the same source (issue 17's closing note has the measurements), so a training run that
-compiled it and a later one that loaded it took different steps from the same seed. Compiled every time,
-the first run on a machine, every later one and a resumed one compute the same numbers; the price is its
-compilation at each start (README Results says how long that takes).
+The weight gradient sums, for each tap, dL/dy times the input value that tap read (``depthwise_numba``'s
+docstring)::
+
+    gw[i, j] = sum_{n, r, q} gy[n, r, q] * xp[n, r + i, q + j]          (stride 2: xq_{i%2, j%2}[r + i//2, q + j//2])
+
+For one image and channel that is one dot product per tap. ``backward_weight`` copies dL/dy into rows as long
+as the padded plane's (gp; the values after each row stay 0), so that tap t's term is gp[b] * xp[b + offset_t]
+for one flat index b over the whole plane: a dot product of two unit-stride vectors, which the compiler
+vectorizes into one register of partial sums per tap, summed once at the end of the plane. A reading past the
+end of a row meets a 0 of gp. Up to 16 taps share one pass over gp (``_products``), so each load of gp serves
+several taps and their sums stay in registers. Each image's sums go to its own row of ``partial``, added up
+over the batch afterwards: one thread per image, as in the forward, and the numbers do not depend on the
+thread count. The padding of gp multiplies an inf or a NaN read past a row by 0 (NaN, where the definition
+reads nothing): ``depthwise_numba.depthwise_backward_weight`` checks the result and recomputes such a group
+exactly. Where this is faster than the flat sweeps (``applies_to_weight_gradient``) is narrower than for the
+forward: the copies into xp and gp cost more against the 9 taps of a 3x3 kernel, and on 8x8 planes the sums
+at the end of each plane weigh more.
+
+The stride-2 ``backward_input`` and ``backward_weight`` are compiled in every process and never taken from
+Numba's cache (``cache=False``): the machine code Numba loaded from its cache for them rounded differently from
+the code it compiled from the same source (for ``backward_input`` on every plane size of ``mixnet_cifar``, for
+``backward_weight`` on its 16x16 planes with a 3x3 kernel; issue 17's closing notes have the measurements; why is
+not known), so a training run that compiled them and a later one that loaded them took different steps from the
+same seed. Compiled every time, the first run on a machine, every later one and a resumed one compute the same
+numbers; the price is their compilation at each start (README Results says how long that takes).
+``tests/test_depthwise_kernels.py`` compares the other generated kernels compiled and loaded.
 
 Values are those of the definition, zero padding included, so an inf or a NaN spreads exactly as in
 the reference: no check is needed, except before the epilogue, whose activation must follow PyTorch's
@@ -78,6 +98,10 @@ MIN_WIDTH = 16
 MIN_WIDTH_LARGE_KERNEL = 8  # for k >= 5
 MIN_WIDTH_STRIDE2 = 8
 MAX_KERNEL = 11  # the largest k generated (121 terms): larger kernels run on depthwise_numba
+# The weight gradient: faster on planes 16 wide or more, at stride 1 from k = 5 on (3x3 about even on 16x16 planes,
+# slower on 32x32 ones), at stride 2 for every k; about even or slower on 8x8 planes.
+MIN_WIDTH_WEIGHT = 16
+MIN_KERNEL_WEIGHT_STRIDE1 = 5
 
 
 def applies(H, W, KH, KW, stride, padding, dilation):
@@ -91,6 +115,13 @@ def applies(H, W, KH, KW, stride, padding, dilation):
     if tuple(stride) == (1, 1):
         return W >= (MIN_WIDTH if KH == 3 else MIN_WIDTH_LARGE_KERNEL)
     return tuple(stride) == (2, 2) and H % 2 == 0 and W % 2 == 0 and W >= MIN_WIDTH_STRIDE2
+
+
+def applies_to_weight_gradient(H, W, KH, KW, stride, padding, dilation):
+    """Whether ``backward_weight`` computes this convolution's weight gradient: where ``applies`` holds, on planes
+    at least MIN_WIDTH_WEIGHT wide, with k >= MIN_KERNEL_WEIGHT_STRIDE1 at stride 1."""
+    return (applies(H, W, KH, KW, stride, padding, dilation) and W >= MIN_WIDTH_WEIGHT
+            and (tuple(stride) == (2, 2) or KH >= MIN_KERNEL_WEIGHT_STRIDE1))
 
 
 _STRIDE1 = '''"""Generated by minimix.kernels.depthwise_rows for a {k}x{k} kernel, stride 1, on planes {W} wide: do not edit."""
@@ -114,6 +145,21 @@ def forward(x, y, c0, w):
                     b = r * {Wp} + q
                     y[n, channel, r, q] = ({taps})
 
+
+@njit(parallel=True, cache=True, fastmath={{"contract", "reassoc"}}, error_model="numpy")
+def backward_weight(x, gy, c0, partial):
+    N, H = x.shape[0], x.shape[2]
+    for n in prange(N):
+        xp = np.zeros((H + {pad2}) * {Wp} + {pad2}, dtype=x.dtype)  # the padded plane, room for the last reads
+        gp = np.zeros(H * {Wp}, dtype=x.dtype)  # dL/dy in rows {Wp} long: the {pad2} values after each row stay 0
+        zero = gp[0]  # 0 in x's dtype: gp is all zeros here
+        for c in range(partial.shape[1]):
+            channel = c0 + c
+            for i in range(H):
+                for j in range({W}):
+                    xp[(i + {pad}) * {Wp} + {pad} + j] = x[n, channel, i, j]
+                    gp[i * {Wp} + j] = gy[n, channel, i, j]
+{products}
 '''
 
 
@@ -147,7 +193,28 @@ def backward_input(gy, gx, c0, w):
                     gp[(r + {pg}) * {Wg} + {pg} + q] = gy[n, channel, r, q]
 {weights}
 {gx_rows}
+
+
+@njit(parallel=True, cache=False, fastmath={{"contract", "reassoc"}}, error_model="numpy")  # not cached: see depthwise_rows
+def backward_weight(x, gy, c0, partial):
+    for n in prange(x.shape[0]):
+        xq = np.zeros(4 * {phase} + {pad}, dtype=x.dtype)  # the four phases, room for the last reads
+        gp = np.zeros({OH} * {Wq}, dtype=x.dtype)  # dL/dy in rows {Wq} long: the {pad} values after each row stay 0
+        zero = gp[0]  # 0 in x's dtype: gp is all zeros here
+        for c in range(partial.shape[1]):
+            channel = c0 + c
+{split}
+            for r in range({OH}):
+                for q in range({OW}):
+                    gp[r * {Wq} + q] = gy[n, channel, r, q]
+{products}
 '''
+
+_PRODUCTS = '''            {zero}
+            for b in range({length}):
+                g = gp[b]
+{terms}
+{stores}'''
 
 _SPLIT = '''            for r in range({OH}):  # phase ({a}, {b}): rows {ra}, {ra2}, ... and columns {cb}, {cb2}, ... of x
                 for q in range({OW}):
@@ -165,6 +232,22 @@ def _sum(terms, indent=24):
     return f"\n{' ' * indent}+ ".join(" + ".join(terms[i:i + 4]) for i in range(0, len(terms), 4))
 
 
+def _products(offsets, length, per_pass=16):
+    """The weight gradient's passes over dL/dy: tap t sums g * buffer[b + offsets[t]] over b < length in its own
+    variable s<t>, at most ``per_pass`` taps per pass (each sum is a vector register), then stores it."""
+    T = len(offsets)
+    passes = -(-T // per_pass)
+    bounds = [T * i // passes for i in range(passes + 1)]  # as even as possible
+    out = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        taps = range(lo, hi)
+        out.append(_PRODUCTS.format(
+            zero=" = ".join(f"s{t}" for t in taps) + " = zero", length=length,
+            terms="\n".join(f"                s{t} += g * {offsets[t]}" for t in taps),
+            stores="\n".join(f"            partial[n, c, {t}] = s{t}" for t in taps)))
+    return "\n".join(out)
+
+
 def _source(k, stride, H, W):
     """The kernels' source for a k x k kernel: stride 1 on planes W wide (any height; H is not used), or stride 2
     on H x W planes. One term per tap, w_t * buffer[b + offset_t] (module docstring)."""
@@ -172,8 +255,10 @@ def _source(k, stride, H, W):
     weights = "\n".join(f"            w{t} = w[c, {t}]" for t in range(k * k))
     if stride == 1:
         Wp = W + 2 * p
-        taps = _sum([f"w{t} * xp[b + {(t // k) * Wp + t % k}]" for t in range(k * k)])
-        return _STRIDE1.format(k=k, W=W, pad=p, pad2=2 * p, Wp=Wp, weights=weights, taps=taps)
+        offsets = [(t // k) * Wp + t % k for t in range(k * k)]
+        taps = _sum([f"w{t} * xp[b + {offsets[t]}]" for t in range(k * k)])
+        products = _products([f"xp[b + {o}]" for o in offsets], f"H * {Wp}")
+        return _STRIDE1.format(k=k, W=W, pad=p, pad2=2 * p, Wp=Wp, weights=weights, taps=taps, products=products)
     OH, OW = H // 2, W // 2
     Hq, Wq = OH + p, OW + p  # one phase of the padded plane
     split = []
@@ -183,8 +268,9 @@ def _source(k, stride, H, W):
             split.append(_SPLIT.format(a=a, b=b, OH=OH, OW=OW, Wq=Wq, start=(2 * a + b) * Hq * Wq + R0 * Wq + Q0,
                                        ra=2 * R0 + a - p, ra2=2 * R0 + a - p + 2, cb=2 * Q0 + b - p,
                                        cb2=2 * Q0 + b - p + 2))
-    taps = _sum([f"w{i * k + j} * xq[b + {(2 * (i % 2) + j % 2) * Hq * Wq + (i // 2) * Wq + j // 2}]"
-                 for i in range(k) for j in range(k)])
+    offsets = [(2 * (i % 2) + j % 2) * Hq * Wq + (i // 2) * Wq + j // 2 for i in range(k) for j in range(k)]
+    taps = _sum([f"w{t} * xq[b + {o}]" for t, o in enumerate(offsets)])
+    products = _products([f"xq[b + {o}]" for o in offsets], OH * Wq)
     pg = (p + 1) // 2
     Hg, Wg = OH + 2 * pg, OW + 2 * pg  # dL/dy padded by pg
     gx_rows = []
@@ -194,7 +280,8 @@ def _source(k, stride, H, W):
                 for b in (0, 1)]
         gx_rows.append(_GX_ROWS.format(a=a, a2=a + 2, OH=OH, OW=OW, Wg=Wg, even=sums[0], odd=sums[1]))
     return _STRIDE2.format(k=k, H=H, W=W, phase=Hq * Wq, split="\n".join(split), weights=weights, OH=OH, OW=OW,
-                           Wq=Wq, taps=taps, Hg=Hg, Wg=Wg, pg=pg, gx_rows="\n".join(gx_rows))
+                           Wq=Wq, taps=taps, Hg=Hg, Wg=Wg, pg=pg, gx_rows="\n".join(gx_rows), pad=p,
+                           products=products)
 
 
 def _folder():
@@ -247,6 +334,17 @@ def _epilogue_planes(y, c0, coef, kind, consts, finite):
             if not is_finite(plane):
                 finite[n] = False
             affine_act(plane, plane, coef[0, c], coef[1, c], kind, consts)
+
+
+def backward_weight(x, gy, c0, C, k, stride=1):
+    """gw (C, k*k): dL/dw of that convolution for channels c0 .. c0 + C - 1 of x and gy = dL/dy (both
+    C-contiguous), tap t = i*k + j. Each image's sums land in partial[n] (one thread per image, so the numbers do
+    not depend on the thread count), then partial is summed over the batch. Where x or gy holds an inf or a NaN
+    the result may be NaN where the definition's is not (a padding value of gp multiplies it by 0): the caller
+    checks (``depthwise_numba.depthwise_backward_weight``)."""
+    partial = np.empty((x.shape[0], C, k * k), dtype=x.dtype)
+    _kernels(k, stride, *x.shape[2:]).backward_weight(x, gy, c0, partial)
+    return partial.sum(axis=0)
 
 
 def _taps(w):

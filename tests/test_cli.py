@@ -476,7 +476,7 @@ def test_first_run_says_it_decodes_and_compiles_once(dataset, tmp_path, monkeypa
     assert train(dataset, tmp_path / "first", "--epochs", "1") == 0
     out = capsys.readouterr().out
     assert f"decoding CIFAR-10 once (about 30 s), cached in {tmp_path / 'cache'}" in out
-    assert (f"compiling the Numba kernels once (epoch 1 takes longer than the others: about 2 min in the README's "
+    assert (f"compiling the Numba kernels once (epoch 1 takes longer than the others: about 1 min more in the README's "
             f"clean run on 2 cores; cached in {tmp_path / 'numba'})") in out
     assert out.index("decoding") < out.index("parameters") < out.index("compiling") < out.index("epoch ")
     assert list((tmp_path / "numba").glob("minimix-kernels-*.compiled"))

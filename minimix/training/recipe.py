@@ -201,7 +201,7 @@ def load_split(data_root, train: bool, log=None):
 # live, Python's and Numba's versions), so an edited kernel or a new Numba says "compiling" again.
 # The compilation happens in epoch 1's first steps and first test; how long it takes depends on the
 # machine, so the message points at the measured run in README "Results" (its epoch times are there).
-COMPILE_TIME = "epoch 1 takes longer than the others: about 2 min in the README's clean run on 2 cores"
+COMPILE_TIME = "epoch 1 takes longer than the others: about 1 min more in the README's clean run on 2 cores"
 
 
 def numba_cache_dir() -> Path:

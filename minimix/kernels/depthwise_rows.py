@@ -232,10 +232,11 @@ def _sum(terms, indent=24):
     return f"\n{' ' * indent}+ ".join(" + ".join(terms[i:i + 4]) for i in range(0, len(terms), 4))
 
 
-def _products(offsets, length, per_pass=16):
-    """The weight gradient's passes over dL/dy: tap t sums g * buffer[b + offsets[t]] over b < length in its own
-    variable s<t>, at most ``per_pass`` taps per pass (each sum is a vector register), then stores it."""
-    T = len(offsets)
+def _products(reads, length, per_pass=16):
+    """The weight gradient's passes over dL/dy: tap t sums g * reads[t] (its input value, "xp[b + offset_t]") over
+    b < length in its own variable s<t>, at most ``per_pass`` taps per pass (each sum stays in a vector register),
+    then stores it in partial[n, c, t]."""
+    T = len(reads)
     passes = -(-T // per_pass)
     bounds = [T * i // passes for i in range(passes + 1)]  # as even as possible
     out = []
@@ -243,7 +244,7 @@ def _products(offsets, length, per_pass=16):
         taps = range(lo, hi)
         out.append(_PRODUCTS.format(
             zero=" = ".join(f"s{t}" for t in taps) + " = zero", length=length,
-            terms="\n".join(f"                s{t} += g * {offsets[t]}" for t in taps),
+            terms="\n".join(f"                s{t} += g * {reads[t]}" for t in taps),
             stores="\n".join(f"            partial[n, c, {t}] = s{t}" for t in taps)))
     return "\n".join(out)
 

@@ -434,7 +434,8 @@ for k, H in ((3, 32), (3, 16), (5, 16), (11, 8)):
         for name, result in (("forward", y), ("input gradient", gx), ("weight gradient", gw)):
             results[f"{name} k{k} s{stride} {H}x{H}"] = result
         module = depthwise_rows._kernels(k, stride, H, H)
-        loaded += sum(module.forward.stats.cache_hits.values()) + sum(module.backward_weight.stats.cache_hits.values())
+        kernels = (module.forward, module.backward_weight) + ((module.backward_input,) if stride == 2 else ())
+        loaded += sum(sum(kernel.stats.cache_hits.values()) for kernel in kernels)
 np.savez(sys.argv[1], **results)
 print(loaded)
 """
@@ -451,6 +452,33 @@ def test_row_kernels_compute_the_same_compiled_and_loaded_from_the_cache(tmp_pat
     compiled, cached = np.load(tmp_path / "compiled.npz"), np.load(tmp_path / "loaded.npz")
     for name in compiled.files:
         np.testing.assert_array_equal(cached[name], compiled[name], err_msg=name)
-    # the second process did load the 8 forwards and the 4 stride-1 weight gradients (the stride-2 gradients are
-    # compiled in every process)
-    assert loaded == {"compiled": 0, "loaded": 12}
+    # the first process loaded the 8 stride-2 gradients (a child process compiled them into the cache first), the
+    # second also the 8 forwards and the 4 stride-1 weight gradients
+    assert loaded == {"compiled": 8, "loaded": 20}
+
+
+_READ_ONLY_INPUT = """
+import warnings
+import numpy as np
+from minimix.kernels import depthwise_rows
+
+gy, gx, w = np.ones((2, 3, 4, 4), np.float32), np.zeros((2, 3, 8, 8), np.float32), np.ones((3, 3, 3), np.float32)
+gy.setflags(write=False)  # a signature the child process (arrays of zeros) does not compile
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    depthwise_rows.backward_input(gy, gx, 0, w, 2)
+print([str(c.message) for c in caught])
+print(gx[0, 0, :3, :3].tolist())
+"""
+
+
+def test_a_kernel_compiled_here_instead_of_loaded_says_so(tmp_path):
+    done = subprocess.run([sys.executable, "-c", _READ_ONLY_INPUT], env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)),
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    messages, corner = done.stdout.strip().splitlines()
+    assert "backward_input" in messages and "compiled in this process instead of loaded" in messages
+    assert "differ from the parent's" in messages  # the child's reason: it compiled for writable arrays
+    # still the right gradient: with all ones, gx counts the (output, tap) pairs that reach each pixel; at stride 2
+    # with padding 1, rows (and columns) 0, 1, 2 of the input are reached by 1, 2, 1 kernel rows
+    assert corner == "[[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]"

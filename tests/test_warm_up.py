@@ -2,9 +2,8 @@
 
 What makes it worth having is measured, not tested (the closing note of the issue that added it has the
 first step's time with and without it). Tested here: which layers it finds, that finding them changes
-nothing, and that the helper compiles exactly the depthwise kernels a training step calls (but the
-stride-2 gradients of the row kernels, never cached), with the same signatures (a kernel compiled
-for other argument types would be no use to the training process).
+nothing, and that the helper compiles exactly the depthwise kernels a training step calls, with the same
+signatures (a kernel compiled for other argument types would be no use to the training process).
 """
 import json
 import subprocess
@@ -74,10 +73,7 @@ _SAME_SIGNATURES = textwrap.dedent("""
     step = depthwise_signatures()
     print(len(helper), len(step))
     assert helper, "the helper compiled no depthwise kernel"
-    # all but the stride-2 row kernels' gradients, which every process compiles itself (never cached)
-    never_cached = {s for s in step if "_s2_" in s[0] and s[1] in ("backward_input", "backward_weight")}
-    assert never_cached and not never_cached & helper
-    assert step - never_cached == helper, ("the training step used other depthwise kernels or signatures than the "
+    assert step == helper, ("the training step used other depthwise kernels or signatures than the "
                                            f"helper compiled: only in the step {sorted(step - helper)}, only in "
                                            f"the helper {sorted(helper - step)}")
 """)

@@ -64,14 +64,16 @@ exactly. Where this is faster than the flat sweeps (``applies_to_weight_gradient
 forward: the copies into xp and gp cost more against the 9 taps of a 3x3 kernel, and on 8x8 planes the sums
 at the end of each plane weigh more.
 
-The stride-2 ``backward_input`` and ``backward_weight`` are compiled in every process and never taken from
-Numba's cache (``cache=False``): the machine code Numba loaded from its cache for them rounded differently from
-the code it compiled from the same source (for ``backward_input`` on every plane size of ``mixnet_cifar``, for
-``backward_weight`` on its 16x16 planes with a 3x3 kernel; issue 17's closing notes have the measurements; why is
-not known), so a training run that compiled them and a later one that loaded them took different steps from the
-same seed. Compiled every time, the first run on a machine, every later one and a resumed one compute the same
-numbers; the price is their compilation at each start (README Results says how long that takes).
-``tests/test_depthwise_kernels.py`` compares the other generated kernels compiled and loaded.
+The stride-2 ``backward_input`` and ``backward_weight`` always run machine code loaded from Numba's cache; where
+the cache lacks one, a child process compiles it first (``_from_cache``). Why: a ``parallel=True`` function's loop
+body is compiled on its own and then optimized a second time inside the function that calls it. The process that
+compiles a kernel runs the body optimized once; the cache holds the copy optimized twice, which is what every later
+process loads. With ``fastmath`` (reordered sums, fused multiply-adds) the two copies may round differently, and for
+these two kernels they did (issue 17's closing notes: the assembly of both copies, and a test that made Numba call
+the twice-optimized copy everywhere, after which compiled and loaded agreed). So a first run and a resumed run would
+have taken different steps from the same seed. With every process loading the same machine code, a first run, a
+later one and a resumed one compute the same numbers. For the other kernels the two copies computed the same
+(``tests/test_depthwise_kernels.py`` compares every generated kernel compiled and loaded).
 
 Values are those of the definition, zero padding included, so an inf or a NaN spreads exactly as in
 the reference: no check is needed, except before the epilogue, whose activation must follow PyTorch's
@@ -80,10 +82,14 @@ semantics for inf and NaN (``depthwise_numba.depthwise_forward`` recomputes such
 import functools
 import hashlib
 import importlib.util
+import json
 import os
+import subprocess
 import sys
 import tempfile
+import warnings
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -182,7 +188,7 @@ def forward(x, y, c0, w):
                     y[n, channel, r, q] = ({taps})
 
 
-@njit(parallel=True, cache=False, fastmath={{"contract", "reassoc"}}, error_model="numpy")  # not cached: see depthwise_rows
+@njit(parallel=True, cache=True, fastmath={{"contract", "reassoc"}}, error_model="numpy")  # loaded from the cache only
 def backward_input(gy, gx, c0, w):
     for n in prange(gy.shape[0]):
         gp = np.zeros({Hg} * {Wg}, dtype=gy.dtype)  # the padded plane of dL/dy; its border stays 0
@@ -195,7 +201,7 @@ def backward_input(gy, gx, c0, w):
 {gx_rows}
 
 
-@njit(parallel=True, cache=False, fastmath={{"contract", "reassoc"}}, error_model="numpy")  # not cached: see depthwise_rows
+@njit(parallel=True, cache=True, fastmath={{"contract", "reassoc"}}, error_model="numpy")  # loaded from the cache only
 def backward_weight(x, gy, c0, partial):
     for n in prange(x.shape[0]):
         xq = np.zeros(4 * {phase} + {pad}, dtype=x.dtype)  # the four phases, room for the last reads
@@ -324,6 +330,77 @@ def _module(k, stride, H, W):
     return module
 
 
+FROM_CACHE_ONLY = {2: ("backward_input", "backward_weight")}  # stride -> its kernels that run only from the cache
+_fills_cache = False  # True in a process that compiles kernels to cache them (``_compile_for_cache``, warm_up's helper)
+_CHILD = "import sys; from minimix.kernels import depthwise_rows; depthwise_rows._compile_for_cache(sys.argv[1])"
+
+
+def cache_filling_environment():
+    """Environment variables for a process that compiles kernels into this process's Numba cache: the same
+    cache folder (Numba read NUMBA_CACHE_DIR when this process imported it), one thread (it runs nothing big)."""
+    env = dict(os.environ, NUMBA_NUM_THREADS="1")
+    env.pop("NUMBA_CACHE_DIR", None)
+    if numba.config.CACHE_DIR:
+        env["NUMBA_CACHE_DIR"] = numba.config.CACHE_DIR
+    return env
+
+
+def _call(spec, name, *args):
+    """Kernel ``name`` of the generated module for spec = (k, stride, H, W) on ``args``. The kernels in
+    FROM_CACHE_ONLY run machine code loaded from Numba's cache (module docstring): before this process first
+    calls one with these argument types, a child process compiles it into the cache (``_from_cache``)."""
+    kernel = getattr(_kernels(*spec), name)
+    if name not in FROM_CACHE_ONLY.get(spec[1], ()):
+        kernel(*args)
+        return
+    types = tuple(numba.typeof(a) for a in args)
+    if types in kernel.overloads:  # loaded by an earlier call
+        kernel(*args)
+        return
+    marker = _marker(kernel, name, types)
+    if _fills_cache:
+        kernel(*args)  # compiles it and saves it in the cache
+        open(marker, "w").close()
+        return
+    failure = None if os.path.exists(marker) else _from_cache(spec, name, args, types)
+    kernel(*args)
+    if kernel.stats.cache_misses.get(types):
+        warnings.warn(f"minimix: the generated depthwise kernel {name} (k, stride, H, W = {spec}) was compiled in "
+                      f"this process instead of loaded from Numba's cache ({failure or 'the cache did not hold it'}): "
+                      "its results may differ in the last bits from those of a process that loaded it "
+                      "(minimix.kernels.depthwise_rows)", RuntimeWarning, stacklevel=2)
+
+
+def _marker(kernel, name, types):
+    """The file that says a process filling the cache compiled ``name`` for these argument types: beside the module."""
+    digest = hashlib.sha256(str(types).encode()).hexdigest()[:12]
+    return f"{os.path.splitext(sys.modules[kernel.__module__].__file__)[0]}.{name}.{digest}.cached"
+
+
+def _from_cache(spec, name, args, types):
+    """Have a child process compile kernel ``name`` of module ``spec`` for arguments like ``args`` (same dtypes and
+    shapes but one image) into the cache; returns None, or why it failed."""
+    described = [[[1, *a.shape[1:]], a.dtype.name] if isinstance(a, np.ndarray) else [int(a), None] for a in args]
+    payload = json.dumps({"spec": list(spec), "name": name, "types": str(types), "args": described})
+    done = subprocess.run([sys.executable, "-c", _CHILD, payload], env=cache_filling_environment(),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"the child process that compiles it failed: {done.stderr.strip()[-400:]}"
+    return None
+
+
+def _compile_for_cache(payload):
+    """The child of ``_from_cache``: compile one kernel on arrays of zeros (one image) and mark it cached."""
+    global _fills_cache
+    _fills_cache = True
+    job = json.loads(payload)
+    args = [value if dtype is None else np.zeros(value, dtype=dtype) for value, dtype in job["args"]]
+    types = str(tuple(numba.typeof(a) for a in args))
+    if types != job["types"]:  # e.g. read-only arrays in the parent: the kernel compiled here would not serve it
+        raise SystemExit(f"argument types {types} differ from the parent's {job['types']}")
+    _call(tuple(job["spec"]), job["name"], *args)
+
+
 @njit(parallel=True, cache=True, fastmath={"contract", "reassoc"}, error_model="numpy")
 def _epilogue_planes(y, c0, coef, kind, consts, finite):
     """y[:, c0 + c] = act(y[:, c0 + c] * coef[0, c] + coef[1, c]) for each channel c of coef; finite[n] = False
@@ -344,7 +421,7 @@ def backward_weight(x, gy, c0, C, k, stride=1):
     the result may be NaN where the definition's is not (a padding value of gp multiplies it by 0): the caller
     checks (``depthwise_numba.depthwise_backward_weight``)."""
     partial = np.empty((x.shape[0], C, k * k), dtype=x.dtype)
-    _kernels(k, stride, *x.shape[2:]).backward_weight(x, gy, c0, partial)
+    _call((k, stride, *x.shape[2:]), "backward_weight", x, gy, c0, partial)
     return partial.sum(axis=0)
 
 
@@ -375,4 +452,4 @@ def backward_input(gy, gx, c0, w, stride=1):
     if stride == 1:
         forward(gy, gx, c0, w[:, ::-1, ::-1])
     else:
-        _kernels(w.shape[1], stride, *gx.shape[2:]).backward_input(gy, gx, c0, _taps(w))
+        _call((w.shape[1], stride, *gx.shape[2:]), "backward_input", gy, gx, c0, _taps(w))

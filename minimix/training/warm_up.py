@@ -16,11 +16,10 @@ the training process's kernels ($NUMBA_CACHE_DIR, else ``minimix/kernels/__pycac
 training step first calls a kernel that the helper has cached by then, Numba loads it from the cache
 instead of compiling it. The helper takes the layers in the opposite order to the step, so the two
 meet in the middle rather than compiling the same kernels at the same time; everything else (batch
-norm, 1x1 convolutions, ...) the training process compiles as before. The helper skips the stride-2 gradients
-of the row kernels: Numba's cached machine code of those rounded differently from what it compiles, so every
-process compiles them itself, never from the cache (``kernels/depthwise_rows.py``). For every other
-kernel a run with the helper computes exactly what a run without it does (issue 17's closing note has the
-run-level check: the same losses with and without the helper, and with a warm cache).
+norm, 1x1 convolutions, ...) the training process compiles as before. The stride-2 gradients of the row kernels
+the training process only ever loads from the cache (``kernels/depthwise_rows.py`` says why); the helper is one of
+the processes that compile them for it. A run with the helper computes exactly what a run without it does (issue
+17's closing notes have the run-level check: the same losses with and without the helper, and with a warm cache).
 
 Nothing here is needed: without the helper (one core, a failed helper, a cache that is already
 warm) the training process compiles whatever is missing itself.
@@ -68,9 +67,8 @@ def depthwise_layers(model, input_shape, dtype=np.float32):
 def compile_layers(layers, dtype=np.float32):
     """Call the depthwise kernels of every layer once on one image of zeros, in the helper's order:
     the backward (input and weight gradients) from the first layer on, then the forward from the last
-    layer back. Each call compiles its kernels, or loads them from Numba's cache; the stride-2 row kernels'
-    gradients are left out (never cached: the module docstring)."""
-    from ..kernels import depthwise_numba, depthwise_rows
+    layer back. Each call compiles its kernels, or loads them from Numba's cache."""
+    from ..kernels import depthwise_numba
 
     def zeros(*shape):
         return np.zeros(shape, dtype=dtype)
@@ -78,11 +76,8 @@ def compile_layers(layers, dtype=np.float32):
     for channels, H, W, kernel, stride, padding, dilation in layers:
         out_hw = [output_size(*args) for args in zip((H, W), kernel, stride, padding, dilation)]
         x, w, gy = zeros(1, channels, H, W), zeros(channels, *kernel), zeros(1, channels, *out_hw)
-        geometry = (H, W, *kernel, stride, padding, dilation)
-        if not (stride == [2, 2] and depthwise_rows.applies(*geometry)):
-            depthwise_numba.depthwise_backward_input(gy, w, (H, W), stride, padding, dilation)
-        if not (stride == [2, 2] and depthwise_rows.applies_to_weight_gradient(*geometry)):
-            depthwise_numba.depthwise_backward_weight(x, gy, kernel, stride, padding, dilation)
+        depthwise_numba.depthwise_backward_input(gy, w, (H, W), stride, padding, dilation)
+        depthwise_numba.depthwise_backward_weight(x, gy, kernel, stride, padding, dilation)
     for channels, H, W, kernel, stride, padding, dilation in reversed(layers):
         depthwise_numba.depthwise_forward(zeros(1, channels, H, W), zeros(channels, *kernel), stride, padding,
                                           dilation)
@@ -95,12 +90,9 @@ def start(layers, dtype=np.float32):
     appear on stderr, and the training process does not depend on it (``stop`` it when done)."""
     if (os.cpu_count() or 1) < 2 or not layers:
         return None
-    env = dict(os.environ, NUMBA_NUM_THREADS="1")  # one image per call: no thread pool needed
-    numba = sys.modules.get("numba")
-    if numba is not None:  # Numba read NUMBA_CACHE_DIR when imported here: the helper must use that folder
-        env.pop("NUMBA_CACHE_DIR", None)
-        if numba.config.CACHE_DIR:
-            env["NUMBA_CACHE_DIR"] = numba.config.CACHE_DIR
+    from ..kernels.depthwise_rows import cache_filling_environment  # (imports Numba: not at this module's import)
+
+    env = cache_filling_environment()
     payload = json.dumps({"dtype": np.dtype(dtype).name, "layers": layers})
     return subprocess.Popen([sys.executable, "-m", "minimix.training.warm_up", payload],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
@@ -117,6 +109,9 @@ def main(argv=None):
     """``python -m minimix.training.warm_up '{"dtype": "float32", "layers": [...]}'``: ``compile_layers``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the training process, which then stops this one
     job = json.loads((argv if argv is not None else sys.argv[1:])[0])
+    from ..kernels import depthwise_rows
+
+    depthwise_rows._fills_cache = True  # this process compiles the kernels that others only load from the cache
     compile_layers(job["layers"], np.dtype(job["dtype"]))
 
 

@@ -7,11 +7,12 @@ on demand, so ``import minimix`` (and even ``import minimix.kernels``) never
 imports Numba:
 
 * ``minimix.kernels.depthwise_numba``: Numba depthwise convolution (forward,
-  input gradient, weight gradient); ``minimix.kernels.depthwise_rows``: its forward and input
-  gradient for "same" padding at stride 1 or 2, row by row with the taps written out (generated Numba
-  source per kernel size and plane size).
+  input gradient, weight gradient); ``minimix.kernels.depthwise_rows``: the same three for "same"
+  padding at stride 1 or 2, row by row with the taps written out (generated Numba source per kernel
+  size and plane size), where they are faster.
 * ``minimix.kernels.norm_act_numba``: batch norm fused with ReLU/SiLU (Numba).
 * ``minimix.kernels.excite_numba``: squeeze-and-excitation's plane means and gate (Numba).
+* ``minimix.kernels.vector_math``: an exp that Numba vectorizes (SiLU's sigmoid).
 * ``minimix.kernels.im2col`` / ``minimix.kernels.pointwise``: convolutions as BLAS
   products (NumPy); ``minimix.kernels.naive``: the readable loops.
 * ``minimix.kernels.pointwise_fused``: a grouped 1x1 convolution with its batch norm, activation and

@@ -73,7 +73,8 @@ these two kernels they did (issue 17's closing notes: the assembly of both copie
 the twice-optimized copy everywhere, after which compiled and loaded agreed). So a first run and a resumed run would
 have taken different steps from the same seed. With every process loading the same machine code, a first run, a
 later one and a resumed one compute the same numbers. For the other kernels the two copies computed the same
-(``tests/test_depthwise_kernels.py`` compares every generated kernel compiled and loaded).
+(``tests/test_depthwise_kernels.py`` runs every kind of generated kernel in a process that found the cache empty
+and in one that found it full, and compares).
 
 Values are those of the definition, zero padding included, so an inf or a NaN spreads exactly as in
 the reference: no check is needed, except before the epilogue, whose activation must follow PyTorch's

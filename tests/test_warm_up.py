@@ -74,8 +74,8 @@ _SAME_SIGNATURES = textwrap.dedent("""
     print(len(helper), len(step))
     assert helper, "the helper compiled no depthwise kernel"
     assert step == helper, ("the training step used other depthwise kernels or signatures than the "
-                                           f"helper compiled: only in the step {sorted(step - helper)}, only in "
-                                           f"the helper {sorted(helper - step)}")
+                            f"helper compiled: only in the step {sorted(step - helper)}, only in "
+                            f"the helper {sorted(helper - step)}")
 """)
 
 

@@ -349,15 +349,20 @@ def cache_filling_environment():
 def _call(spec, name, *args):
     """Kernel ``name`` of the generated module for spec = (k, stride, H, W) on ``args``. The kernels in
     FROM_CACHE_ONLY run machine code loaded from Numba's cache (module docstring): before this process first
-    calls one with these argument types, a child process compiles it into the cache (``_from_cache``)."""
+    calls one with these argument types, a child process compiles it into the cache (``_first_call``)."""
     kernel = getattr(_kernels(*spec), name)
-    if name not in FROM_CACHE_ONLY.get(spec[1], ()):
-        kernel(*args)
-        return
-    types = tuple(numba.typeof(a) for a in args)
-    if types in kernel.overloads:  # loaded by an earlier call
-        kernel(*args)
-        return
+    if name in FROM_CACHE_ONLY.get(spec[1], ()):
+        types = tuple(numba.typeof(a) for a in args)
+        if types not in kernel.overloads:  # this process's first call with these argument types
+            _first_call(kernel, spec, name, args, types)
+            return
+    kernel(*args)
+
+
+def _first_call(kernel, spec, name, args, types):
+    """Call a FROM_CACHE_ONLY kernel for the first time in this process: load it from the cache, a child process
+    compiling it there first unless a marker says one did; in a process that fills the cache, compile it and mark
+    it. Warns when the kernel had to be compiled here after all."""
     marker = _marker(kernel, name, types)
     if _fills_cache:
         kernel(*args)  # compiles it and saves it in the cache
@@ -369,7 +374,7 @@ def _call(spec, name, *args):
         warnings.warn(f"minimix: the generated depthwise kernel {name} (k, stride, H, W = {spec}) was compiled in "
                       f"this process instead of loaded from Numba's cache ({failure or 'the cache did not hold it'}): "
                       "its results may differ in the last bits from those of a process that loaded it "
-                      "(minimix.kernels.depthwise_rows)", RuntimeWarning, stacklevel=2)
+                      "(minimix.kernels.depthwise_rows)", RuntimeWarning, stacklevel=3)
 
 
 def _marker(kernel, name, types):

@@ -70,12 +70,20 @@ def exp_constants(dtype):
     return np.array([1 / math.log(2), c1, math.log(2) - c1, 126 * math.log(2), 0.5] + taylor, dtype=dtype)
 
 
+def _horner(stop):
+    """e^r ~ sum of r^k / k! for k <= d, by Horner's rule from the coefficients c[5:stop] (``exp_constants``)."""
+    def taylor(r, c):
+        p = c[5]
+        for k in range(6, stop):
+            p = p * r + c[k]
+        return p
+
+    return taylor
+
+
 def _taylor(r, c):
-    """e^r ~ sum of r^k / k! for k <= d, by Horner's rule from the coefficients c[5:] (``exp_constants``)."""
-    p = c[5]
-    for k in range(6, c.size):
-        p = p * r + c[k]
-    return p
+    """e^r's polynomial with every coefficient of c (Python; Numba compiles ``_taylor_for_type`` instead)."""
+    return _horner(c.size)(r, c)
 
 
 @overload(_taylor, jit_options={"fastmath": {"contract"}})
@@ -84,17 +92,7 @@ def _taylor_for_type(r, c):
     multiply-adds, and the loop over the elements around ``exp`` still vectorizes (a bound read from c.size at
     run time would leave an inner loop there)."""
     dtype = {types.float32: np.dtype(np.float32), types.float64: np.dtype(np.float64)}.get(r)
-    if dtype is None:
-        return None
-    stop = 6 + DEGREE[dtype]
-
-    def taylor(r, c):
-        p = c[5]
-        for k in range(6, stop):
-            p = p * r + c[k]
-        return p
-
-    return taylor
+    return None if dtype is None else _horner(6 + DEGREE[dtype])
 
 
 @njit(cache=True, fastmath=_FASTMATH, error_model="numpy")

@@ -7,7 +7,9 @@ its stride-1 layers with kernels 3 to 9, then its three stride-2 layers with the
 interleaved round by round; prints each path's median time for each kernel and the median of the per-round
 ratios rows / flat. ``depthwise_rows.applies`` (forward, input gradient) and
 ``depthwise_rows.applies_to_weight_gradient`` decide which path a layer takes in minimix; here both paths are
-forced in turn (this script replaces those two functions while it times), and checks that they agree.
+forced in turn (this script replaces those two functions while it times, and turns ``depthwise_dense`` off), and
+checks that they agree. The last column says which path minimix takes: "dense" on the small planes that
+``depthwise_dense`` takes over (``benchmarks/small_planes.py`` compares it with these two).
 
     python benchmarks/depthwise_rows.py [--rounds 11] [--threads 2]
 """
@@ -32,7 +34,10 @@ def main(argv=None):
     import minimix.perf
 
     minimix.perf.configure(threads=args.threads)
-    from minimix.kernels import depthwise_numba, depthwise_rows
+    from minimix.kernels import depthwise_dense, depthwise_numba, depthwise_rows
+
+    dense_applies = depthwise_dense.applies
+    depthwise_dense.applies = lambda *geometry: False  # time the two paths it replaces
 
     rows_applies, rows_applies_to_weight = depthwise_rows.applies, depthwise_rows.applies_to_weight_gradient
     paths = {"flat": lambda *a: False, "rows": lambda *a: True}  # what applies() answers for each path
@@ -81,6 +86,8 @@ def main(argv=None):
                               np.median(t["rows"] / t["flat"])))
             layer = (hw, hw, k, k, (stride, stride), (k // 2, k // 2), (1, 1))
             uses = "/".join("rows" if applies(*layer) else "flat" for applies in (rows_applies, rows_applies_to_weight))
+            if dense_applies(hw, hw, hw // stride, hw // stride, k, k):
+                uses = "dense/dense"
             (ff, fr, fq), (bf, br, bq), (wf, wr, wq) = cells
             print(f"{stride:>6d} {hw:>4d}^2 {k:>3d} {f'{group} of {channels}':>12s} | {ff:10.2f}ms {fr:6.2f}ms "
                   f"{fq:6.2f} | {bf:13.2f}ms {br:6.2f}ms {bq:6.2f} | {wf:14.2f}ms {wr:6.2f}ms {wq:6.2f} | {uses}",

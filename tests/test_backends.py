@@ -90,6 +90,12 @@ CASES = {
             [_strided(randn(2, 3, 8, 9)), randn(3, 1, 3, 5, seed=1)], "Conv2d depthwise"),
         "empty-batch": _function_case(lambda x, w: F.conv2d(x, w, padding=1, groups=4),
                                       [randn(0, 4, 5, 5), randn(4, 1, 3, 3, seed=1)], None),
+        # k >= 5 onto planes of at most 16 pixels: one small matrix per channel (kernels.depthwise_dense)
+        "k7-4x4-dense": _function_case(lambda x, w: F.conv2d(x, w, padding=3, groups=5),
+                                       [randn(3, 5, 4, 4), randn(5, 1, 7, 7, seed=1)], "Conv2d depthwise"),
+        "k5-stride2-3x5-dense-strided": _function_case(lambda x, w: F.conv2d(x, w, stride=2, padding=2, groups=3),
+                                                       [_strided(randn(1, 3, 3, 5)), randn(3, 1, 5, 5, seed=1)],
+                                                       "Conv2d depthwise"),
     },
     ("conv2d", "pointwise"): {
         "batch1-nonsquare": _function_case(lambda x, w, b: F.conv2d(x, w, b),
@@ -99,6 +105,9 @@ CASES = {
                                   "Conv2d 1x1"),
         "1x1-maps": _function_case(lambda x, w: F.conv2d(x, w), [randn(5, 6, 1, 1), randn(2, 6, 1, 1)],
                                    "Conv2d 1x1 on 1x1 maps"),
+        # 4x4 planes: the weight gradient's products over 16 images side by side, and a group of 3 left over
+        "4x4-19-images": _function_case(lambda x, w: F.conv2d(x, w), [randn(19, 6, 4, 4), randn(5, 6, 1, 1)],
+                                        "Conv2d 1x1"),
     },
     ("mixconv2d", "in-place"): {
         "10-over-3-batch1": _module_case(lambda: nn.MixConv2d(10, (3, 5, 7)), (1, 10, 9, 7), "MixedConv2d depthwise"),
@@ -107,12 +116,16 @@ CASES = {
         "dilation2-strided": _module_case(lambda: nn.MixConv2d(7, (3, 5), dilation=2), (2, 7, 8, 8),
                                           "MixedConv2d depthwise", strided=True),
         "empty-batch": _module_case(lambda: nn.MixConv2d(6, (3, 5)), (0, 6, 5, 5), None),
+        "4x4-dense-odd-split": _module_case(lambda: nn.MixConv2d(10, (3, 5, 7, 9)), (2, 10, 4, 4),
+                                            "MixedConv2d depthwise"),
     },
     ("grouped_conv2d", "in-place"): {
         "7-to-9-over-2-bias": _module_case(lambda: nn.GroupedConv2d(7, 9, groups=2, bias=True), (2, 7, 5, 6),
                                            "MixedConv2d 1x1"),
         "3-groups-strided": _module_case(lambda: nn.GroupedConv2d(10, 5, groups=3), (1, 10, 4, 3),
                                          "MixedConv2d 1x1", strided=True),
+        "2-groups-4x4-18-images": _module_case(lambda: nn.GroupedConv2d(9, 4, groups=2), (18, 9, 4, 4),
+                                               "MixedConv2d 1x1"),
     },
     ("mixed_conv2d", "in-place"): {
         "depthwise-dense-pointwise": _function_case(
@@ -162,6 +175,8 @@ CASES = {
                                      "MixedConv2d depthwise + BN + act (inference)", no_grad=True, strided=True),
         "relu-stride2-rows": _module_case(_fused(9, (3, 5, 7), 2, nn.ReLU), (2, 9, 8, 10),  # depthwise_rows
                                           "MixedConv2d depthwise + BN + act (inference)", no_grad=True),
+        "silu-4x4-dense": _module_case(_fused(11, (3, 5, 7, 9), 1, nn.SiLU), (2, 11, 4, 4),  # depthwise_dense
+                                       "MixedConv2d depthwise + BN + act (inference)", no_grad=True),
     },
     ("mixnet_block", "fused-inference"): {  # the module's parameters are random: the SE gates too
         "ir-se-skip-silu-3-groups-batch1-nonsquare": _module_case(

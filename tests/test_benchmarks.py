@@ -73,13 +73,32 @@ def test_depthwise_blocks_times_every_setting():
     assert len(rows) == 7 and all(line.count(" | ") == 4 for line in rows)
 
 
+def test_small_planes_times_and_checks_both_ways():
+    out = _run("small_planes.py", "--batch", "3", "--rounds", "1")
+    depthwise = [line.split("|") for line in out.splitlines() if re.match(r" +[12] +\d+ +\d+ \| ", line)]
+    # each kernel size: forward, input and weight gradient timed both ways (and agreeing: asserted)
+    assert [row[0].split() for row in depthwise] == ([["1", "4", str(k)] for k in (3, 5, 7, 9)]
+                                                     + [["1", "8", str(k)] for k in (7, 9)]
+                                                     + [["2", "8", str(k)] for k in (3, 5, 7, 9, 11)])
+    # without depthwise_dense / what minimix uses
+    assert [row[-1].split() for row in depthwise] == ([["flat", "/", "flat"]] + [["flat", "/", "dense"]] * 3
+                                                      + [["rows", "/", "rows"], ["rows", "/", "dense"]]
+                                                      + [["rows", "/", "rows"]] + [["rows", "/", "dense"]] * 4)
+    pointwise = [line.split() for line in out.splitlines() if re.match(r" *\d+->\d+ ", line)]
+    assert [(row[1], row[-1]) for row in pointwise] == [("4x4", "gathered")] * 4 + [("8x8", "image")] * 5
+
+
 def test_depthwise_rows_times_and_checks_both_paths():
     out = _run("depthwise_rows.py", "--batch", "2", "--rounds", "1")
     rows = [line for line in out.splitlines() if re.match(r" *[12] +\d+\^2 ", line)]
     # stride 1: 4 plane sizes x 4 kernel sizes; stride 2: 5 + 3 + 3 layers; each path agreeing with the other (asserted)
     assert [row.split()[0] for row in rows] == ["1"] * 16 + ["2"] * 11
     uses = [row.split()[-1] for row in rows]  # forward and input gradient / weight gradient
-    assert [use.split("/")[0] for use in uses] == ["flat"] * 5 + ["rows"] * 22  # flat: 4x4 planes, and 3x3 on 8x8
+    # dense: k >= 5 onto 4x4 planes (stride 1 on 4x4, stride 2 from 8x8), k = 9 on 8x8; flat: 3x3 on 4x4 and 8x8
+    assert [use.split("/")[0] for use in uses] == (["flat"] + ["dense"] * 3 + ["flat", "rows", "rows", "dense"]
+                                                   + ["rows"] * 8  # stride 1
+                                                   + ["rows"] + ["dense"] * 4 + ["rows"] * 6)  # stride 2
     # the weight gradient on rows: planes 16 wide or more, with k >= 5 at stride 1
-    assert [use.split("/")[1] for use in uses] == (["flat"] * 8 + (["flat"] + ["rows"] * 3) * 2  # stride 1
-                                                   + ["flat"] * 5 + ["rows"] * 6)  # stride 2
+    assert [use.split("/")[1] for use in uses] == (["flat"] + ["dense"] * 3 + ["flat"] * 3 + ["dense"]
+                                                   + (["flat"] + ["rows"] * 3) * 2
+                                                   + ["flat"] + ["dense"] * 4 + ["rows"] * 6)

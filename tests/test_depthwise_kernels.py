@@ -14,7 +14,7 @@ from conftest import require
 torch = require("torch", "PyTorch is the reference for the depthwise kernels")
 require("numba", "the kernels are written in Numba")
 
-from minimix.kernels import depthwise_rows  # noqa: E402
+from minimix.kernels import depthwise_dense, depthwise_rows  # noqa: E402
 from minimix.kernels.depthwise_numba import (  # noqa: E402
     depthwise_backward_input,
     depthwise_backward_weight,
@@ -32,6 +32,7 @@ CASES = [
     (3, 2, 9, 12, (5, 5), 1, 2, 1),
     (6, 5, 11, 10, (7, 7), 1, 3, 1),
     (3, 2, 10, 13, (9, 9), 1, 4, 1),
+    (2, 3, 8, 7, (9, 9), 1, 4, 1),  # 56 pixels, 81 taps: depthwise_dense
     (1, 2, 12, 9, (11, 11), 1, 5, 1),
     (3, 6, 6, 6, (1, 1), 1, 0, 1),
     # planes 16 wide or more: the row kernels (depthwise_rows) for 3x3 too; a plane lower than its kernel
@@ -45,7 +46,8 @@ CASES = [
     (1, 2, 16, 18, (5, 5), 2, 2, 1),
     (3, 2, 6, 16, (7, 7), 2, 3, 1),
     (1, 2, 10, 20, (9, 9), 2, 4, 1),
-    (2, 2, 4, 16, (11, 11), 2, 5, 1),
+    (2, 2, 4, 16, (11, 11), 2, 5, 1),  # 64 pixels onto 2x8: depthwise_dense
+    (1, 2, 8, 16, (11, 11), 2, 5, 1),
     # dilation (same padding d*(k-1)//2) and stride 2
     (3, 3, 9, 8, (3, 3), 1, 2, 2),
     (1, 2, 11, 12, (5, 5), 1, 4, 2),
@@ -132,7 +134,15 @@ def test_matches_torch(case, dtype):
     _close("grad weight", depthwise_backward_weight(x, gy, kernel, **geometry), gw_ref, dtype)
 
 
-ROW_CASES = [c for c in CASES if depthwise_rows.applies(c[2], c[3], *c[4], _pair(c[5]), _pair(c[6]), _pair(c[7]))]
+def _output_hw(case):
+    N, C, H, W, (KH, KW), stride, padding, dilation = case
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    return (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1, (W + 2 * pw - dw * (KW - 1) - 1) // sw + 1
+
+
+DENSE_CASES = [c for c in CASES if depthwise_dense.applies(c[2], c[3], *_output_hw(c), *c[4])]
+ROW_CASES = [c for c in CASES if depthwise_rows.applies(c[2], c[3], *c[4], _pair(c[5]), _pair(c[6]), _pair(c[7]))
+             and c not in DENSE_CASES]
 
 
 def test_row_kernels_are_tested():
@@ -153,12 +163,41 @@ def test_weight_gradient_row_kernels_are_tested():
     """The weight gradient takes depthwise_rows on a subset of those planes: the cases above reach it with every k
     from 5 to 11 at stride 1 and from 3 to 11 at stride 2, and leave it where it is slower."""
     weight_cases = [c for c in CASES if depthwise_rows.applies_to_weight_gradient(
-        c[2], c[3], *c[4], _pair(c[5]), _pair(c[6]), _pair(c[7]))]
+        c[2], c[3], *c[4], _pair(c[5]), _pair(c[6]), _pair(c[7])) and c not in DENSE_CASES]
     assert sorted({c[4][0] for c in weight_cases if c[5] == 1}) == [5, 7, 9, 11]
     assert sorted({c[4][0] for c in weight_cases if c[5] == 2}) == [3, 5, 7, 9, 11]
     assert not depthwise_rows.applies_to_weight_gradient(32, 32, 3, 3, (1, 1), (1, 1), (1, 1))  # 3x3, stride 1
     assert not depthwise_rows.applies_to_weight_gradient(8, 8, 7, 7, (1, 1), (3, 3), (1, 1))  # 8x8 planes
     assert not depthwise_rows.applies_to_weight_gradient(8, 8, 5, 5, (2, 2), (2, 2), (1, 1))
+
+
+def test_dense_kernels_are_tested():
+    """Kernels from 5x5 on, on planes of at most 64 pixels with at most as many pixels as taps or onto at most 16,
+    take depthwise_dense: the cases above reach it with kernels from 5 to 11, stride 2, 56 output pixels and a batch
+    of 17, and leave it elsewhere."""
+    assert {c[4][0] for c in DENSE_CASES} == {5, 7, 9, 11}
+    assert any(c[5] == 2 for c in DENSE_CASES) and any(c[0] > 16 for c in DENSE_CASES)
+    assert any(np.prod(_output_hw(c)) > 16 for c in DENSE_CASES)
+    assert depthwise_dense.applies(4, 4, 4, 4, 5, 5) and depthwise_dense.applies(8, 8, 4, 4, 5, 5)
+    assert depthwise_dense.applies(8, 8, 8, 8, 9, 9) and not depthwise_dense.applies(8, 8, 8, 8, 7, 7)
+    assert not depthwise_dense.applies(4, 4, 4, 4, 3, 3) and not depthwise_dense.applies(8, 8, 4, 4, 3, 5)
+    assert not depthwise_dense.applies(5, 4, 5, 4, 3, 3) and not depthwise_dense.applies(10, 8, 5, 4, 5, 5)
+
+
+def test_dense_matrix_of_a_row_kernel():
+    """A (P, Q) = sum_t w[t] * S_t, with y = x @ A: for a 1x3 kernel with padding 1 on a row of 3 pixels,
+    y[p] = w0 * x[p-1] + w1 * x[p] + w2 * x[p+1], so column p of A holds w0, w1, w2 in rows p-1, p, p+1."""
+    w = np.array([[[2.0, 3.0, 5.0]]])  # w0, w1, w2
+    S = depthwise_dense.links(1, 3, 1, 3, (1, 1), (0, 1), (1, 1), np.dtype(np.float64))
+    assert S.shape == (3, 3, 3) and not S.flags.writeable
+    A = depthwise_dense._matrices(w, S)[0]
+    np.testing.assert_array_equal(A, [[3.0, 2.0, 0.0],
+                                      [5.0, 3.0, 2.0],
+                                      [0.0, 5.0, 3.0]])
+    x = np.array([[[[1.0, 10.0, 100.0]]]])
+    y = np.full((1, 1, 1, 3), np.nan)
+    assert depthwise_dense.forward(x, y, 0, w, ((1, 1), (0, 1), (1, 1)))
+    np.testing.assert_array_equal(y, [[[[3 + 50, 2 + 30 + 500, 20 + 300]]]])
 
 
 def test_row_kernels_module_is_generated_once_and_reused():
@@ -206,38 +245,44 @@ def test_inf_and_nan_match_torch(case):
     _same_with_nonfinite("grad input", depthwise_backward_input(gy, w, (H, W), **geometry), gx_ref)
 
 
-def test_batch_of_many_channels_float32():
+@pytest.mark.parametrize("hw", [8, 4])  # 4x4: depthwise_dense
+def test_batch_of_many_channels_float32(hw):
     """A training-sized layout (many channel blocks, several threads) at float32 rounding."""
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((16, 48, 8, 8)).astype(np.float32)
+    x = rng.standard_normal((16, 48, hw, hw)).astype(np.float32)
     w = rng.standard_normal((48, 5, 5)).astype(np.float32)
-    gy = rng.standard_normal((16, 48, 8, 8)).astype(np.float32)
+    gy = rng.standard_normal((16, 48, hw, hw)).astype(np.float32)
     y_ref, gx_ref, gw_ref = _torch_reference(x, w, gy, (1, 1), (2, 2), (1, 1))
     geometry = dict(stride=(1, 1), padding=(2, 2), dilation=(1, 1))
     _close("forward", depthwise_forward(x, w, **geometry), y_ref, np.float32)
-    _close("grad input", depthwise_backward_input(gy, w, (8, 8), **geometry), gx_ref, np.float32)
+    _close("grad input", depthwise_backward_input(gy, w, (hw, hw), **geometry), gx_ref, np.float32)
     _close("grad weight", depthwise_backward_weight(x, gy, (5, 5), **geometry), gw_ref, np.float32)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_same_result_for_any_thread_count(threads):
-    """The channel blocks depend on the thread count; the numbers must not."""
+@pytest.mark.parametrize("H, W, k", [(6, 7, 3), (4, 4, 5)], ids=["6x7", "4x4-dense"])
+def test_same_result_for_any_thread_count(H, W, k):
+    """The channel blocks (the dense kernels' chunks of channels) depend on the thread count; the numbers must not."""
     import numba
 
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((5, 12, 6, 7))
-    w = rng.standard_normal((12, 3, 3))
-    gy = rng.standard_normal((5, 12, 6, 7))
-    y_ref, gx_ref, gw_ref = _torch_reference(x, w, gy, (1, 1), (1, 1), (1, 1))
+    x = rng.standard_normal((5, 40, H, W))
+    w = rng.standard_normal((40, k, k))
+    gy = rng.standard_normal((5, 40, H, W))
+    geometry = dict(stride=(1, 1), padding=(k // 2, k // 2), dilation=(1, 1))
+    results = []
     before = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        geometry = dict(stride=(1, 1), padding=(1, 1), dilation=(1, 1))
-        _close("forward", depthwise_forward(x, w, **geometry), y_ref, np.float64)
-        _close("grad input", depthwise_backward_input(gy, w, (6, 7), **geometry), gx_ref, np.float64)
-        _close("grad weight", depthwise_backward_weight(x, gy, (3, 3), **geometry), gw_ref, np.float64)
-    finally:
-        numba.set_num_threads(before)
+    for threads in (1, 2):
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        try:
+            results.append((depthwise_forward(x, w, **geometry), depthwise_backward_input(gy, w, (H, W), **geometry),
+                            depthwise_backward_weight(x, gy, (k, k), **geometry)))
+        finally:
+            numba.set_num_threads(before)
+    for name, one, two in zip(("forward", "grad input", "grad weight"), *results):
+        np.testing.assert_array_equal(one, two, err_msg=name)
+    y_ref, gx_ref, gw_ref = _torch_reference(x, w, gy, (1, 1), (k // 2, k // 2), (1, 1))
+    for name, actual, expected in zip(("forward", "grad input", "grad weight"), results[0], (y_ref, gx_ref, gw_ref)):
+        _close(name, actual, expected, np.float64)
 
 
 def test_non_contiguous_input_and_int_geometry():
@@ -351,8 +396,10 @@ def test_stride2_per_block_equals_the_whole_layer_canvas(N, Cx, H, W, c0, C, k, 
     channel group inside a larger layer, many blocks, taps that read only padding, a 1x1 kernel (three
     phase planes of gx get no tap) and batches that are not a multiple of the four images per sweep. The
     public functions are held to the flat sweeps here (``depthwise_rows``, which they use for most of these
-    planes, sums in another order and is compared with torch above)."""
+    planes, sums in another order and is compared with torch above, as is ``depthwise_dense``, which they use for
+    planes of 16 pixels or less)."""
     monkeypatch.setattr(depthwise_rows, "applies", lambda *geometry: False)
+    monkeypatch.setattr(depthwise_dense, "applies", lambda *geometry: False)
     from minimix.kernels.depthwise_numba import _NO_PIXELS, _epilogue, _phases_stride2, _plan, _shifted_sum, \
         _tap_products
 

@@ -489,8 +489,16 @@ print(f"From k=3 to k=9 the useful arithmetic grows 9x; the time grew "
 # compiler only does this when the taps and the plane width are constants in the source, so the kernel's
 # source is generated for each kernel size and plane width. At stride 2 the buffer holds the padded plane's
 # four phase planes (point 5), so that every tap is again one constant offset; the input gradient computes
-# each of $x$'s four phases from its quarter of the taps. The weight gradient, 4x4 planes and 3x3 kernels on
-# 8x8 planes at stride 1 keep the shifted sums.
+# each of $x$'s four phases from its quarter of the taps. The weight gradient runs row by row too, as one dot
+# product per tap, on planes 16 wide or more (for kernels of 5 or more at stride 1).
+#
+# The third way (`depthwise_dense.py`), for kernels of 5 or more onto small planes (4x4, and 9x9 kernels on
+# 8x8): **a convolution is a matrix.** Flatten one channel's input plane to a vector $x_c$ of $P$ pixels and
+# its output plane to $y_c$ of $Q$ pixels: $y_c = x_c A_c$, where $A_c[q, p] = w_{c,u,v}$ if tap $(u, v)$ of
+# output pixel $p$ reads input pixel $q$, else 0. For the whole batch that is one $(N, P) \times (P, Q)$
+# matrix product per channel, $P \cdot Q$ multiply-adds per plane whatever the kernel size: 256 on a 4x4
+# plane, where a 9x9 kernel's shifted sums do $49 \cdot 16 = 784$, most of them by a masked zero. The other
+# planes and kernels (3x3 on 4x4 and 8x8 planes among them) keep the shifted sums.
 #
 # Points 1-3, drawn for a 5x5 plane and a 3x3 kernel (padding 1); each pixel carries its position in the
 # flat vector:

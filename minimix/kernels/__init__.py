@@ -9,7 +9,8 @@ imports Numba:
 * ``minimix.kernels.depthwise_numba``: Numba depthwise convolution (forward,
   input gradient, weight gradient); ``minimix.kernels.depthwise_rows``: the same three for "same"
   padding at stride 1 or 2, row by row with the taps written out (generated Numba source per kernel
-  size and plane size), where they are faster.
+  size and plane size), where they are faster; ``minimix.kernels.depthwise_dense``: the same three on
+  small planes as one small matrix per channel (NumPy products).
 * ``minimix.kernels.norm_act_numba``: batch norm fused with ReLU/SiLU (Numba).
 * ``minimix.kernels.excite_numba``: squeeze-and-excitation's plane means and gate (Numba).
 * ``minimix.kernels.vector_math``: an exp that Numba vectorizes (SiLU's sigmoid).

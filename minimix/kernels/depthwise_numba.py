@@ -65,7 +65,9 @@ activation semantics: the public functions below are exact for every input.
 even planes 8 wide or more: the forward and the input gradient run on ``depthwise_rows`` instead, which
 keeps each output row in registers over all the taps (one load and one multiply-add per tap, no weight
 maps); its docstring says how. The weight gradient runs there on planes 16 wide or more, for k >= 5 at stride 1
-and every k at stride 2 (``depthwise_rows.applies_to_weight_gradient``).
+and every k at stride 2 (``depthwise_rows.applies_to_weight_gradient``). Before both: kernels from 5x5 on onto 4x4 planes (from 4x4,
+or from 8x8 at stride 2) and 9x9 kernels on 8x8 planes run on ``depthwise_dense``, one small matrix per channel
+(``depthwise_dense.applies`` says where).
 
 Speed. ``python benchmarks/bench_depthwise.py`` times the three kernels against PyTorch
 (float32, batch 128, NCHW; the README's performance section has the figures). Small planes
@@ -111,7 +113,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from . import depthwise_rows, im2col
+from . import depthwise_dense, depthwise_rows, im2col
 from .geometry import as_pair, output_size
 from .norm_act_numba import ACTIVATIONS, RELU, SILU, affine_act
 from .vector_math import exp_constants, is_finite
@@ -501,6 +503,7 @@ class _Plan:
 
     def __init__(self, H, W, KH, KW, stride, padding, dilation):
         self.stride, self.padding, self.dilation = stride, padding, dilation
+        self.geometry = (stride, padding, dilation)
         (self.sh, self.sw), (ph, pw), (dh, dw) = stride, padding, dilation
         if min(self.sh, self.sw, dh, dw, KH, KW) < 1 or min(ph, pw) < 0:
             raise ValueError(f"need kernel, stride, dilation >= 1 and padding >= 0; got kernel ({KH}, {KW}), "
@@ -663,6 +666,11 @@ def depthwise_forward(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), *, c
     coef, kind, consts = _epilogue(epilogue, C, x.dtype)
     plan = _plan(H, W, w.shape[1], w.shape[2], stride, padding, dilation)
     y = _result(out, N, Cx, plan.OH, plan.OW, x.dtype)
+    if depthwise_dense.applies(H, W, plan.OH, plan.OW, *w.shape[1:]):
+        finite = depthwise_dense.forward(x, y, start, w, plan.geometry)
+        if finite and kind >= 0:
+            finite = depthwise_rows.apply_epilogue(y, start, (coef, kind, consts))
+        return _checked_output(finite, y, x, w, start, C, plan, coef, kind)
     if depthwise_rows.applies(H, W, w.shape[1], w.shape[2], plan.stride, plan.padding, plan.dilation):
         finite = depthwise_rows.forward(x, y, start, w, plan.stride[0], None if kind < 0 else (coef, kind, consts))
         return _checked_output(finite, y, x, w, start, C, plan, coef, kind)
@@ -706,6 +714,9 @@ def depthwise_backward_input(gy, w, input_hw, stride=(1, 1), padding=(0, 0), dil
         raise ValueError(f"gy {gy.shape} does not match input {H}x{W} with kernel {w.shape[1:]}: "
                          f"expected (N, C, {plan.OH}, {plan.OW})")
     gx = _result(out, N, Cy, H, W, gy.dtype)
+    if depthwise_dense.applies(H, W, plan.OH, plan.OW, *w.shape[1:]):
+        finite = depthwise_dense.backward_input(gy, gx, start, w, plan.geometry)
+        return _checked_input_gradient(finite, gx, gy, w, start, C, plan)
     if depthwise_rows.applies(H, W, w.shape[1], w.shape[2], plan.stride, plan.padding, plan.dilation):
         depthwise_rows.backward_input(gy, gx, start, w, plan.stride[0])  # real zero padding: exact for inf and NaN
         return gx
@@ -757,7 +768,9 @@ def depthwise_backward_weight(x, gy, kernel_hw, stride=(1, 1), padding=(0, 0), d
     if gy.shape != (N, Cx, plan.OH, plan.OW):
         raise ValueError(f"gy {gy.shape} does not match x {x.shape} with kernel ({KH}, {KW}): "
                          f"expected {(N, Cx, plan.OH, plan.OW)}")
-    if depthwise_rows.applies_to_weight_gradient(H, W, KH, KW, plan.stride, plan.padding, plan.dilation):
+    if depthwise_dense.applies(H, W, plan.OH, plan.OW, KH, KW):
+        gw = depthwise_dense.backward_weight(x, gy, start, C, (KH, KW), plan.geometry)
+    elif depthwise_rows.applies_to_weight_gradient(H, W, KH, KW, plan.stride, plan.padding, plan.dilation):
         gw = depthwise_rows.backward_weight(x, gy, start, C, KH, plan.stride[0])
     else:
         gw = np.zeros((C, KH * KW), dtype=x.dtype)

@@ -444,9 +444,14 @@ def forward(x, y, c0, w, stride=1, epilogue=None):
     held an inf or a NaN (checked only with an epilogue: without one the result is the definition's, inf and
     NaN included)."""
     _kernels(w.shape[1], stride, *x.shape[2:]).forward(x, y, c0, _taps(w))
-    if epilogue is None:
-        return True
-    finite = np.ones(x.shape[0], dtype=np.bool_)
+    return True if epilogue is None else apply_epilogue(y, c0, epilogue)
+
+
+def apply_epilogue(y, c0, epilogue):
+    """y[:, c0 + c] = act(y[:, c0 + c] * coef[0, c] + coef[1, c]) in place for the C channels of coef, epilogue =
+    (coef (2, C), kind, consts) (``norm_act_numba.affine_act``). Returns False when an output plane held an inf or a
+    NaN before."""
+    finite = np.ones(y.shape[0], dtype=np.bool_)
     _epilogue_planes(y, c0, *epilogue, finite)
     return bool(finite.all())
 

@@ -79,6 +79,8 @@ def pointwise_backward_input(gy, w, out=None):
 
 
 _PARTIAL_ELEMENTS = 1 << 18  # (O, C) partial products made at once by pointwise_backward_weight: 1 MB of float32
+_GATHER_PIXELS = 16  # on planes of at most this many pixels, pointwise_backward_weight gathers images side by side
+_GATHER_DEPTH = 256  # ... this many columns (images x pixels) per product
 
 
 def pointwise_backward_weight(x, gy):
@@ -89,6 +91,13 @@ def pointwise_backward_weight(x, gy):
     (as many as fit in _PARTIAL_ELEMENTS, at most 32), which are then summed: one NumPy
     call per image instead kept the threads waiting for each other's Python loop (the 1x1
     convolutions' share of a step: ``python benchmarks/train_step.py --profile``).
+
+    On small planes (HW <= _GATHER_PIXELS: 4x4) each product has only HW terms per element
+    while its (O, C) result is large, so writing and summing the partial products costs
+    more than the products: there the images of a group are copied side by side, gy's as
+    (O, g*HW) and x's as (C, g*HW), and ONE product with g*HW terms per element
+    (_GATHER_DEPTH) makes the group's sum. (On 8x8 planes and larger the copies cost about
+    what they save: ``python benchmarks/small_planes.py``.)
     """
     n, c, h, width = x.shape
     o = gy.shape[1]
@@ -96,14 +105,24 @@ def pointwise_backward_weight(x, gy):
         return gy.reshape(n, o).T @ x.reshape(n, c)
     x3, g3 = x.reshape(n, c, h * width), gy.reshape(n, o, h * width)
     dtype = np.result_type(x, gy)
+    gather = h * width <= _GATHER_PIXELS
+    if gather:
+        group = max(1, _GATHER_DEPTH // (h * width))
+    else:
+        group = max(1, min(32, _PARTIAL_ELEMENTS // (o * c)))
 
-    group = max(1, min(32, _PARTIAL_ELEMENTS // (o * c)))
+    def group_sum(first, last):
+        """sum over images first .. last - 1 of gy[i] @ x[i]^T."""
+        if gather:  # the group's images side by side: (O, g*HW) @ (g*HW, C), ONE product
+            g_cols = g3[first:last].transpose(1, 0, 2).reshape(o, -1)
+            x_cols = x3[first:last].transpose(1, 0, 2).reshape(c, -1)
+            return g_cols @ x_cols.T
+        return np.matmul(g3[first:last], x3[first:last].transpose(0, 2, 1)).sum(axis=0)
 
     def chunk(start, stop):
         gw = np.zeros((o, c), dtype=dtype)
         for first in range(start, stop, group):
-            last = min(stop, first + group)
-            gw += np.matmul(g3[first:last], x3[first:last].transpose(0, 2, 1)).sum(axis=0)
+            gw += group_sum(first, min(stop, first + group))
         return gw
 
     return sum(threads.run_chunks(chunk, n, _min_chunk((c + o) * h * width)))

@@ -135,9 +135,10 @@ def test_matches_torch(case, dtype):
 
 
 def _output_hw(case):
-    N, C, H, W, (KH, KW), stride, padding, dilation = case
-    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
-    return (H + 2 * ph - dh * (KH - 1) - 1) // sh + 1, (W + 2 * pw - dw * (KW - 1) - 1) // sw + 1
+    from minimix.kernels.geometry import output_size
+
+    N, C, H, W, kernel, stride, padding, dilation = case
+    return tuple(output_size(*axis) for axis in zip((H, W), kernel, _pair(stride), _pair(padding), _pair(dilation)))
 
 
 DENSE_CASES = [c for c in CASES if depthwise_dense.applies(c[2], c[3], *_output_hw(c), *c[4])]
@@ -397,7 +398,7 @@ def test_stride2_per_block_equals_the_whole_layer_canvas(N, Cx, H, W, c0, C, k, 
     phase planes of gx get no tap) and batches that are not a multiple of the four images per sweep. The
     public functions are held to the flat sweeps here (``depthwise_rows``, which they use for most of these
     planes, sums in another order and is compared with torch above, as is ``depthwise_dense``, which they use for
-    planes of 16 pixels or less)."""
+    kernels from 5x5 on onto 4x4 planes)."""
     monkeypatch.setattr(depthwise_rows, "applies", lambda *geometry: False)
     monkeypatch.setattr(depthwise_dense, "applies", lambda *geometry: False)
     from minimix.kernels.depthwise_numba import _NO_PIXELS, _epilogue, _phases_stride2, _plan, _shifted_sum, \

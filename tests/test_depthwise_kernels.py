@@ -186,12 +186,16 @@ def test_dense_kernels_are_tested():
 
 
 def test_dense_matrix_of_a_row_kernel():
-    """A (P, Q) = sum_t w[t] * S_t, with y = x @ A: for a 1x3 kernel with padding 1 on a row of 3 pixels,
-    y[p] = w0 * x[p-1] + w1 * x[p] + w2 * x[p+1], so column p of A holds w0, w1, w2 in rows p-1, p, p+1."""
+    """A (P, Q) with A[q, p] = w[tap[q, p]] and y = x @ A: for a 1x3 kernel with padding 1 on a row of 3 pixels,
+    y[p] = w0 * x[p-1] + w1 * x[p] + w2 * x[p+1], so column p of A holds w0, w1, w2 in rows p-1, p, p+1 (tap 3:
+    no tap, a zero); the weight gradient adds up the entries of G = x^T gy that each tap links."""
     w = np.array([[[2.0, 3.0, 5.0]]])  # w0, w1, w2
-    S = depthwise_dense.links(1, 3, 1, 3, (1, 1), (0, 1), (1, 1), np.dtype(np.float64))
-    assert S.shape == (3, 3, 3) and not S.flags.writeable
-    A = depthwise_dense._matrices(w, S)[0]
+    L = depthwise_dense.links(1, 3, 1, 3, (1, 1), (0, 1), (1, 1))
+    np.testing.assert_array_equal(L.tap, [[1, 0, 3],
+                                          [2, 1, 0],
+                                          [3, 2, 1]])
+    assert not L.tap.flags.writeable and list(L.present) == [0, 1, 2] and list(L.order) == [1, 5, 0, 4, 8, 3, 7]
+    A = depthwise_dense._matrices(w, L.tap)[0]
     np.testing.assert_array_equal(A, [[3.0, 2.0, 0.0],
                                       [5.0, 3.0, 2.0],
                                       [0.0, 5.0, 3.0]])
@@ -199,6 +203,9 @@ def test_dense_matrix_of_a_row_kernel():
     y = np.full((1, 1, 1, 3), np.nan)
     assert depthwise_dense.forward(x, y, 0, w, ((1, 1), (0, 1), (1, 1)))
     np.testing.assert_array_equal(y, [[[[3 + 50, 2 + 30 + 500, 20 + 300]]]])
+    gy = np.array([[[[1.0, 2.0, 4.0]]]])  # dL/dw0 = x[0] gy[1] + x[1] gy[2], dL/dw1 = x . gy, dL/dw2 = x[1] gy[0] + x[2] gy[1]
+    gw = depthwise_dense.backward_weight(x, gy, 0, 1, (1, 3), ((1, 1), (0, 1), (1, 1)))
+    np.testing.assert_array_equal(gw, [[[2 + 40, 1 + 20 + 400, 10 + 200]]])
 
 
 def test_row_kernels_module_is_generated_once_and_reused():

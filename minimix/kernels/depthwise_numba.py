@@ -503,7 +503,6 @@ class _Plan:
 
     def __init__(self, H, W, KH, KW, stride, padding, dilation):
         self.stride, self.padding, self.dilation = stride, padding, dilation
-        self.geometry = (stride, padding, dilation)
         (self.sh, self.sw), (ph, pw), (dh, dw) = stride, padding, dilation
         if min(self.sh, self.sw, dh, dw, KH, KW) < 1 or min(ph, pw) < 0:
             raise ValueError(f"need kernel, stride, dilation >= 1 and padding >= 0; got kernel ({KH}, {KW}), "
@@ -534,6 +533,11 @@ class _Plan:
         self.taps_by_phase = np.argsort(self.tap_phase, kind="stable")
         self.phase_parts = np.searchsorted(self.tap_phase[self.taps_by_phase], np.arange(self.sh * self.sw + 1))
         self.in_place_output = (self.OH, self.OW) == (self.Hc, self.Wc)
+
+    @property
+    def geometry(self):
+        """(stride, padding, dilation): what ``depthwise_dense`` takes."""
+        return self.stride, self.padding, self.dilation
 
     def block(self, C):
         """Channels per parallel block: whole planes, about _BLOCK_ELEMENTS elements in all but

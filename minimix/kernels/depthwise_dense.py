@@ -26,8 +26,7 @@ stride-2 layer from 8x8 to 4x4, where the row kernels do 25 or more taps on rows
 where; with a 3x3 kernel the other kernels do as well). Threads: ``threads.run_chunks`` gives each thread a
 range of channels; each channel is one product, so the numbers do not depend on the thread count. (An earlier
 version built A as a matrix product, w (C, T) @ S (T, P*Q) with S the 0/1 matrix of the pairs each tap links,
-and the weight gradient as G @ S^T: the same numbers from mostly zeros, on one thread, several milliseconds
-per training step.)
+and the weight gradient as G @ S^T: products whose terms are mostly zero, and on one thread.)
 
 Values. A zero of A_c still multiplies its input: an inf or a NaN in x reaches every output of its plane as
 NaN, where the definition reads zero padding. The
@@ -78,6 +77,7 @@ class Links(NamedTuple):
 
 
 def _read_only(*arrays):
+    """The arrays, marked read-only (``links`` shares them between calls)."""
     for a in arrays:
         a.flags.writeable = False
     return arrays

@@ -208,6 +208,24 @@ def test_dense_matrix_of_a_row_kernel():
     np.testing.assert_array_equal(gw, [[[2 + 40, 1 + 20 + 400, 10 + 200]]])
 
 
+def test_dense_kernels_where_every_tap_reads_padding():
+    """A 1x1 plane, a 5x5 kernel with dilation 2, padding 5, stride 3: the one output pixel's taps read rows and
+    columns -5, -3, -1, 1, 3, all padding. No pair of pixels is linked (``links`` has nothing to sum for the weight
+    gradient), and by the definition the output, dL/dx and dL/dw are all zero."""
+    geometry = ((3, 3), (5, 5), (2, 2))
+    L = depthwise_dense.links(1, 1, 5, 5, *geometry)
+    assert L.tap.shape == (1, 1) and L.tap[0, 0] == 25 and L.order.size == 0 and L.present.size == 0
+    assert depthwise_dense.applies(1, 1, 1, 1, 5, 5)
+    rng = np.random.default_rng(0)
+    x, w, gy = (rng.standard_normal(shape) for shape in ((2, 3, 1, 1), (3, 5, 5), (2, 3, 1, 1)))
+    y, gx = np.full((2, 3, 1, 1), np.nan), np.full((2, 3, 1, 1), np.nan)
+    assert depthwise_dense.forward(x, y, 0, w, geometry) and depthwise_dense.backward_input(gy, gx, 0, w, geometry)
+    np.testing.assert_array_equal(y, 0.0)
+    np.testing.assert_array_equal(gx, 0.0)
+    np.testing.assert_array_equal(depthwise_dense.backward_weight(x, gy, 0, 3, (5, 5), geometry), 0.0)
+    np.testing.assert_array_equal(depthwise_forward(x, w, *geometry), 0.0)  # the public function takes this path
+
+
 def test_row_kernels_module_is_generated_once_and_reused():
     """The generated source is written once (its file name carries a hash of the source) and imported from
     that file, so Numba's cache can find it again in the next process; stride 1 has one module for all heights."""

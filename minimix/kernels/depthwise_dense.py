@@ -150,7 +150,6 @@ def backward_weight(x, gy, c0, C, kernel_hw, geometry):
     G = np.empty((C, *L.tap.shape), dtype=x.dtype)  # G[c] = sum over n of outer(x[n, c], gy[n, c])
     _products(_by_channel(x, c0, C).transpose(0, 2, 1), _by_channel(gy, c0, C), G)
     gw = np.zeros((C, kernel_hw[0] * kernel_hw[1]), dtype=x.dtype)
-    if L.order.size:  # (no pair linked at all: every tap reads only padding, gw = 0)
-        with np.errstate(invalid="ignore", over="ignore"):  # quietly: the caller checks
-            gw[:, L.present] = np.add.reduceat(G.reshape(C, -1)[:, L.order], L.starts, axis=1)
+    with np.errstate(invalid="ignore", over="ignore"):  # quietly: the caller checks
+        gw[:, L.present] = np.add.reduceat(G.reshape(C, -1)[:, L.order], L.starts, axis=1)  # taps linking no pair: 0
     return gw.reshape(C, *kernel_hw)
